@@ -1,0 +1,382 @@
+//! Reading the input: files, directories and stdin become an [`Inventory`] of resources,
+//! kustomization files and suppressions, each tied to its file and byte range.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::kustomize::{self, KustomizeFile};
+use crate::model::FluxObject;
+use crate::suppress::{self, Suppression};
+use crate::yaml::{self, LineIndex, Node, Span};
+
+/// Largest file read (bytes). Larger files are reported, not read: no Kubernetes manifest
+/// comes near it, and it bounds memory.
+pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+pub struct SourceFile {
+    /// The path as the user gave or walked it (what diagnostics print).
+    pub path: String,
+    /// The path relative to the repository root (for Flux `spec.path` and kustomize references).
+    pub rel: PathBuf,
+    pub text: String,
+    pub lines: LineIndex,
+    pub suppressions: Vec<Suppression>,
+    /// False for files loaded only as context (to resolve namespaces), not to be reported on.
+    pub reported: bool,
+}
+
+/// A Kubernetes object found in the input.
+pub struct Resource {
+    pub file: usize,
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub declared_namespace: Option<String>,
+    /// Set for Flux kinds.
+    pub flux: Option<FluxObject>,
+    /// The document (or `List` item) the resource is, and where its first field starts:
+    /// comments between the two are document-level suppressions.
+    pub span: Span,
+    pub header: Span,
+}
+
+/// A file that could not be read or parsed, located.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InputError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+#[derive(Default)]
+pub struct Inventory {
+    pub root: Option<PathBuf>,
+    pub files: Vec<SourceFile>,
+    pub resources: Vec<Resource>,
+    pub kustomize_files: Vec<KustomizeFile>,
+    pub errors: Vec<InputError>,
+}
+
+/// What one file yields, before it gets its index in the inventory.
+struct ParsedFile {
+    file: Option<SourceFile>,
+    resources: Vec<Resource>,
+    kustomize: Option<KustomizeFile>,
+    error: Option<InputError>,
+}
+
+impl Inventory {
+    /// Loads files and directories. When they lie inside a Git repository, the rest of the
+    /// repository is loaded as context (a file's namespace may come from a kustomization.yaml
+    /// or a Flux Kustomization elsewhere) but only the given paths are reported on.
+    pub fn load(paths: &[PathBuf]) -> Inventory {
+        let root = paths.first().map(|p| repository_root(p));
+        let mut inventory = Inventory {
+            root: root.clone(),
+            ..Inventory::default()
+        };
+        let mut wanted: Vec<(PathBuf, bool)> = Vec::new();
+        for path in paths {
+            if !path.exists() {
+                inventory.errors.push(InputError {
+                    file: path.display().to_string(),
+                    line: 0,
+                    column: 0,
+                    message: "no such file or directory".into(),
+                });
+                continue;
+            }
+            walk(path, &mut |p| wanted.push((p, true)));
+        }
+        if let Some(root) = root.as_ref().filter(|r| r.join(".git").exists()) {
+            let given: Vec<PathBuf> = paths.iter().filter_map(|p| p.canonicalize().ok()).collect();
+            let covers_root = given
+                .iter()
+                .any(|g| root.canonicalize().is_ok_and(|r| &r == g));
+            if !covers_root {
+                walk(root, &mut |p| {
+                    let canonical = p.canonicalize().unwrap_or_else(|_| p.clone());
+                    if !given.iter().any(|g| canonical.starts_with(g)) {
+                        wanted.push((p, false));
+                    }
+                });
+            }
+        }
+        let parsed = parse_in_parallel(&wanted, root.as_deref());
+        for item in parsed {
+            inventory.add(item);
+        }
+        inventory
+    }
+
+    /// Loads one in-memory text (stdin, tests, admission reviews rendered as YAML).
+    pub fn from_text(name: &str, text: String) -> Inventory {
+        let mut inventory = Inventory::default();
+        inventory.add(parse_text(name.to_owned(), PathBuf::from(name), text, true));
+        inventory
+    }
+
+    /// Adds a text as if it were a file at `rel` under the root (tests build repositories so).
+    pub fn add_text(&mut self, rel: &str, text: String) {
+        self.add(parse_text(rel.to_owned(), PathBuf::from(rel), text, true));
+    }
+
+    fn add(&mut self, parsed: ParsedFile) {
+        if let Some(error) = parsed.error {
+            self.errors.push(error);
+        }
+        let Some(file) = parsed.file else { return };
+        let index = self.files.len();
+        self.files.push(file);
+        self.resources
+            .extend(parsed.resources.into_iter().map(|mut r| {
+                r.file = index;
+                r
+            }));
+        if let Some(mut k) = parsed.kustomize {
+            k.file = index;
+            self.kustomize_files.push(k);
+        }
+    }
+}
+
+/// The nearest ancestor holding `.git`, else the directory itself (or a file's directory).
+fn repository_root(path: &Path) -> PathBuf {
+    let start = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    let absolute = start.canonicalize().unwrap_or_else(|_| start.clone());
+    for dir in absolute.ancestors() {
+        if dir.join(".git").exists() {
+            // Keep the user's spelling when the given path already is the root.
+            return if dir == absolute {
+                start
+            } else {
+                dir.to_path_buf()
+            };
+        }
+    }
+    start
+}
+
+fn is_manifest(path: &Path) -> bool {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    matches!(ext, "yaml" | "yml" | "json") || kustomize::is_kustomization_file(path)
+}
+
+/// Calls `found` for every manifest under `path` (or `path` itself when a file), in a stable
+/// order, skipping hidden entries (`.git`) and what `.gitignore` excludes.
+fn walk(path: &Path, found: &mut dyn FnMut(PathBuf)) {
+    if path.is_file() {
+        found(path.to_path_buf());
+        return;
+    }
+    let walker = ignore::WalkBuilder::new(path)
+        .require_git(false)
+        .sort_by_file_name(|a, b| a.cmp(b))
+        .build();
+    for entry in walker.flatten() {
+        if entry.file_type().is_some_and(|t| t.is_file()) && is_manifest(entry.path()) {
+            found(entry.into_path());
+        }
+    }
+}
+
+fn parse_in_parallel(paths: &[(PathBuf, bool)], root: Option<&Path>) -> Vec<ParsedFile> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(paths.len().max(1));
+    let next = AtomicUsize::new(0);
+    let mut slots: Vec<Option<ParsedFile>> = (0..paths.len()).map(|_| None).collect();
+    let results: Vec<Vec<(usize, ParsedFile)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((path, reported)) = paths.get(i) else {
+                            break;
+                        };
+                        done.push((i, read_and_parse(path, root, *reported)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    for (i, parsed) in results.into_iter().flatten() {
+        slots[i] = Some(parsed);
+    }
+    slots.into_iter().flatten().collect()
+}
+
+fn read_and_parse(path: &Path, root: Option<&Path>, reported: bool) -> ParsedFile {
+    let display = path.display().to_string();
+    let rel = root
+        .and_then(|r| path.strip_prefix(r).ok())
+        .map_or_else(|| path.to_path_buf(), Path::to_path_buf);
+    let fail = |line, column, message: String| ParsedFile {
+        file: None,
+        resources: Vec::new(),
+        kustomize: None,
+        error: Some(InputError {
+            file: display.clone(),
+            line,
+            column,
+            message,
+        }),
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() > MAX_FILE_BYTES => {
+            return fail(
+                0,
+                0,
+                format!(
+                    "file is {} bytes, over the {MAX_FILE_BYTES}-byte limit",
+                    m.len()
+                ),
+            );
+        }
+        Err(e) => return fail(0, 0, format!("cannot read: {e}")),
+        Ok(_) => {}
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return fail(0, 0, format!("cannot read: {e}")),
+    };
+    match decode(bytes) {
+        Ok(text) => parse_text(display, rel, text, reported),
+        Err((line, column, message)) => fail(line, column, message),
+    }
+}
+
+/// UTF-8 text, or the position of the first invalid byte.
+pub fn decode(bytes: Vec<u8>) -> Result<String, (usize, usize, String)> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
+        let index = LineIndex::new(&prefix);
+        let (line, column) = index.position(&prefix, valid);
+        (
+            line,
+            column,
+            "invalid UTF-8; manifests must be UTF-8 text".to_owned(),
+        )
+    })
+}
+
+fn parse_text(display: String, rel: PathBuf, text: String, reported: bool) -> ParsedFile {
+    let lines = LineIndex::new(&text);
+    let is_kustomization = kustomize::is_kustomization_file(&rel);
+    let mut resources = Vec::new();
+    let mut kustomize = None;
+    let dir = rel.parent().map(Path::to_path_buf).unwrap_or_default();
+    let loaded = yaml::load_documents(&text, |doc| {
+        if is_kustomization {
+            if kustomize.is_none() {
+                kustomize = Some(KustomizeFile::from_node(0, dir.clone(), &doc.root));
+            }
+            return;
+        }
+        collect_resources(doc.root, doc.span.start, &mut resources);
+    });
+    let error = loaded.err().map(|e| {
+        let (line, column) = lines.position(&text, e.offset);
+        InputError {
+            file: display.clone(),
+            line,
+            column,
+            message: e.message,
+        }
+    });
+    let suppressions = suppress::parse(&text, &lines);
+    ParsedFile {
+        file: Some(SourceFile {
+            path: display,
+            rel,
+            text,
+            lines,
+            suppressions,
+            reported,
+        }),
+        resources,
+        kustomize,
+        error,
+    }
+}
+
+/// A document is one resource, or a `List` of them; anything without `kind` is not a resource.
+fn collect_resources(root: Node, doc_start: usize, out: &mut Vec<Resource>) {
+    let kind = root.get("kind").and_then(Node::as_str).unwrap_or("");
+    if kind == "List" || kind.ends_with("List") && root.get("items").is_some() {
+        if let Some(yaml::Value::Map(entries)) = Some(root.value) {
+            for (key, items) in entries {
+                if key.as_scalar() != Some("items") {
+                    continue;
+                }
+                if let yaml::Value::Seq(items) = items.value {
+                    for item in items {
+                        let start = item.span.start;
+                        collect_resources(item, start, out);
+                    }
+                }
+            }
+        }
+        return;
+    }
+    let Some(api_version) = root
+        .get("apiVersion")
+        .and_then(Node::as_str)
+        .map(str::to_owned)
+    else {
+        return;
+    };
+    if kind.is_empty() {
+        return;
+    }
+    let metadata = root.get("metadata");
+    let name = metadata
+        .and_then(|m| m.get("name"))
+        .and_then(Node::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let declared_namespace = metadata
+        .and_then(|m| m.get("namespace"))
+        .and_then(Node::as_str)
+        .map(str::to_owned);
+    let span = Span {
+        start: doc_start,
+        end: root.span.end,
+    };
+    let header = Span {
+        start: doc_start,
+        end: root.span.start,
+    };
+    let kind = kind.to_owned();
+    let flux = FluxObject::from_node(root);
+    out.push(Resource {
+        file: 0,
+        api_version,
+        kind,
+        name,
+        declared_namespace,
+        flux,
+        span,
+        header,
+    });
+}

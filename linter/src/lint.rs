@@ -1,0 +1,222 @@
+//! The linting pipeline: inventory → effective namespaces → rules → located diagnostics.
+
+use std::collections::HashSet;
+
+use crate::diagnostic::{Diagnostic, Finding, Severity};
+use crate::input::{InputError, Inventory, SourceFile};
+use crate::model::EffectiveNamespace;
+use crate::policy::Policy;
+use crate::rules::{self, Context, SUPPRESSION_WITHOUT_REASON, Subject};
+use crate::yaml::Span;
+
+/// A Flux object whose namespace cannot be known offline; namespace rules skipped it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unresolved {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub object: String,
+    pub reason: String,
+}
+
+pub struct Report {
+    pub inventory: Inventory,
+    pub diagnostics: Vec<Diagnostic>,
+    pub unresolved: Vec<Unresolved>,
+    /// Flux objects judged (in at least one known namespace).
+    pub objects_checked: usize,
+}
+
+impl Report {
+    pub fn errors(&self) -> &[InputError] {
+        &self.inventory.errors
+    }
+
+    /// 0 clean (warnings allowed), 1 a deny-severity finding, 2 an input error.
+    pub fn exit_code(&self) -> i32 {
+        if !self.inventory.errors.is_empty() {
+            2
+        } else if self
+            .diagnostics
+            .iter()
+            .any(|d| d.finding.severity == Severity::Deny)
+        {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
+    let namespaces = crate::resolve::effective_namespaces(&inventory);
+    let declared_service_accounts = declared_service_accounts(&inventory, &namespaces);
+    let cx = Context {
+        policy,
+        declared_service_accounts: &declared_service_accounts,
+        trust_explicit_service_accounts: false,
+    };
+
+    let mut diagnostics = Vec::new();
+    let mut unresolved = Vec::new();
+    let mut objects_checked = 0;
+    for (resource, candidates) in inventory.resources.iter().zip(&namespaces) {
+        let file = &inventory.files[resource.file];
+        let Some(object) = resource.flux.as_ref().filter(|_| file.reported) else {
+            continue;
+        };
+        let mut seen: HashSet<(&'static str, Span, String)> = HashSet::new();
+        let mut checked = false;
+        for candidate in candidates {
+            match candidate {
+                EffectiveNamespace::Known { name, origin } => {
+                    checked = true;
+                    let subject = Subject {
+                        object,
+                        namespace: name,
+                        origin,
+                    };
+                    for finding in rules::check_object(&subject, &cx) {
+                        if seen.insert((finding.code, finding.span, finding.message.clone())) {
+                            let mut diagnostic = locate(file, finding);
+                            diagnostic.object =
+                                Some(format!("{}/{}/{}", object.kind, name, object.name));
+                            diagnostic.namespace_origin = Some(origin.describe());
+                            diagnostics.push(diagnostic);
+                        }
+                    }
+                }
+                EffectiveNamespace::Unknown { reason } => {
+                    let (line, column) = file.lines.position(&file.text, object.root.span.start);
+                    unresolved.push(Unresolved {
+                        file: file.path.clone(),
+                        line,
+                        column,
+                        object: object.display_name(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+        objects_checked += usize::from(checked);
+    }
+    for kustomization in &inventory.kustomize_files {
+        let file = &inventory.files[kustomization.file];
+        if file.reported {
+            diagnostics.extend(
+                rules::check_kustomize(kustomization, &cx)
+                    .into_iter()
+                    .map(|f| locate(file, f)),
+            );
+        }
+    }
+    diagnostics.retain(|d| !is_suppressed(&inventory, d));
+    diagnostics.extend(invalid_suppressions(&inventory, policy));
+    diagnostics.sort_by(|a, b| {
+        (&a.file, a.line, a.column, a.finding.code).cmp(&(
+            &b.file,
+            b.line,
+            b.column,
+            b.finding.code,
+        ))
+    });
+    Report {
+        inventory,
+        diagnostics,
+        unresolved,
+        objects_checked,
+    }
+}
+
+/// ServiceAccounts of the input, in every namespace they would be created in.
+fn declared_service_accounts(
+    inventory: &Inventory,
+    namespaces: &[Vec<EffectiveNamespace>],
+) -> HashSet<(String, String)> {
+    let mut found = HashSet::new();
+    for (resource, candidates) in inventory.resources.iter().zip(namespaces) {
+        if resource.kind != "ServiceAccount" || resource.api_version != "v1" {
+            continue;
+        }
+        for candidate in candidates {
+            if let EffectiveNamespace::Known { name, .. } = candidate {
+                found.insert((name.clone(), resource.name.clone()));
+            }
+        }
+    }
+    found
+}
+
+/// Places a finding in its file.
+fn locate(file: &SourceFile, finding: Finding) -> Diagnostic {
+    let (line, column) = file.lines.position(&file.text, finding.span.start);
+    let (end_line, end_column) = file
+        .lines
+        .position(&file.text, finding.span.end.max(finding.span.start));
+    Diagnostic {
+        finding,
+        file: file.path.clone(),
+        line,
+        column,
+        end_line,
+        end_column,
+        object: None,
+        namespace_origin: None,
+    }
+}
+
+fn is_suppressed(inventory: &Inventory, diagnostic: &Diagnostic) -> bool {
+    let Some((index, file)) = inventory
+        .files
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.path == diagnostic.file)
+    else {
+        return false;
+    };
+    if file.suppressions.is_empty() {
+        return false;
+    }
+    let offset = diagnostic.finding.span.start;
+    let document = inventory
+        .resources
+        .iter()
+        .find(|r| r.file == index && r.span.start <= offset && offset <= r.span.end);
+    file.suppressions
+        .iter()
+        .filter(|s| s.is_valid() && s.covers(diagnostic.finding.code))
+        .any(|s| {
+            s.target_line == diagnostic.line
+                || (s.own_line
+                    && document.is_some_and(|d| {
+                        d.header.start <= s.span.start && s.span.start < d.header.end
+                    }))
+        })
+}
+
+fn invalid_suppressions(inventory: &Inventory, policy: &Policy) -> Vec<Diagnostic> {
+    let meta = &SUPPRESSION_WITHOUT_REASON;
+    let severity = policy.severity(meta.code, meta.default_severity);
+    if severity == Severity::Off {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for file in inventory.files.iter().filter(|f| f.reported) {
+        for suppression in file.suppressions.iter().filter(|s| !s.is_valid()) {
+            let missing = if suppression.codes.is_empty() {
+                "names no rule code"
+            } else {
+                "gives no reason"
+            };
+            let mut finding = meta.finding(
+                String::new(),
+                suppression.span,
+                format!("this fluxfence:ignore comment {missing}, so it silences nothing"),
+                "write `# fluxfence:ignore FF101 -- why this exception is safe`".into(),
+            );
+            finding.severity = severity;
+            out.push(locate(file, finding));
+        }
+    }
+    out
+}

@@ -1,0 +1,159 @@
+//! The `fluxfence` command line: lint Flux manifests for multi-tenancy before they land.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use fluxfence::output::{self, Format};
+use fluxfence::{Inventory, Policy, rules};
+
+#[derive(Parser)]
+#[command(
+    name = "fluxfence",
+    version,
+    about = "Enforce Flux v2 multi-tenancy before it reaches the cluster"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Lint manifests: files, directories (recursive, .gitignore-aware) or `-` for stdin.
+    Lint(LintArgs),
+    /// List every rule.
+    Rules,
+    /// Explain one rule (by code or name), e.g. `fluxfence rule FF101`.
+    Rule { code: String },
+    /// Print the Flux kinds and API versions fluxfence judges, as JSON.
+    Kinds,
+}
+
+#[derive(clap::Args)]
+struct LintArgs {
+    /// Paths to lint; `-` reads manifests from stdin. Default: the current directory.
+    paths: Vec<PathBuf>,
+    /// Policy file. Default: `.fluxfence.yaml` at the repository root, else the built-in
+    /// Azure `multiTenancy.enforce=true` policy.
+    #[arg(long, env = "FLUXFENCE_POLICY")]
+    policy: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text, env = "FLUXFENCE_FORMAT")]
+    format: Format,
+    /// List the objects whose namespace cannot be known offline.
+    #[arg(long)]
+    show_unresolved: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Lint(args) => lint(args),
+        Command::Rules => {
+            let mut out = String::new();
+            for rule in rules::ALL {
+                let meta = rule.meta();
+                let fix = if meta.fixable { "fix" } else { "   " };
+                out.push_str(&format!(
+                    "{}  {:<34} {:<5} {fix}  {}\n",
+                    meta.code,
+                    meta.name,
+                    meta.default_severity.as_str(),
+                    meta.summary
+                ));
+            }
+            print(&out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rule { code } => {
+            let Some(rule) = rules::by_code(&code) else {
+                anyhow::bail!("no rule `{code}`; `fluxfence rules` lists them");
+            };
+            let meta = rule.meta();
+            print(&format!(
+                "# {} {}\n\n{}\n\nDefault severity: {}. Fixable: {}.\n\n{}",
+                meta.code,
+                meta.name,
+                meta.summary,
+                meta.default_severity.as_str(),
+                if meta.fixable { "yes" } else { "no" },
+                meta.doc
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Kinds => {
+            print(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(fluxfence::kinds::FLUX_KINDS)?
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn lint(args: LintArgs) -> anyhow::Result<ExitCode> {
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.paths
+    };
+    let inventory = if paths.iter().any(|p| p == Path::new("-")) {
+        anyhow::ensure!(
+            paths.len() == 1,
+            "`-` (stdin) cannot be combined with other paths"
+        );
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading stdin")?;
+        match fluxfence::input::decode(bytes) {
+            Ok(text) => Inventory::from_text("<stdin>", text),
+            Err((line, column, message)) => anyhow::bail!("<stdin>:{line}:{column}: {message}"),
+        }
+    } else {
+        Inventory::load(&paths)
+    };
+    let policy = load_policy(args.policy.as_deref(), inventory.root.as_deref())?;
+    let report = fluxfence::lint(inventory, &policy);
+    print(&output::render(&report, args.format, args.show_unresolved))?;
+    Ok(ExitCode::from(
+        u8::try_from(report.exit_code()).unwrap_or(2),
+    ))
+}
+
+fn load_policy(explicit: Option<&Path>, root: Option<&Path>) -> anyhow::Result<Policy> {
+    if let Some(path) = explicit {
+        return Ok(Policy::load(path)?);
+    }
+    let discovered = root
+        .map(|r| r.join(".fluxfence.yaml"))
+        .filter(|p| p.is_file());
+    match discovered {
+        Some(path) => Ok(Policy::load(&path)?),
+        None => Ok(Policy::azure_default()),
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}

@@ -1,0 +1,391 @@
+//! The policy: which namespaces are tenants, which service accounts exist, what is exempt, and
+//! how severe each rule is.
+//!
+//! A policy is YAML. It is parsed with the span-aware loader so that an invalid policy is
+//! reported with file, line, column and the reason — never replaced by a silent default.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diagnostic::Severity;
+use crate::yaml::{self, LineIndex, Node};
+
+/// The built-in policy: Azure's `microsoft.flux` with `multiTenancy.enforce=true`.
+pub const DEFAULT_POLICY_YAML: &str = include_str!("../../policies/default.yaml");
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Policy {
+    /// Optional, for readers: `fluxfence.dev/v1alpha1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The Azure switch: `false` turns every tenancy rule off.
+    #[serde(default = "default_true")]
+    pub enforce: bool,
+    /// Where `fluxfence fix` moves Flux objects (the GitOps configuration's namespace).
+    #[serde(default = "default_config_namespace")]
+    pub config_namespace: String,
+    /// The service account the controllers impersonate when `spec.serviceAccountName` is empty
+    /// (`--default-service-account`). `None` means the controllers run as themselves.
+    #[serde(default)]
+    pub default_service_account: Option<DefaultServiceAccount>,
+    /// Namespaces of the platform's own, cluster-admin configurations: no tenancy rule applies.
+    #[serde(default)]
+    pub exempt_namespaces: Vec<String>,
+    /// Service accounts that exist in the cluster besides those declared in the linted input.
+    #[serde(default)]
+    pub service_accounts: Vec<NamespacedName>,
+    #[serde(default)]
+    pub tenants: Vec<Tenant>,
+    #[serde(default)]
+    pub shared_sources: Vec<SharedSource>,
+    /// Per-rule severity overrides, by code (`FF110: deny`).
+    #[serde(default)]
+    pub rules: BTreeMap<String, Severity>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DefaultServiceAccount {
+    pub name: String,
+    /// The namespaces where the platform creates it (Azure: the configuration namespace only).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct NamespacedName {
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Tenant {
+    pub name: String,
+    /// Namespace patterns (`*` matches any run of characters) that belong to this tenant.
+    pub namespaces: Vec<String>,
+    /// Service accounts the tenant's objects may impersonate. Empty: any that exists.
+    #[serde(default)]
+    pub service_accounts: Vec<String>,
+    /// Namespace patterns the tenant may deploy into. The tenant's own namespaces always count.
+    #[serde(default)]
+    pub target_namespaces: Vec<String>,
+    /// URL prefixes the tenant's sources may fetch from. Empty: any URL.
+    #[serde(default)]
+    pub source_urls: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SharedSource {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// Tenant names allowed to reference it; `*` or empty: every tenant.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_config_namespace() -> String {
+    "cluster-config".to_owned()
+}
+
+/// An invalid policy, located.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}:{line}:{column}: invalid policy: {message}")]
+pub struct PolicyError {
+    pub path: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl Policy {
+    /// The built-in default policy.
+    pub fn azure_default() -> Policy {
+        // The embedded file is tested to parse (see tests); fall back to the same values
+        // written out rather than panicking if that ever regresses.
+        Policy::parse(DEFAULT_POLICY_YAML, "<default policy>").unwrap_or_else(|_| Policy {
+            api_version: None,
+            kind: None,
+            enforce: true,
+            config_namespace: default_config_namespace(),
+            default_service_account: Some(DefaultServiceAccount {
+                name: "flux-applier".into(),
+                namespaces: vec![default_config_namespace()],
+            }),
+            exempt_namespaces: vec!["flux-system".into()],
+            service_accounts: Vec::new(),
+            tenants: Vec::new(),
+            shared_sources: Vec::new(),
+            rules: BTreeMap::new(),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+            path: display.clone(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Policy::parse(&text, &display)
+    }
+
+    /// Parses policy YAML; errors carry the position of the offending field.
+    pub fn parse(text: &str, path: &str) -> Result<Policy, PolicyError> {
+        let index = LineIndex::new(text);
+        let at = |offset: usize, message: String| {
+            let (line, column) = index.position(text, offset);
+            PolicyError {
+                path: path.to_owned(),
+                line,
+                column,
+                message,
+            }
+        };
+        let mut docs = Vec::new();
+        yaml::load_documents(text, |d| docs.push(d)).map_err(|e| at(e.offset, e.message))?;
+        let root = match docs.len() {
+            1 => docs.remove(0).root,
+            0 => {
+                return Err(at(
+                    0,
+                    "the file is empty; write at least `enforce: true`".into(),
+                ));
+            }
+            _ => {
+                return Err(at(
+                    docs[1].span.start,
+                    "a policy is one YAML document, found several".into(),
+                ));
+            }
+        };
+        let json = root.to_json();
+        let policy: Policy = serde_path_to_error::deserialize(&json).map_err(|e| {
+            let message = e.inner().to_string();
+            // An unknown field is best shown at its key; anything else at the value.
+            let node = locate(&root, e.path(), message.starts_with("unknown field"));
+            at(node.span.start, format!("{}: {message}", e.path()))
+        })?;
+        policy.validate().map_err(|(pointer, message)| {
+            let node = locate_pointer(&root, &pointer, false);
+            at(node.span.start, message)
+        })?;
+        Ok(policy)
+    }
+
+    /// Checks what serde cannot: rule codes and patterns that mean something.
+    fn validate(&self) -> Result<(), (Vec<String>, String)> {
+        for code in self.rules.keys() {
+            if crate::rules::by_code(code).is_none() {
+                return Err((
+                    vec!["rules".into(), code.clone()],
+                    format!("unknown rule code `{code}`; `fluxfence rules` lists them"),
+                ));
+            }
+        }
+        for (i, tenant) in self.tenants.iter().enumerate() {
+            if tenant.namespaces.is_empty() {
+                return Err((
+                    vec!["tenants".into(), i.to_string(), "namespaces".into()],
+                    format!(
+                        "tenant `{}` has no namespaces; list at least one pattern",
+                        tenant.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The severity of `code` under this policy, given the rule's default.
+    pub fn severity(&self, code: &str, default: Severity) -> Severity {
+        self.rules.get(code).copied().unwrap_or(default)
+    }
+
+    pub fn is_exempt(&self, namespace: &str) -> bool {
+        self.exempt_namespaces
+            .iter()
+            .any(|p| glob_match(p, namespace))
+    }
+
+    /// The tenant owning `namespace`, when the policy names tenants.
+    pub fn tenant_of(&self, namespace: &str) -> Option<&Tenant> {
+        self.tenants
+            .iter()
+            .find(|t| t.namespaces.iter().any(|p| glob_match(p, namespace)))
+    }
+
+    /// Whether the platform provides service account `name` in `namespace`.
+    pub fn provides_service_account(&self, namespace: &str, name: &str) -> bool {
+        let default = self.default_service_account.as_ref().is_some_and(|sa| {
+            sa.name == name && sa.namespaces.iter().any(|p| glob_match(p, namespace))
+        });
+        default
+            || self
+                .service_accounts
+                .iter()
+                .any(|sa| sa.name == name && glob_match(&sa.namespace, namespace))
+    }
+
+    /// Whether a reference from `from_namespace` to a source is allowed as a shared source.
+    pub fn is_shared_source(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        from_namespace: &str,
+    ) -> bool {
+        let tenant = self.tenant_of(from_namespace).map(|t| t.name.as_str());
+        self.shared_sources.iter().any(|s| {
+            s.kind == kind
+                && s.namespace == namespace
+                && s.name == name
+                && (s.tenants.is_empty()
+                    || s.tenants
+                        .iter()
+                        .any(|t| t == "*" || Some(t.as_str()) == tenant))
+        })
+    }
+}
+
+/// Shell-style matching with `*` only — what namespace patterns need.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let Some((head, rest)) = pattern.split_once('*') else {
+        return pattern == text;
+    };
+    let Some(mut remaining) = text.strip_prefix(head) else {
+        return false;
+    };
+    let mut parts: Vec<&str> = rest.split('*').collect();
+    let last = parts.pop().unwrap_or("");
+    for part in parts {
+        match remaining.find(part) {
+            Some(i) => remaining = &remaining[i + part.len()..],
+            None => return false,
+        }
+    }
+    remaining.len() >= last.len() && remaining.ends_with(last)
+}
+
+/// The deepest node of `root` along a serde error path (best effort: stops where it can't go).
+fn locate<'a>(root: &'a Node, path: &serde_path_to_error::Path, at_key: bool) -> &'a Node {
+    let keys: Vec<String> = path
+        .iter()
+        .map(|segment| match segment {
+            serde_path_to_error::Segment::Seq { index } => index.to_string(),
+            serde_path_to_error::Segment::Map { key }
+            | serde_path_to_error::Segment::Enum { variant: key } => key.clone(),
+            serde_path_to_error::Segment::Unknown => String::new(),
+        })
+        .collect();
+    locate_pointer(root, &keys, at_key)
+}
+
+/// The node at `keys`; with `at_key`, the last step stops at the mapping key.
+fn locate_pointer<'a>(root: &'a Node, keys: &[String], at_key: bool) -> &'a Node {
+    let mut node = root;
+    for (i, key) in keys.iter().enumerate() {
+        let last = i + 1 == keys.len();
+        let next = match &node.value {
+            yaml::Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_scalar() == Some(key.as_str()))
+                .map(|(k, v)| {
+                    if v.is_null() || (last && at_key) {
+                        k
+                    } else {
+                        v
+                    }
+                }),
+            yaml::Value::Seq(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+            yaml::Value::Scalar(_) => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => break,
+        }
+    }
+    node
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_policy_is_azure_enforce_true() {
+        let policy = Policy::parse(DEFAULT_POLICY_YAML, "default.yaml").unwrap();
+        assert!(policy.enforce);
+        assert_eq!(policy.config_namespace, "cluster-config");
+        assert!(policy.provides_service_account("cluster-config", "flux-applier"));
+        assert!(!policy.provides_service_account("nginx", "flux-applier"));
+        assert!(policy.is_exempt("flux-system"));
+        assert_eq!(Policy::azure_default(), policy);
+    }
+
+    #[test]
+    fn example_policies_parse() {
+        for name in ["per-tenant.yaml", "opt-out.yaml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../policies/examples")
+                .join(name);
+            Policy::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[test]
+    fn a_wrong_type_is_reported_at_its_line_and_column() {
+        let text = "enforce: true\ndefaultServiceAccount:\n  name: flux-applier\n  namespaces: cluster-config\n";
+        let err = Policy::parse(text, "p.yaml").unwrap_err();
+        assert_eq!((err.line, err.column), (4, 15), "{err}");
+        assert!(err.to_string().starts_with("p.yaml:4:15: invalid policy: defaultServiceAccount.namespaces: invalid type: string"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_field_is_reported_not_ignored() {
+        let err =
+            Policy::parse("enforce: true\nexemptNamespace: [flux-system]\n", "p.yaml").unwrap_err();
+        assert_eq!((err.line, err.column), (2, 1), "{err}");
+        assert!(
+            err.message.contains("unknown field `exemptNamespace`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_rule_code_is_reported() {
+        let err = Policy::parse("rules:\n  FF999: deny\n", "p.yaml").unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+        assert!(err.message.contains("unknown rule code `FF999`"), "{err}");
+    }
+
+    #[test]
+    fn malformed_yaml_is_located() {
+        let err = Policy::parse("enforce: [true\n", "p.yaml").unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("team-a-*", "team-a-dev"));
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("a*b*c", "aXbYc"));
+        assert!(!glob_match("team-a-*", "team-b-dev"));
+        assert!(!glob_match("a*bc", "abc-"));
+        assert!(glob_match("team-a", "team-a"));
+        assert!(!glob_match("team-a", "team-ab"));
+    }
+}

@@ -1,0 +1,289 @@
+//! Effective namespaces, as Flux would apply them.
+//!
+//! Both transformers *override* what they apply: the `spec.targetNamespace` of the Flux
+//! Kustomization whose `spec.path` applies a file wins; else the `namespace:` of the outermost
+//! kustomization.yaml that includes it; else the object's `metadata.namespace`. A file applied
+//! along several paths (a base shared by overlays) gets one namespace per path.
+//!
+//! Directory traversal follows kustomize-controller: a directory with a kustomization file is
+//! built from its `resources`/`bases`/`components`; a directory without one gets a generated
+//! kustomization of every manifest below it, where sub-directories that have their own
+//! kustomization file are included as a whole.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::input::Inventory;
+use crate::kinds::FluxKind;
+use crate::kustomize::{is_remote, normalize};
+use crate::model::{EffectiveNamespace, NamespaceOrigin};
+use crate::yaml::Node;
+
+/// How one file is applied: by which Flux Kustomization (if any), under which kustomize namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Application {
+    /// `(namespace value, origin)` from a Flux Kustomization's `spec.targetNamespace`.
+    flux_target: Option<(String, NamespaceOrigin)>,
+    /// `(namespace value, origin)` from the outermost kustomization.yaml setting one.
+    kustomize_namespace: Option<(String, NamespaceOrigin)>,
+}
+
+/// The file tree, by directory relative to the root.
+struct Tree<'a> {
+    inventory: &'a Inventory,
+    files_in_dir: HashMap<&'a Path, Vec<usize>>,
+    subdirs: HashMap<&'a Path, BTreeSet<&'a Path>>,
+    kustomization_in_dir: HashMap<&'a Path, usize>,
+    file_by_path: HashMap<&'a Path, usize>,
+}
+
+impl<'a> Tree<'a> {
+    fn new(inventory: &'a Inventory) -> Tree<'a> {
+        let mut tree = Tree {
+            inventory,
+            files_in_dir: HashMap::new(),
+            subdirs: HashMap::new(),
+            kustomization_in_dir: HashMap::new(),
+            file_by_path: HashMap::new(),
+        };
+        for (i, file) in inventory.files.iter().enumerate() {
+            let dir = file.rel.parent().unwrap_or(Path::new(""));
+            tree.files_in_dir.entry(dir).or_default().push(i);
+            tree.file_by_path.insert(&file.rel, i);
+            let mut child = dir;
+            while let Some(parent) = child.parent() {
+                tree.subdirs.entry(parent).or_default().insert(child);
+                child = parent;
+            }
+        }
+        for (k, kustomization) in inventory.kustomize_files.iter().enumerate() {
+            // kustomize prefers kustomization.yaml, then .yml, then Kustomization.
+            let dir = inventory.files[kustomization.file]
+                .rel
+                .parent()
+                .unwrap_or(Path::new(""));
+            tree.kustomization_in_dir.entry(dir).or_insert(k);
+        }
+        tree
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        self.files_in_dir.contains_key(path) || self.subdirs.contains_key(path)
+    }
+}
+
+/// Works out every effective namespace of every resource (indexed like `inventory.resources`).
+pub fn effective_namespaces(inventory: &Inventory) -> Vec<Vec<EffectiveNamespace>> {
+    let tree = Tree::new(inventory);
+    let mut applications: HashMap<usize, HashSet<Application>> = HashMap::new();
+    let mut reached_kustomizations: HashSet<usize> = HashSet::new();
+
+    // Resolve the Flux Kustomizations in order: one applied by another takes its parent's
+    // context for its own namespace, but its targetNamespace governs what *it* applies
+    // regardless, so one pass over all of them is enough.
+    for resource in &inventory.resources {
+        let Some(object) = resource
+            .flux
+            .as_ref()
+            .filter(|o| o.kind == FluxKind::Kustomization)
+        else {
+            continue;
+        };
+        let Some(dir) = flux_path(&object.root) else {
+            continue;
+        };
+        if !tree.is_dir(&dir) {
+            continue;
+        }
+        let file = &inventory.files[resource.file];
+        let flux_target = object
+            .root
+            .path(&["spec", "targetNamespace"])
+            .and_then(|n| {
+                let value = n.as_str()?;
+                let (line, _) = file.lines.position(&file.text, n.span.start);
+                let owner = resource.declared_namespace.as_deref().unwrap_or("");
+                Some((
+                    value.to_owned(),
+                    NamespaceOrigin::FluxKustomization {
+                        kustomization: format!("{owner}/{}", object.name)
+                            .trim_start_matches('/')
+                            .to_owned(),
+                        location: format!("{}:{line}", file.path),
+                    },
+                ))
+            });
+        let start = Application {
+            flux_target,
+            kustomize_namespace: None,
+        };
+        traverse(
+            &tree,
+            &dir,
+            &start,
+            &mut applications,
+            &mut reached_kustomizations,
+            &mut HashSet::new(),
+        );
+    }
+
+    // kustomization.yaml trees that no Flux Kustomization in the input applies: their
+    // outermost kustomization decides.
+    let included: HashSet<usize> = inventory
+        .kustomize_files
+        .iter()
+        .flat_map(|k| {
+            let dir = &k.dir;
+            k.entries
+                .iter()
+                .filter_map(|e| normalize(dir, &e.value))
+                .filter_map(|p| tree.kustomization_in_dir.get(p.as_path()).copied())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for (k, kustomization) in inventory.kustomize_files.iter().enumerate() {
+        if included.contains(&k) || reached_kustomizations.contains(&k) {
+            continue;
+        }
+        let start = Application {
+            flux_target: None,
+            kustomize_namespace: None,
+        };
+        traverse(
+            &tree,
+            &kustomization.dir.clone(),
+            &start,
+            &mut applications,
+            &mut HashSet::new(),
+            &mut HashSet::new(),
+        );
+    }
+
+    inventory
+        .resources
+        .iter()
+        .map(|resource| {
+            let mut result: Vec<EffectiveNamespace> = Vec::new();
+            let declared = resource.declared_namespace.as_deref();
+            let contexts = applications.get(&resource.file);
+            let iter: Vec<Option<&Application>> = match contexts {
+                Some(set) if !set.is_empty() => {
+                    let mut v: Vec<&Application> = set.iter().collect();
+                    v.sort_by_key(|a| format!("{a:?}"));
+                    v.into_iter().map(Some).collect()
+                }
+                _ => vec![None],
+            };
+            for application in iter {
+                let ns = decide(application, declared);
+                if !result.contains(&ns) {
+                    result.push(ns);
+                }
+            }
+            result
+        })
+        .collect()
+}
+
+fn decide(application: Option<&Application>, declared: Option<&str>) -> EffectiveNamespace {
+    if let Some(app) = application {
+        if let Some((value, origin)) = &app.flux_target {
+            return EffectiveNamespace::from_value(value, origin.clone());
+        }
+        if let Some((value, origin)) = &app.kustomize_namespace {
+            return EffectiveNamespace::from_value(value, origin.clone());
+        }
+    }
+    match declared {
+        Some(ns) => EffectiveNamespace::from_value(ns, NamespaceOrigin::Metadata),
+        None => EffectiveNamespace::Unknown {
+            reason: "no namespace is set: no metadata.namespace, no kustomization.yaml namespace and no \
+                     Flux Kustomization targetNamespace applies to it"
+                .to_owned(),
+        },
+    }
+}
+
+/// `spec.path` of a Flux Kustomization that builds from this repository, relative to its root.
+fn flux_path(root: &Node) -> Option<PathBuf> {
+    let source_kind = root
+        .path(&["spec", "sourceRef", "kind"])
+        .and_then(Node::as_str)
+        .unwrap_or("GitRepository");
+    // ExternalArtifact and HelmChart artifacts are not this repository's tree.
+    if !matches!(source_kind, "GitRepository" | "OCIRepository" | "Bucket") {
+        return None;
+    }
+    let path = root
+        .path(&["spec", "path"])
+        .and_then(Node::as_scalar)
+        .unwrap_or("");
+    if path.contains("${") {
+        return None;
+    }
+    normalize(Path::new(""), path)
+}
+
+fn traverse(
+    tree: &Tree,
+    dir: &Path,
+    context: &Application,
+    applications: &mut HashMap<usize, HashSet<Application>>,
+    reached: &mut HashSet<usize>,
+    visiting: &mut HashSet<PathBuf>,
+) {
+    if !visiting.insert(dir.to_path_buf()) {
+        return; // a kustomization cycle; kustomize itself would fail on it
+    }
+    match tree.kustomization_in_dir.get(dir) {
+        Some(&k) => {
+            reached.insert(k);
+            let kustomization = &tree.inventory.kustomize_files[k];
+            let mut inner = context.clone();
+            if inner.kustomize_namespace.is_none() {
+                if let Some((ns, span)) = &kustomization.namespace {
+                    let file = &tree.inventory.files[kustomization.file];
+                    let (line, _) = file.lines.position(&file.text, span.start);
+                    inner.kustomize_namespace = Some((
+                        ns.clone(),
+                        NamespaceOrigin::KustomizeFile {
+                            location: format!("{}:{line}", file.path),
+                        },
+                    ));
+                }
+            }
+            for entry in &kustomization.entries {
+                if is_remote(&entry.value) {
+                    continue;
+                }
+                let Some(target) = normalize(dir, &entry.value) else {
+                    continue;
+                };
+                if let Some(&file) = tree.file_by_path.get(target.as_path()) {
+                    applications.entry(file).or_default().insert(inner.clone());
+                } else if tree.is_dir(&target) {
+                    traverse(tree, &target, &inner, applications, reached, visiting);
+                }
+            }
+        }
+        None => {
+            for &file in tree.files_in_dir.get(dir).into_iter().flatten() {
+                applications
+                    .entry(file)
+                    .or_default()
+                    .insert(context.clone());
+            }
+            let children: Vec<&Path> = tree
+                .subdirs
+                .get(dir)
+                .into_iter()
+                .flatten()
+                .copied()
+                .collect();
+            for child in children {
+                traverse(tree, child, context, applications, reached, visiting);
+            }
+        }
+    }
+    visiting.remove(dir);
+}

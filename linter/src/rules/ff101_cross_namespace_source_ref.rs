@@ -1,0 +1,106 @@
+use super::{Context, Rule, RuleMeta, Subject, source_references};
+use crate::diagnostic::{Finding, Severity};
+
+/// Flags source references (`sourceRef`, `chartRef`, `imageRepositoryRef`) into another
+/// namespace: with `--no-cross-namespace-refs=true` Flux refuses them at reconcile time.
+pub struct CrossNamespaceSourceRef;
+
+static META: RuleMeta = RuleMeta {
+    code: "FF101",
+    name: "cross-namespace-source-ref",
+    summary: "A Flux object references a source in another namespace",
+    default_severity: Severity::Deny,
+    fixable: false,
+    doc: "\
+## What it does
+Checks Kustomization `spec.sourceRef`, HelmRelease `spec.chart.spec.sourceRef` and
+`spec.chartRef`, ImagePolicy `spec.imageRepositoryRef` and ImageUpdateAutomation
+`spec.sourceRef`. A reference whose `namespace` is empty or equal to the object's own
+namespace is fine; any other namespace is flagged, unless the policy lists the source under
+`sharedSources`. The object's namespace is the one Flux would apply: a parent Flux
+Kustomization's `targetNamespace`, else the outermost kustomization.yaml `namespace:`, else
+`metadata.namespace`.
+
+## Why is this bad?
+Multi-tenant Flux (Azure's `multiTenancy.enforce=true`, upstream
+`--no-cross-namespace-refs=true`) refuses such references: the object goes
+`Ready=False` with reason `AccessDenied` and is not retried. A tenant could otherwise build
+from a source it was never granted.
+
+## Example
+```yaml
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: nginx
+  namespace: nginx
+spec:
+  chart:
+    spec:
+      chart: nginx-ingress-controller
+      sourceRef:
+        kind: HelmRepository
+        name: bitnami
+        namespace: flux-system
+```
+
+## Use instead
+Keep Flux objects in the configuration namespace with their sources, and deploy into the app
+namespace with `targetNamespace` (`fluxfence fix` does this rewrite):
+```yaml
+metadata:
+  name: nginx
+  namespace: cluster-config
+spec:
+  releaseName: nginx
+  targetNamespace: nginx
+  storageNamespace: nginx
+  chart:
+    spec:
+      sourceRef:
+        kind: HelmRepository
+        name: bitnami
+        namespace: cluster-config
+```
+",
+};
+
+impl Rule for CrossNamespaceSourceRef {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn check_object(&self, subject: &Subject, cx: &Context, out: &mut Vec<Finding>) {
+        for reference in source_references(subject.object) {
+            let Some(namespace) = reference.field("namespace") else {
+                continue;
+            };
+            if namespace == subject.namespace || namespace.contains("${") {
+                continue;
+            }
+            let kind = reference.field("kind").unwrap_or("source");
+            let name = reference.field("name").unwrap_or("");
+            if cx
+                .policy
+                .is_shared_source(kind, namespace, name, subject.namespace)
+            {
+                continue;
+            }
+            out.push(META.finding(
+                format!("{}/namespace", reference.pointer),
+                reference.span_of("namespace"),
+                format!(
+                    "{} in namespace `{}` references {kind} {namespace}/{name} in another namespace",
+                    subject.object.display_name(),
+                    subject.namespace,
+                ),
+                format!(
+                    "Flux refuses cross-namespace references (AccessDenied); move this object and \
+                     its source into `{config}` with spec.targetNamespace: {ns}, or put the {kind} in `{ns}`",
+                    config = cx.policy.config_namespace,
+                    ns = subject.namespace,
+                ),
+            ));
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The rules. One file per rule; [`ALL`] is the code table.
+//!
+//! To add a rule: create `ffNNN_<what_it_flags>.rs` with a `RuleMeta` (code, kebab-case name,
+//! doc) and a `Rule` impl, add it to [`ALL`], and add `testdata/rules/FFNNN/` fixtures that
+//! fire and near-misses that must not.
+
+use std::collections::HashSet;
+
+use crate::diagnostic::{Finding, Fix, Severity};
+use crate::kustomize::KustomizeFile;
+use crate::model::{FluxObject, NamespaceOrigin, Reference};
+use crate::policy::Policy;
+use crate::yaml::{Node, Span};
+
+mod ff003_suppression_without_reason;
+mod ff101_cross_namespace_source_ref;
+mod ff102_cross_namespace_event_source;
+mod ff110_missing_service_account;
+mod ff111_service_account_unavailable;
+mod ff120_remote_cluster_kubeconfig;
+mod ff121_target_namespace_outside_tenant;
+mod ff130_remote_kustomize_base;
+mod ff140_source_url_not_allowed;
+
+pub use ff003_suppression_without_reason::SUPPRESSION_WITHOUT_REASON;
+
+/// What `fluxfence rule CODE` prints and the docs are made of.
+#[derive(Debug)]
+pub struct RuleMeta {
+    pub code: &'static str,
+    /// Kebab-case name of the pattern the rule flags.
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub default_severity: Severity,
+    /// Whether the rule offers a fix (`fluxfence fix`, or a mutation in the webhook).
+    pub fixable: bool,
+    /// Markdown: what it does, why it is bad, example, use instead.
+    pub doc: &'static str,
+}
+
+impl RuleMeta {
+    /// A finding of this rule at its default severity; the engine applies the policy's.
+    pub fn finding(
+        &'static self,
+        pointer: String,
+        span: Span,
+        message: String,
+        help: String,
+    ) -> Finding {
+        Finding {
+            code: self.code,
+            rule: self.name,
+            severity: self.default_severity,
+            pointer,
+            span,
+            message,
+            help,
+            fix: None,
+        }
+    }
+}
+
+/// The object under judgement and the namespace it will live in.
+pub struct Subject<'a> {
+    pub object: &'a FluxObject,
+    pub namespace: &'a str,
+    pub origin: &'a NamespaceOrigin,
+}
+
+/// What rules may know besides the object.
+pub struct Context<'a> {
+    pub policy: &'a Policy,
+    /// `(namespace, name)` of the ServiceAccounts declared in the input.
+    pub declared_service_accounts: &'a HashSet<(String, String)>,
+    /// The webhook cannot see which service accounts exist in the cluster: it trusts an explicit
+    /// `serviceAccountName` to exist (the API server's impersonation check is the backstop) and
+    /// checks only the policy's default. The linter checks both against the input and policy.
+    pub trust_explicit_service_accounts: bool,
+}
+
+pub trait Rule: Send + Sync {
+    fn meta(&self) -> &'static RuleMeta;
+
+    /// Judges one Flux object in its effective namespace.
+    fn check_object(&self, _subject: &Subject, _cx: &Context, _out: &mut Vec<Finding>) {}
+
+    /// Judges one kustomization.yaml.
+    fn check_kustomize(&self, _file: &KustomizeFile, _cx: &Context, _out: &mut Vec<Finding>) {}
+}
+
+/// The code table: every rule, in code order.
+pub static ALL: &[&dyn Rule] = &[
+    &ff003_suppression_without_reason::SuppressionWithoutReason,
+    &ff101_cross_namespace_source_ref::CrossNamespaceSourceRef,
+    &ff102_cross_namespace_event_source::CrossNamespaceEventSource,
+    &ff110_missing_service_account::MissingServiceAccount,
+    &ff111_service_account_unavailable::ServiceAccountUnavailable,
+    &ff120_remote_cluster_kubeconfig::RemoteClusterKubeconfig,
+    &ff121_target_namespace_outside_tenant::TargetNamespaceOutsideTenant,
+    &ff130_remote_kustomize_base::RemoteKustomizeBase,
+    &ff140_source_url_not_allowed::SourceUrlNotAllowed,
+];
+
+pub fn by_code(code: &str) -> Option<&'static dyn Rule> {
+    ALL.iter()
+        .copied()
+        .find(|r| r.meta().code.eq_ignore_ascii_case(code) || r.meta().name == code)
+}
+
+/// Runs every object rule on `subject`, with severities from the policy; `off` rules are
+/// skipped, and nothing runs when the policy does not enforce or the namespace is exempt.
+pub fn check_object(subject: &Subject, cx: &Context) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    if !cx.policy.enforce || cx.policy.is_exempt(subject.namespace) {
+        return findings;
+    }
+    for rule in ALL {
+        let meta = rule.meta();
+        let severity = cx.policy.severity(meta.code, meta.default_severity);
+        if severity == Severity::Off {
+            continue;
+        }
+        let start = findings.len();
+        rule.check_object(subject, cx, &mut findings);
+        findings[start..]
+            .iter_mut()
+            .for_each(|f| f.severity = severity);
+    }
+    findings
+}
+
+/// Runs every kustomize-file rule on `file`.
+pub fn check_kustomize(file: &KustomizeFile, cx: &Context) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    if !cx.policy.enforce {
+        return findings;
+    }
+    for rule in ALL {
+        let meta = rule.meta();
+        let severity = cx.policy.severity(meta.code, meta.default_severity);
+        if severity == Severity::Off {
+            continue;
+        }
+        let start = findings.len();
+        rule.check_kustomize(file, cx, &mut findings);
+        findings[start..]
+            .iter_mut()
+            .for_each(|f| f.severity = severity);
+    }
+    findings
+}
+
+/// The source references of an object that Flux's `--no-cross-namespace-refs` governs.
+pub fn source_references(object: &FluxObject) -> Vec<Reference<'_>> {
+    use crate::kinds::FluxKind;
+    let paths: &[&[&str]] = match object.kind {
+        FluxKind::Kustomization | FluxKind::ImageUpdateAutomation => &[&["spec", "sourceRef"]],
+        FluxKind::HelmRelease => &[
+            &["spec", "chart", "spec", "sourceRef"],
+            &["spec", "chartRef"],
+        ],
+        FluxKind::ImagePolicy => &[&["spec", "imageRepositoryRef"]],
+        _ => &[],
+    };
+    paths
+        .iter()
+        .filter_map(|path| {
+            let node = object.root.path(path)?;
+            node.as_map()?;
+            Some(Reference {
+                pointer: pointer(path),
+                node,
+            })
+        })
+        .collect()
+}
+
+/// A JSON pointer from keys (RFC 6901 escaping).
+pub fn pointer(keys: &[&str]) -> String {
+    keys.iter().fold(String::new(), |mut acc, key| {
+        acc.push('/');
+        acc.push_str(&key.replace('~', "~0").replace('/', "~1"));
+        acc
+    })
+}
+
+/// The span of a mapping key, for findings about a missing or unwanted field.
+pub fn key_span(node: &Node, key: &str) -> Option<Span> {
+    node.entry(key).map(|(k, _)| k.span)
+}
+
+/// Where to point when a field is missing: the `spec` key, else the whole object.
+pub fn missing_field_span(object: &FluxObject) -> Span {
+    key_span(&object.root, "spec").unwrap_or(object.root.span)
+}
+
+/// A fix that sets `spec.serviceAccountName`.
+pub fn set_service_account_fix(name: &str) -> Fix {
+    Fix {
+        applicability: crate::diagnostic::Applicability::Safe,
+        description: format!("set spec.serviceAccountName: {name}"),
+        ops: vec![crate::diagnostic::FixOp::Set {
+            pointer: "/spec/serviceAccountName".into(),
+            value: name.into(),
+        }],
+    }
+}

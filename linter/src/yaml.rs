@@ -1,0 +1,653 @@
+//! Span-aware YAML (and JSON) loading.
+//!
+//! `saphyr-parser` yields events with character positions; this module turns them into a small
+//! tree whose every node carries its UTF-8 *byte* range in the original text. Positions are
+//! converted here, once, so the rest of the engine only deals in byte ranges.
+//!
+//! The loader accepts what kubectl accepts where the YAML spec leaves room: anchors may be
+//! redefined (the last definition wins, as in Go's yaml.v3), `<<` merge keys are expanded, a
+//! leading byte-order mark is skipped, CRLF line ends are fine. It refuses what would hurt us:
+//! nesting deeper than [`MAX_DEPTH`] and alias expansion beyond [`MAX_ALIAS_NODES`].
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span as EventSpan};
+
+/// Deepest nesting accepted. Kubernetes objects rarely go past 20; this bounds recursion when
+/// nodes are cloned or dropped.
+pub const MAX_DEPTH: usize = 200;
+/// Upper bound on nodes produced by alias expansion in one file (a "billion laughs" guard).
+pub const MAX_ALIAS_NODES: usize = 200_000;
+
+/// A byte range in the source text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub value: Value,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Scalar(Scalar),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scalar {
+    pub text: String,
+    /// Plain (unquoted) scalars may mean null, booleans or numbers; quoted ones are strings.
+    pub plain: bool,
+}
+
+impl Node {
+    fn scalar(text: String, plain: bool, span: Span) -> Node {
+        Node {
+            value: Value::Scalar(Scalar { text, plain }),
+            span,
+        }
+    }
+
+    /// The value under `key` when this node is a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.entry(key).map(|(_, value)| value)
+    }
+
+    /// The key node and value node under `key` when this node is a mapping.
+    pub fn entry(&self, key: &str) -> Option<(&Node, &Node)> {
+        match &self.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_scalar() == Some(key))
+                .map(|(k, v)| (k, v)),
+            _ => None,
+        }
+    }
+
+    /// Follows a path of mapping keys.
+    pub fn path(&self, keys: &[&str]) -> Option<&Node> {
+        keys.iter().try_fold(self, |node, key| node.get(key))
+    }
+
+    /// The text of a scalar, null included (as `""` when written `~`, `null` or empty).
+    pub fn as_scalar(&self) -> Option<&str> {
+        match &self.value {
+            Value::Scalar(s) if s.is_null() => Some(""),
+            Value::Scalar(s) => Some(&s.text),
+            _ => None,
+        }
+    }
+
+    /// A non-empty string value; null, empty and non-scalars give `None`.
+    pub fn as_str(&self) -> Option<&str> {
+        self.as_scalar().filter(|s| !s.is_empty())
+    }
+
+    pub fn as_seq(&self) -> Option<&[Node]> {
+        match &self.value {
+            Value::Seq(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.value {
+            Value::Map(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(&self.value, Value::Scalar(s) if s.is_null())
+    }
+
+    /// The name of the node's YAML type, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match &self.value {
+            Value::Scalar(s) if s.is_null() => "null",
+            Value::Scalar(_) => "a scalar",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+
+    /// Converts to JSON the way the API server would see the object (plain scalars typed).
+    pub fn to_json(&self) -> serde_json::Value {
+        match &self.value {
+            Value::Scalar(s) => s.to_json(),
+            Value::Seq(items) => items.iter().map(Node::to_json).collect(),
+            Value::Map(entries) => entries
+                .iter()
+                .map(|(k, v)| (k.as_scalar().unwrap_or_default().to_owned(), v.to_json()))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        }
+    }
+
+    /// Builds a node from JSON (admission requests); spans are empty. Depth is bounded like
+    /// YAML input: deeper values become an error rather than a stack overflow.
+    pub fn from_json(value: &serde_json::Value) -> Result<Node, LoadError> {
+        Node::from_json_at(value, 0)
+    }
+
+    fn from_json_at(value: &serde_json::Value, depth: usize) -> Result<Node, LoadError> {
+        use serde_json::Value as J;
+        if depth > MAX_DEPTH {
+            return Err(LoadError {
+                offset: 0,
+                message: format!("nesting deeper than {MAX_DEPTH} levels"),
+            });
+        }
+        let span = Span::default();
+        let value = match value {
+            J::Null => Value::Scalar(Scalar {
+                text: String::new(),
+                plain: true,
+            }),
+            J::Bool(b) => Value::Scalar(Scalar {
+                text: b.to_string(),
+                plain: true,
+            }),
+            J::Number(n) => Value::Scalar(Scalar {
+                text: n.to_string(),
+                plain: true,
+            }),
+            J::String(s) => Value::Scalar(Scalar {
+                text: s.clone(),
+                plain: false,
+            }),
+            J::Array(items) => Value::Seq(
+                items
+                    .iter()
+                    .map(|v| Node::from_json_at(v, depth + 1))
+                    .collect::<Result<_, _>>()?,
+            ),
+            J::Object(map) => Value::Map(
+                map.iter()
+                    .map(|(k, v)| {
+                        Ok((
+                            Node::scalar(k.clone(), false, span),
+                            Node::from_json_at(v, depth + 1)?,
+                        ))
+                    })
+                    .collect::<Result<_, LoadError>>()?,
+            ),
+        };
+        Ok(Node { value, span })
+    }
+
+    fn count(&self) -> usize {
+        1 + match &self.value {
+            Value::Scalar(_) => 0,
+            Value::Seq(items) => items.iter().map(Node::count).sum(),
+            Value::Map(entries) => entries.iter().map(|(k, v)| k.count() + v.count()).sum(),
+        }
+    }
+}
+
+impl Scalar {
+    pub fn is_null(&self) -> bool {
+        self.plain && matches!(self.text.as_str(), "" | "~" | "null" | "Null" | "NULL")
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        if !self.plain {
+            return J::String(self.text.clone());
+        }
+        match self.text.as_str() {
+            "" | "~" | "null" | "Null" | "NULL" => J::Null,
+            "true" | "True" | "TRUE" => J::Bool(true),
+            "false" | "False" | "FALSE" => J::Bool(false),
+            text => {
+                if let Ok(i) = text.parse::<i64>() {
+                    J::from(i)
+                } else if let Some(f) = parse_yaml_float(text) {
+                    J::from(f)
+                } else {
+                    J::String(text.to_owned())
+                }
+            }
+        }
+    }
+}
+
+fn parse_yaml_float(text: &str) -> Option<f64> {
+    let looks_numeric = text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'));
+    if !looks_numeric || !text.bytes().any(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<f64>().ok().filter(|f| f.is_finite())
+}
+
+/// One `---`-separated document of a file.
+#[derive(Debug)]
+pub struct Document {
+    pub root: Node,
+    /// Byte range of the whole document, separators excluded.
+    pub span: Span,
+}
+
+/// Why a text could not be loaded, with the byte offset it was detected at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub offset: usize,
+    pub message: String,
+}
+
+/// Maps the parser's character indices to byte offsets without a per-character table:
+/// a checkpoint every [`CHECKPOINT`] characters, then a short walk.
+struct ByteOffsets<'a> {
+    text: &'a str,
+    ascii: bool,
+    checkpoints: Vec<usize>,
+}
+
+const CHECKPOINT: usize = 64;
+
+impl<'a> ByteOffsets<'a> {
+    fn new(text: &'a str) -> Self {
+        let ascii = text.is_ascii();
+        let checkpoints = if ascii {
+            Vec::new()
+        } else {
+            text.char_indices()
+                .step_by(CHECKPOINT)
+                .map(|(byte, _)| byte)
+                .collect()
+        };
+        ByteOffsets {
+            text,
+            ascii,
+            checkpoints,
+        }
+    }
+
+    fn byte(&self, char_index: usize) -> usize {
+        if self.ascii {
+            return char_index.min(self.text.len());
+        }
+        let Some(&base) = self.checkpoints.get(char_index / CHECKPOINT) else {
+            return self.text.len();
+        };
+        let rest = char_index % CHECKPOINT;
+        self.text[base..]
+            .char_indices()
+            .nth(rest)
+            .map_or(self.text.len(), |(b, _)| base + b)
+    }
+
+    fn span(&self, span: &EventSpan, base: usize) -> Span {
+        Span {
+            start: base + self.byte(span.start.index()),
+            end: base + self.byte(span.end.index()),
+        }
+    }
+}
+
+enum Frame {
+    Seq {
+        anchor: usize,
+        start: Span,
+        items: Vec<Node>,
+    },
+    Map {
+        anchor: usize,
+        start: Span,
+        entries: Vec<(Node, Node)>,
+        pending_key: Option<Node>,
+    },
+}
+
+/// Parses every document of `text`, calling `on_document` for each non-empty one.
+///
+/// Streams: only one document's tree is alive at a time unless the callback keeps it.
+pub fn load_documents(text: &str, mut on_document: impl FnMut(Document)) -> Result<(), LoadError> {
+    // A byte-order mark is not content; skip it but keep offsets relative to the full text.
+    let (body, base) = match text.strip_prefix('\u{feff}') {
+        Some(rest) => (rest, text.len() - rest.len()),
+        None => (text, 0),
+    };
+    let offsets = ByteOffsets::new(body);
+    let mut parser = Parser::new_from_str(body);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut alias_budget = MAX_ALIAS_NODES;
+    let mut root: Option<Node> = None;
+    let mut doc_start = base;
+
+    while let Some(next) = parser.next_event() {
+        let (event, event_span) = next.map_err(|e| LoadError {
+            offset: base + offsets.byte(e.marker().index()),
+            message: e.info().to_owned(),
+        })?;
+        let span = offsets.span(&event_span, base);
+        let finished: Option<(Node, usize)> = match event {
+            Event::StreamStart | Event::Nothing => None,
+            Event::StreamEnd => break,
+            Event::DocumentStart(_) => {
+                anchors.clear();
+                doc_start = span.end;
+                None
+            }
+            Event::DocumentEnd => {
+                if let Some(root) = root.take().filter(|r| !r.is_null()) {
+                    let span = Span {
+                        start: doc_start.min(root.span.start),
+                        end: root.span.end,
+                    };
+                    on_document(Document { root, span });
+                }
+                None
+            }
+            Event::Scalar(text, style, anchor, _tag) => {
+                let plain = style == ScalarStyle::Plain;
+                Some((Node::scalar(cow_string(text), plain, span), anchor))
+            }
+            Event::Alias(id) => {
+                let node = anchors.get(&id).cloned().ok_or_else(|| LoadError {
+                    offset: span.start,
+                    message: "alias refers to an anchor that is not defined".into(),
+                })?;
+                let cost = node.count();
+                alias_budget = alias_budget.checked_sub(cost).ok_or_else(|| LoadError {
+                    offset: span.start,
+                    message: format!(
+                        "aliases expand to more than {MAX_ALIAS_NODES} nodes; refusing (alias bomb?)"
+                    ),
+                })?;
+                // The copy points at the alias, not at the anchored original.
+                Some((Node { span, ..node }, 0))
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(LoadError {
+                        offset: span.start,
+                        message: format!("nesting deeper than {MAX_DEPTH} levels"),
+                    });
+                }
+                stack.push(if matches!(event, Event::SequenceStart(..)) {
+                    Frame::Seq {
+                        anchor,
+                        start: span,
+                        items: Vec::new(),
+                    }
+                } else {
+                    Frame::Map {
+                        anchor,
+                        start: span,
+                        entries: Vec::new(),
+                        pending_key: None,
+                    }
+                });
+                None
+            }
+            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
+                Some(Frame::Seq {
+                    anchor,
+                    start,
+                    items,
+                }) => {
+                    let span = Span {
+                        start: start.start,
+                        end: span.end.max(start.end),
+                    };
+                    Some((
+                        Node {
+                            value: Value::Seq(items),
+                            span,
+                        },
+                        anchor,
+                    ))
+                }
+                Some(Frame::Map {
+                    anchor,
+                    start,
+                    entries,
+                    ..
+                }) => {
+                    let span = Span {
+                        start: start.start,
+                        end: span.end.max(start.end),
+                    };
+                    Some((
+                        Node {
+                            value: Value::Map(merge_keys(entries)),
+                            span,
+                        },
+                        anchor,
+                    ))
+                }
+                None => None,
+            },
+        };
+        if let Some((node, anchor)) = finished {
+            if anchor != 0 {
+                anchors.insert(anchor, node.clone());
+            }
+            attach(&mut stack, &mut root, node);
+        }
+    }
+    Ok(())
+}
+
+fn cow_string(text: Cow<'_, str>) -> String {
+    text.into_owned()
+}
+
+fn attach(stack: &mut [Frame], root: &mut Option<Node>, node: Node) {
+    match stack.last_mut() {
+        None => *root = Some(node),
+        Some(Frame::Seq { items, .. }) => items.push(node),
+        Some(Frame::Map {
+            entries,
+            pending_key,
+            ..
+        }) => match pending_key.take() {
+            None => *pending_key = Some(node),
+            Some(key) => entries.push((key, node)),
+        },
+    }
+}
+
+/// Expands `<<: *anchor` (and `<<: [*a, *b]`): merged entries never override explicit ones.
+fn merge_keys(entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
+    let is_merge = |k: &Node| matches!(&k.value, Value::Scalar(s) if s.plain && s.text == "<<");
+    if !entries.iter().any(|(k, _)| is_merge(k)) {
+        return entries;
+    }
+    let (merges, mut own): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(k, _)| is_merge(k));
+    for (_, source) in merges {
+        let maps: Vec<Node> = match source.value {
+            Value::Map(_) => vec![source],
+            Value::Seq(items) => items,
+            Value::Scalar(_) => Vec::new(),
+        };
+        for map in maps {
+            if let Value::Map(merged) = map.value {
+                for (k, v) in merged {
+                    if !own
+                        .iter()
+                        .any(|(existing, _)| existing.as_scalar() == k.as_scalar())
+                    {
+                        own.push((k, v));
+                    }
+                }
+            }
+        }
+    }
+    own
+}
+
+/// Line and column (both 1-based; the column counts characters) of byte offsets.
+pub struct LineIndex {
+    line_starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        LineIndex { line_starts }
+    }
+
+    /// `(line, column)`, 1-based.
+    pub fn position(&self, text: &str, offset: usize) -> (usize, usize) {
+        let offset = offset.min(text.len());
+        let line = self
+            .line_starts
+            .partition_point(|&start| start <= offset)
+            .max(1);
+        let start = self.line_starts[line - 1];
+        let column = text
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count())
+            + 1;
+        (line, column)
+    }
+
+    /// Byte range of a 1-based line, without its line break.
+    pub fn line_range(&self, text: &str, line: usize) -> Span {
+        let start = self
+            .line_starts
+            .get(line.wrapping_sub(1))
+            .copied()
+            .unwrap_or(text.len());
+        let end = self
+            .line_starts
+            .get(line)
+            .map_or(text.len(), |next| next - 1);
+        let end = if end > start && text.as_bytes().get(end - 1) == Some(&b'\r') {
+            end - 1
+        } else {
+            end
+        };
+        Span {
+            start,
+            end: end.max(start),
+        }
+    }
+
+    pub fn line_count(&self) -> usize {
+        self.line_starts.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Vec<Document>, LoadError> {
+        let mut docs = Vec::new();
+        load_documents(text, |d| docs.push(d))?;
+        Ok(docs)
+    }
+
+    #[test]
+    fn spans_are_byte_ranges_even_after_multibyte_text() {
+        let text = "# é ü\nkind: Kustomization\nmetadata:\n  name: ñame\n  namespace: team-a\n";
+        let docs = load(text).unwrap();
+        let ns = docs[0].root.path(&["metadata", "namespace"]).unwrap();
+        assert_eq!(&text[ns.span.start..ns.span.end], "team-a");
+        let name = docs[0].root.path(&["metadata", "name"]).unwrap();
+        assert_eq!(&text[name.span.start..name.span.end], "ñame");
+    }
+
+    #[test]
+    fn multi_document_files_and_empty_documents() {
+        let docs = load("---\na: 1\n---\n---\n# only a comment\n---\nb: 2\n").unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].root.get("b").and_then(Node::as_str), Some("2"));
+    }
+
+    #[test]
+    fn redefined_anchors_take_the_latest_definition() {
+        let text = "a: &x 1\nb: *x\nc: &x 2\nd: *x\n";
+        let docs = load(text).unwrap();
+        assert_eq!(docs[0].root.get("b").and_then(Node::as_str), Some("1"));
+        assert_eq!(docs[0].root.get("d").and_then(Node::as_str), Some("2"));
+    }
+
+    #[test]
+    fn merge_keys_fill_in_but_never_override() {
+        let text = "base: &b {x: 1, y: 2}\nobj:\n  <<: *b\n  y: 3\n";
+        let docs = load(text).unwrap();
+        let obj = docs[0].root.get("obj").unwrap();
+        assert_eq!(obj.get("x").and_then(Node::as_str), Some("1"));
+        assert_eq!(obj.get("y").and_then(Node::as_str), Some("3"));
+        assert!(obj.get("<<").is_none());
+    }
+
+    #[test]
+    fn byte_order_mark_and_crlf_keep_offsets_right() {
+        let text = "\u{feff}kind: A\r\nmetadata:\r\n  name: n\r\n";
+        let docs = load(text).unwrap();
+        let name = docs[0].root.path(&["metadata", "name"]).unwrap();
+        assert_eq!(&text[name.span.start..name.span.end], "n");
+        let index = LineIndex::new(text);
+        assert_eq!(index.position(text, name.span.start), (3, 9));
+    }
+
+    #[test]
+    fn alias_bomb_is_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let err = load(&text).unwrap_err();
+        assert!(err.message.contains("alias bomb"), "{}", err.message);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        // Flow nesting: the parser's own limit answers first.
+        let err = load(&"[".repeat(100_000)).unwrap_err();
+        assert_eq!(err.message, "recursion limit exceeded");
+        // Block nesting: ours.
+        let text: String = (0..300)
+            .map(|i| format!("{}k{i}:\n", "  ".repeat(i)))
+            .collect();
+        let err = load(&text).unwrap_err();
+        assert_eq!(err.message, "nesting deeper than 200 levels");
+    }
+
+    #[test]
+    fn json_is_yaml() {
+        let docs = load(r#"{"kind": "List", "items": [{"kind": "A"}]}"#).unwrap();
+        assert_eq!(
+            docs[0]
+                .root
+                .get("items")
+                .and_then(Node::as_seq)
+                .map(<[Node]>::len),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn plain_scalars_get_json_types() {
+        let docs = load("a: 1\nb: 'x'\nc: true\nd: ~\ne: 1.5\nf: '1'\n").unwrap();
+        let json = docs[0].root.to_json();
+        assert_eq!(
+            json,
+            serde_json::json!({"a": 1, "b": "x", "c": true, "d": null, "e": 1.5, "f": "1"})
+        );
+    }
+}
