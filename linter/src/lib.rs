@@ -12,6 +12,7 @@ pub mod lint;
 pub mod model;
 pub mod output;
 pub mod policy;
+pub mod remedy;
 pub mod resolve;
 pub mod rules;
 pub mod suppress;

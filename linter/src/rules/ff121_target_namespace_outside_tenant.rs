@@ -72,16 +72,15 @@ impl Rule for TargetNamespaceOutsideTenant {
             if allowed {
                 continue;
             }
-            out.push(
-                META.finding(
-                    format!("/spec/{field}"),
-                    node.span,
-                    format!(
-                        "{} deploys into `{target}`, outside tenant `{}`",
-                        object.display_name(),
-                        tenant.name
-                    ),
-                    format!(
+            out.push(META.finding(
+                format!("/spec/{field}"),
+                node.span,
+                format!(
+                    "{} deploys into `{target}`, outside tenant `{}`",
+                    object.display_name(),
+                    tenant.name
+                ),
+                format!(
                         "use a namespace matching {}",
                         tenant
                             .namespaces
@@ -91,8 +90,7 @@ impl Rule for TargetNamespaceOutsideTenant {
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
-                ),
-            );
+            ));
         }
     }
 }
