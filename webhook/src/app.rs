@@ -1,0 +1,253 @@
+//! The HTTP surface: routes, body handling and the mapping of outcomes to responses.
+//! The decision itself is [`crate::review`]'s.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use kube_core::DynamicObject;
+use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use serde::Deserialize;
+
+use crate::metrics::ErrorReason;
+use crate::review::{self, Endpoint, Outcome};
+use crate::state::AppState;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let router = Router::new()
+        .route("/validate", post(validate))
+        .route("/mutate", post(mutate))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
+    #[cfg(feature = "bench")]
+    let router = router.route("/bench/allow", post(bench_allow));
+    router.with_state(state)
+}
+
+async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    admit(&state, Endpoint::Validate, request.into_body()).await
+}
+
+async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    admit(&state, Endpoint::Mutate, request.into_body()).await
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.is_ready() {
+        "ok".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: certificate or policy not loaded",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The allow-everything handler the benchmark compares against: same TLS, HTTP and
+/// AdmissionReview parsing, no judgement.
+#[cfg(feature = "bench")]
+async fn bench_allow(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let bytes = match read_body(request.into_body(), state.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+    match parse_review(&bytes) {
+        Parsed::Request(request) => {
+            Json(AdmissionResponse::from(&*request).into_review()).into_response()
+        }
+        Parsed::Unreadable { uid, reason } => Json(unreadable(uid, &reason)).into_response(),
+        Parsed::Invalid(reason) => error_response(StatusCode::BAD_REQUEST, &reason),
+    }
+}
+
+/// Reads, parses and judges one AdmissionReview. Whatever the object says, the answer is HTTP
+/// 200 with a review echoing the uid; only a body that is not a review with a uid gets a 4xx.
+async fn admit(state: &AppState, endpoint: Endpoint, body: Body) -> Response {
+    let bytes = match read_body(body, state.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(response) => {
+            let reason = if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ErrorReason::BodyTooLarge
+            } else {
+                ErrorReason::BadRequest
+            };
+            state.metrics.error(endpoint, reason);
+            return response;
+        }
+    };
+    let started = Instant::now();
+    let request = match parse_review(&bytes) {
+        Parsed::Request(request) => request,
+        Parsed::Unreadable { uid, reason } => {
+            state.metrics.error(endpoint, ErrorReason::UnreadableReview);
+            tracing::warn!(endpoint = endpoint.as_str(), uid = %uid, verdict = "error", error = %reason, "unreadable admission review denied");
+            return Json(unreadable(uid, &reason)).into_response();
+        }
+        Parsed::Invalid(reason) => {
+            state.metrics.error(endpoint, ErrorReason::BadRequest);
+            tracing::warn!(endpoint = endpoint.as_str(), error = %reason, "request is not an admission review");
+            return error_response(StatusCode::BAD_REQUEST, &reason);
+        }
+    };
+    let policy = state.policy();
+    let outcome = review::review(endpoint, &request, &policy, state.own_namespace.as_deref());
+    if outcome.verdict == review::Verdict::Error {
+        state.metrics.error(endpoint, ErrorReason::Engine);
+    }
+    state.metrics.review(
+        endpoint,
+        outcome.kind,
+        outcome.verdict,
+        &outcome.findings,
+        started.elapsed(),
+    );
+    log(endpoint, &request, &outcome);
+    answer(outcome.response)
+}
+
+/// The review answering `response`. kube-core writes `patch` as a JSON array of numbers; the
+/// admission API documents base64 (Go's `[]byte`), so the patch is sent in that form.
+fn answer(mut response: AdmissionResponse) -> Response {
+    let patch = response.patch.take();
+    let review = response.into_review();
+    let Some(patch) = patch else {
+        return Json(review).into_response();
+    };
+    let json = serde_json::to_value(&review).and_then(|mut json| {
+        json["response"]["patch"] = serde_json::to_value(k8s_openapi::ByteString(patch))?;
+        Ok(json)
+    });
+    match json {
+        Ok(json) => Json(json).into_response(),
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot encode the admission response: {e}"),
+        ),
+    }
+}
+
+fn log(endpoint: Endpoint, request: &AdmissionRequest<DynamicObject>, outcome: &Outcome) {
+    let rules: Vec<&str> = outcome.findings.iter().map(|(code, _)| *code).collect();
+    tracing::info!(
+        endpoint = endpoint.as_str(),
+        uid = %request.uid,
+        kind = %request.kind.kind,
+        namespace = request.namespace.as_deref().unwrap_or(""),
+        name = %request.name,
+        operation = ?request.operation,
+        dry_run = request.dry_run,
+        verdict = outcome.verdict.as_str(),
+        allowed = outcome.response.allowed,
+        rules = %rules.join(","),
+        note = outcome.note.as_deref().unwrap_or(""),
+        "admission review"
+    );
+}
+
+/// The body, or the 4xx response to send instead.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the request body is over the limit of {limit} bytes (--max-body-bytes)"),
+        )),
+        Err(e) => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("cannot read the request body: {e}"),
+        )),
+    }
+}
+
+enum Parsed {
+    Request(Box<AdmissionRequest<DynamicObject>>),
+    /// A review with a uid that cannot be read in full: it can still be answered (denied).
+    Unreadable {
+        uid: String,
+        reason: String,
+    },
+    /// Not a review, or no uid to answer to.
+    Invalid(String),
+}
+
+/// Just enough of a review to answer it. serde_json skips unknown fields without recursing,
+/// so this reads even objects nested too deep for the full parse.
+#[derive(Deserialize)]
+struct Envelope {
+    request: Option<EnvelopeRequest>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeRequest {
+    #[serde(default)]
+    uid: String,
+}
+
+fn parse_review(bytes: &[u8]) -> Parsed {
+    let error = match serde_json::from_slice::<AdmissionReview<DynamicObject>>(bytes) {
+        Ok(review) => match TryInto::<AdmissionRequest<DynamicObject>>::try_into(review) {
+            Ok(request) if request.uid.is_empty() => {
+                return Parsed::Invalid(
+                    "the AdmissionReview request has an empty uid; it cannot be answered".into(),
+                );
+            }
+            Ok(request) => return Parsed::Request(Box::new(request)),
+            Err(_) => {
+                return Parsed::Invalid(
+                    "the AdmissionReview has no `request`; send admission.k8s.io/v1 AdmissionReview requests".into(),
+                );
+            }
+        },
+        Err(e) => e,
+    };
+    match serde_json::from_slice::<Envelope>(bytes) {
+        Ok(Envelope {
+            request: Some(EnvelopeRequest { uid }),
+        }) if !uid.is_empty() => Parsed::Unreadable {
+            uid,
+            reason: format!("the AdmissionReview cannot be read: {error}"),
+        },
+        Ok(_) if error.to_string().contains("missing field `uid`") => {
+            Parsed::Invalid("the AdmissionReview request has no uid; it cannot be answered".into())
+        }
+        _ => Parsed::Invalid(format!("the body is not an AdmissionReview: {error}")),
+    }
+}
+
+/// A denial for a review that names its uid but cannot be judged: never an allow.
+fn unreadable(uid: String, reason: &str) -> AdmissionReview<DynamicObject> {
+    let mut response =
+        AdmissionResponse::invalid(format!("fluxfence denied the request: {reason}"));
+    response.uid = uid;
+    response.result.code = 400;
+    response.into_review()
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "error": message, "code": status.as_u16() })),
+    )
+        .into_response()
+}

@@ -1,0 +1,169 @@
+//! Reloads the serving certificate and the policy when their files change.
+//!
+//! Kubernetes updates Secret and ConfigMap volumes by writing a new directory and swapping the
+//! `..data` symlink; a watch on the old files never fires again. So we poll: read the files
+//! through their paths (following the symlinks as they are now), hash the contents, and reload
+//! when the hash changes. A new certificate or policy that does not load is logged and counted,
+//! and the last good one keeps serving.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use fluxfence::Policy;
+
+use crate::metrics::{Metrics, ReloadResult};
+use crate::state::AppState;
+use crate::tls::{self, CertStore};
+
+pub struct Reloader {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    policy_file: Option<PathBuf>,
+    certs: Arc<CertStore>,
+    metrics: Arc<Metrics>,
+    /// Hashes of the contents last tried, loaded or not: a broken file is reported once, not
+    /// on every poll, and a fix to it is picked up as a change.
+    cert_hash: Option<u64>,
+    policy_hash: Option<u64>,
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn hash(parts: &[&[u8]]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    parts.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Reloader {
+    pub fn new(
+        cert_file: PathBuf,
+        key_file: PathBuf,
+        policy_file: Option<PathBuf>,
+        certs: Arc<CertStore>,
+        metrics: Arc<Metrics>,
+    ) -> Reloader {
+        Reloader {
+            cert_file,
+            key_file,
+            policy_file,
+            certs,
+            metrics,
+            cert_hash: None,
+            policy_hash: None,
+        }
+    }
+
+    /// Loads the certificate; an error here is a startup error.
+    pub fn load_certificate(&mut self) -> anyhow::Result<()> {
+        let cert = read(&self.cert_file)?;
+        let key = read(&self.key_file)?;
+        self.cert_hash = Some(hash(&[&cert, &key]));
+        let pair = tls::certified_key(&cert, &key, &self.cert_file, &self.key_file)?;
+        self.certs.set(pair);
+        Ok(())
+    }
+
+    /// Loads the policy (the built-in default without a file); an error here is a startup error.
+    pub fn load_policy(&mut self) -> anyhow::Result<Policy> {
+        let Some(path) = &self.policy_file else {
+            return Ok(Policy::azure_default());
+        };
+        let text = read(path)?;
+        self.policy_hash = Some(hash(&[&text]));
+        Ok(parse_policy(&text, path)?)
+    }
+
+    /// One poll: reloads whatever changed.
+    pub fn poll(&mut self, state: &AppState) {
+        self.poll_certificate();
+        self.poll_policy(state);
+    }
+
+    fn poll_certificate(&mut self) {
+        let (cert, key) = match (read(&self.cert_file), read(&self.key_file)) {
+            (Ok(cert), Ok(key)) => (cert, key),
+            // Mid-rotation or a transient volume problem: try again next poll.
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::debug!(error = %format!("{e:#}"), "certificate not readable this poll");
+                return;
+            }
+        };
+        let fingerprint = hash(&[&cert, &key]);
+        if self.cert_hash == Some(fingerprint) {
+            return;
+        }
+        self.cert_hash = Some(fingerprint);
+        match tls::certified_key(&cert, &key, &self.cert_file, &self.key_file) {
+            Ok(pair) => {
+                self.certs.set(pair);
+                self.metrics.certificate_reload(ReloadResult::Success);
+                tracing::info!(cert = %self.cert_file.display(), "serving certificate reloaded");
+            }
+            Err(e) => {
+                self.metrics.certificate_reload(ReloadResult::Error);
+                tracing::error!(error = %e, "new serving certificate rejected; still serving the previous one");
+            }
+        }
+    }
+
+    fn poll_policy(&mut self, state: &AppState) {
+        let Some(path) = &self.policy_file else {
+            return;
+        };
+        let text = match read(path) {
+            Ok(text) => text,
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "policy not readable this poll");
+                return;
+            }
+        };
+        let fingerprint = hash(&[&text]);
+        if self.policy_hash == Some(fingerprint) {
+            return;
+        }
+        self.policy_hash = Some(fingerprint);
+        match parse_policy(&text, path) {
+            Ok(policy) => {
+                state.set_policy(policy);
+                self.metrics.policy_reload(ReloadResult::Success);
+                tracing::info!(policy = %path.display(), "policy reloaded");
+            }
+            Err(e) => {
+                self.metrics.policy_reload(ReloadResult::Error);
+                tracing::error!(error = %e, "new policy rejected; still enforcing the previous one");
+            }
+        }
+    }
+
+    /// Polls every `interval` until the task is dropped.
+    pub async fn run(mut self, state: Arc<AppState>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await; // the first tick is immediate; everything was just loaded
+        loop {
+            ticker.tick().await;
+            self.poll(&state);
+        }
+    }
+}
+
+/// Parses policy bytes; the error carries file:line:column.
+fn parse_policy(text: &[u8], path: &Path) -> Result<Policy, fluxfence::policy::PolicyError> {
+    let display = path.display().to_string();
+    match std::str::from_utf8(text) {
+        Ok(text) => Policy::parse(text, &display),
+        Err(e) => Err(fluxfence::policy::PolicyError {
+            path: display,
+            line: 1,
+            column: 1,
+            message: format!("the file is not UTF-8 ({e})"),
+        }),
+    }
+}

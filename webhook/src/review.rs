@@ -1,0 +1,524 @@
+//! The admission decision, with no HTTP in it: an AdmissionRequest, the policy and the
+//! webhook's own namespace in, an AdmissionResponse out.
+//!
+//! The rule engine judges the object exactly as the linter would judge the same object in a
+//! file; this module only turns its findings into a verdict (validate) or a JSON Patch (mutate).
+
+use std::collections::HashSet;
+
+use fluxfence::diagnostic::{Applicability, FixOp};
+use fluxfence::kinds::FluxKind;
+use fluxfence::model::{FluxObject, NamespaceOrigin};
+use fluxfence::rules::{self, Context, Subject};
+use fluxfence::{Finding, Policy, Severity};
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use kube_core::DynamicObject;
+use kube_core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use serde_json::Value;
+
+/// Kubernetes truncates longer warnings; keep each one readable in `kubectl` output.
+pub const MAX_WARNING_CHARS: usize = 120;
+
+/// The audit annotation listing the rule codes found. The API server prefixes it with the
+/// webhook's name (`validate.fluxfence.dev/rules`), so the key itself has no prefix.
+pub const AUDIT_RULES_KEY: &str = "rules";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Validate,
+    Mutate,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Validate => "validate",
+            Endpoint::Mutate => "mutate",
+        }
+    }
+}
+
+/// What the webhook decided, for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Judged, nothing found.
+    Allowed,
+    /// Judged, allowed with warnings.
+    Warned,
+    /// Judged, denied by a rule.
+    Denied,
+    /// Judged, allowed with a patch.
+    Mutated,
+    /// Not judged: a delete, a status update, an exempt or the webhook's own namespace, not a
+    /// Flux kind, or a policy that does not enforce.
+    Skipped,
+    /// Could not be judged: denied, never allowed.
+    Error,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 6] = [
+        Verdict::Allowed,
+        Verdict::Warned,
+        Verdict::Denied,
+        Verdict::Mutated,
+        Verdict::Skipped,
+        Verdict::Error,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Warned => "warned",
+            Verdict::Denied => "denied",
+            Verdict::Mutated => "mutated",
+            Verdict::Skipped => "skipped",
+            Verdict::Error => "error",
+        }
+    }
+}
+
+/// The response plus what logs and metrics need to know about it.
+#[derive(Debug)]
+pub struct Outcome {
+    pub response: AdmissionResponse,
+    pub verdict: Verdict,
+    /// The Flux kind judged, when the object was one.
+    pub kind: Option<FluxKind>,
+    /// Rule codes found, with their severity under the policy.
+    pub findings: Vec<(&'static str, Severity)>,
+    /// Why the request was skipped or could not be judged.
+    pub note: Option<String>,
+}
+
+impl Outcome {
+    fn skipped(response: AdmissionResponse, kind: Option<FluxKind>, why: &str) -> Outcome {
+        Outcome {
+            response,
+            verdict: Verdict::Skipped,
+            kind,
+            findings: Vec::new(),
+            note: Some(why.to_owned()),
+        }
+    }
+}
+
+/// Judges one admission request.
+pub fn review(
+    endpoint: Endpoint,
+    request: &AdmissionRequest<DynamicObject>,
+    policy: &Policy,
+    own_namespace: Option<&str>,
+) -> Outcome {
+    let response = AdmissionResponse::from(request);
+    if let Some(why) = never_blocked(request, own_namespace) {
+        return Outcome::skipped(response, None, why);
+    }
+    let Some(object) = &request.object else {
+        return Outcome::skipped(response, None, "the request carries no object");
+    };
+    let (json, object) = match read_object(object) {
+        Ok(Some(read)) => read,
+        Ok(None) => return Outcome::skipped(response, None, "not a Flux kind"),
+        Err(reason) => return engine_error(response, reason),
+    };
+    let kind = Some(object.kind);
+    // Every Flux kind is namespaced, so the API server always sends the namespace; the
+    // object's own field is only a fallback for hand-made requests.
+    let namespace = request
+        .namespace
+        .as_deref()
+        .filter(|ns| !ns.is_empty())
+        .or(object.declared_namespace.as_deref())
+        .unwrap_or("default");
+    if !policy.enforce {
+        return Outcome::skipped(response, kind, "the policy does not enforce");
+    }
+    if policy.is_exempt(namespace) {
+        return Outcome::skipped(response, kind, "exempt namespace");
+    }
+
+    let findings = rules::check_object(
+        &Subject {
+            object: &object,
+            namespace,
+            origin: &NamespaceOrigin::AdmissionRequest,
+        },
+        &Context {
+            policy,
+            declared_service_accounts: &HashSet::new(),
+            trust_explicit_service_accounts: true,
+        },
+    );
+    match endpoint {
+        Endpoint::Validate => validate(response, &object, namespace, policy, &findings),
+        Endpoint::Mutate => mutate(response, &object, &json, namespace, policy, &findings),
+    }
+}
+
+/// Requests fluxfence never blocks, whatever the object says.
+fn never_blocked(
+    request: &AdmissionRequest<DynamicObject>,
+    own_namespace: Option<&str>,
+) -> Option<&'static str> {
+    match request.operation {
+        // Removing a bad object must always be possible.
+        Operation::Delete => return Some("delete"),
+        Operation::Connect => return Some("connect"),
+        Operation::Create | Operation::Update => {}
+    }
+    // Controllers write status; blocking it would wedge reconciliation, not protect anything.
+    if request.sub_resource.as_deref() == Some("status") {
+        return Some("status subresource");
+    }
+    // The webhook must be able to repair itself even when its own policy is wrong.
+    if own_namespace.is_some_and(|own| request.namespace.as_deref() == Some(own)) {
+        return Some("the webhook's own namespace");
+    }
+    None
+}
+
+/// The object as JSON (for patches) and as the engine's model; `None` when not a Flux kind.
+fn read_object(object: &DynamicObject) -> Result<Option<(Value, FluxObject)>, String> {
+    let json = serde_json::to_value(object).map_err(|e| format!("cannot read the object: {e}"))?;
+    let node = fluxfence::yaml::Node::from_json(&json)
+        .map_err(|e| format!("cannot judge the object: {}", e.message))?;
+    Ok(FluxObject::from_node(node).map(|flux| (json, flux)))
+}
+
+/// An object the engine could not judge is denied: allowing it could let a violation through.
+fn engine_error(response: AdmissionResponse, reason: String) -> Outcome {
+    let mut response =
+        response.deny(format!("fluxfence denied the request: {reason}; the object was not admitted because it could not be checked"));
+    response.result.code = 400;
+    response.result.reason = "BadRequest".to_owned();
+    Outcome {
+        response,
+        verdict: Verdict::Error,
+        kind: None,
+        findings: Vec::new(),
+        note: Some(reason),
+    }
+}
+
+fn codes(findings: &[Finding]) -> Vec<(&'static str, Severity)> {
+    findings.iter().map(|f| (f.code, f.severity)).collect()
+}
+
+fn validate(
+    mut response: AdmissionResponse,
+    object: &FluxObject,
+    namespace: &str,
+    policy: &Policy,
+    findings: &[Finding],
+) -> Outcome {
+    let warnings: Vec<String> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warn)
+        .map(|f| truncate(&format!("{}: {}", f.code, f.message), MAX_WARNING_CHARS))
+        .collect();
+    let denials: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Deny)
+        .collect();
+    if !findings.is_empty() {
+        let mut list: Vec<&str> = findings.iter().map(|f| f.code).collect();
+        list.dedup();
+        response
+            .audit_annotations
+            .insert(AUDIT_RULES_KEY.to_owned(), list.join(","));
+    }
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    let verdict = if denials.is_empty() {
+        if response.warnings.is_some() {
+            Verdict::Warned
+        } else {
+            Verdict::Allowed
+        }
+    } else {
+        response = response.deny(denial_message(object, namespace, policy, &denials));
+        response.result.code = 403;
+        response.result.reason = "Forbidden".to_owned();
+        Verdict::Denied
+    };
+    Outcome {
+        response,
+        verdict,
+        kind: Some(object.kind),
+        findings: codes(findings),
+        note: None,
+    }
+}
+
+/// Names each rule, the field and the fix; for objects that belong in the configuration
+/// namespace, shows the rewrite `fluxfence fix` would make (the webhook cannot move objects).
+fn denial_message(
+    object: &FluxObject,
+    namespace: &str,
+    policy: &Policy,
+    denials: &[&Finding],
+) -> String {
+    let mut message = format!(
+        "fluxfence denied {} in namespace {namespace}:",
+        object.display_name()
+    );
+    for finding in denials {
+        message.push_str(&format!(
+            "\n- {} {} at {}: {}. Fix: {}",
+            finding.code, finding.rule, finding.pointer, finding.message, finding.help
+        ));
+    }
+    let movable = denials.iter().any(|f| matches!(f.code, "FF101" | "FF111"));
+    if movable && let Some(manifest) = fluxfence::remedy::suggest_move(object, namespace, policy) {
+        message.push_str("\nMulti-tenant layout (what `fluxfence fix` writes):\n");
+        message.push_str(&manifest);
+    }
+    message
+}
+
+fn mutate(
+    response: AdmissionResponse,
+    object: &FluxObject,
+    json: &Value,
+    namespace: &str,
+    policy: &Policy,
+    findings: &[Finding],
+) -> Outcome {
+    let mut outcome = Outcome {
+        response,
+        verdict: Verdict::Allowed,
+        kind: Some(object.kind),
+        findings: codes(findings),
+        note: None,
+    };
+    // A mutation only spells out what Flux would do anyway. On an object the validating
+    // webhook will deny for a reason no fix addresses, patching gains nothing and can hide the
+    // problem: the webhook trusts an explicit serviceAccountName, so writing in a default
+    // account that does not exist in the namespace would turn an FF111 denial into an allow.
+    if findings
+        .iter()
+        .any(|f| f.severity == Severity::Deny && f.fix.is_none())
+    {
+        outcome.note = Some("denied by validation; not patched".to_owned());
+        return outcome;
+    }
+    let mut ops = Vec::new();
+    let mut warnings = Vec::new();
+    for fix in findings.iter().filter_map(|f| f.fix.as_ref()) {
+        if fix.applicability != Applicability::Safe {
+            continue;
+        }
+        for op in &fix.ops {
+            let FixOp::Set { pointer, value } = op;
+            if set_string(json, pointer, value, &mut ops) {
+                warnings.push(truncate(
+                    &format!("fluxfence: {}", fix.description),
+                    MAX_WARNING_CHARS,
+                ));
+            }
+        }
+    }
+    rewrite_shared_sources(object, namespace, policy, &mut ops, &mut warnings);
+    if ops.is_empty() {
+        return outcome;
+    }
+    match outcome.response.clone().with_patch(Patch(ops)) {
+        Ok(mut response) => {
+            response.warnings = Some(warnings);
+            outcome.response = response;
+            outcome.verdict = Verdict::Mutated;
+        }
+        // Serialising a patch of strings cannot fail; if it ever did, admitting the object
+        // unpatched is what Flux's own defaults would do, and validation still runs.
+        Err(e) => outcome.note = Some(format!("patch not sent: {e}")),
+    }
+    outcome
+}
+
+/// A reference to a source the policy shares with this tenant points at the platform's copy;
+/// Flux refuses cross-namespace references, so point it at the tenant's own copy instead.
+fn rewrite_shared_sources(
+    object: &FluxObject,
+    namespace: &str,
+    policy: &Policy,
+    ops: &mut Vec<PatchOperation>,
+    warnings: &mut Vec<String>,
+) {
+    for reference in rules::source_references(object) {
+        let Some(source_ns) = reference.field("namespace") else {
+            continue;
+        };
+        let kind = reference.field("kind").unwrap_or("");
+        let name = reference.field("name").unwrap_or("");
+        if source_ns == namespace || !policy.is_shared_source(kind, source_ns, name, namespace) {
+            continue;
+        }
+        let Ok(path) = PointerBuf::parse(format!("{}/namespace", reference.pointer)) else {
+            continue;
+        };
+        ops.push(PatchOperation::Replace(ReplaceOperation {
+            path,
+            value: Value::String(namespace.to_owned()),
+        }));
+        warnings.push(truncate(
+            &format!(
+                "fluxfence: {} now uses {kind} {namespace}/{name}, the tenant copy of shared {source_ns}/{name}",
+                reference.pointer.rsplit('/').next().unwrap_or("sourceRef"),
+            ),
+            MAX_WARNING_CHARS,
+        ));
+    }
+}
+
+/// JSON Patch operations setting the string at `pointer`, adding missing parent mappings
+/// first. Returns whether anything changes: setting a value that is already there is a no-op,
+/// which keeps the webhook idempotent when the API server re-invokes it.
+pub fn set_string(root: &Value, pointer: &str, value: &str, ops: &mut Vec<PatchOperation>) -> bool {
+    let Ok(target) = PointerBuf::parse(pointer) else {
+        return false;
+    };
+    let tokens: Vec<String> = target.tokens().map(|t| t.decoded().into_owned()).collect();
+    let mut node = root;
+    for (depth, token) in tokens.iter().enumerate() {
+        let last = depth + 1 == tokens.len();
+        let Value::Object(map) = node else {
+            // A parent that is a string or a list: not ours to overwrite.
+            return false;
+        };
+        match map.get(token) {
+            Some(Value::String(existing)) if last && existing == value => return false,
+            Some(child) if !last && !child.is_null() => node = child,
+            // Missing (or null): add it and every parent below it, outermost first.
+            _ => {
+                for end in depth + 1..tokens.len() {
+                    ops.push(PatchOperation::Add(AddOperation {
+                        path: PointerBuf::from_tokens(&tokens[..end]),
+                        value: Value::Object(serde_json::Map::new()),
+                    }));
+                }
+                ops.push(PatchOperation::Add(AddOperation {
+                    path: target,
+                    value: Value::String(value.to_owned()),
+                }));
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Cuts `text` to at most `max` characters, marking the cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn paths(ops: &[PatchOperation]) -> Vec<(String, String)> {
+        ops.iter()
+            .map(|op| match op {
+                PatchOperation::Add(a) => ("add".into(), a.path.to_string()),
+                PatchOperation::Replace(r) => ("replace".into(), r.path.to_string()),
+                other => ("other".into(), format!("{other:?}")),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn missing_parents_are_added_first_and_keys_are_escaped() {
+        let mut ops = Vec::new();
+        let root = json!({"metadata": {"name": "a"}});
+        assert!(set_string(
+            &root,
+            "/metadata/annotations/fluxfence.dev~1note",
+            "x",
+            &mut ops
+        ));
+        assert_eq!(
+            paths(&ops),
+            vec![
+                ("add".into(), "/metadata/annotations".into()),
+                (
+                    "add".into(),
+                    "/metadata/annotations/fluxfence.dev~1note".into()
+                ),
+            ]
+        );
+        let mut patched = root.clone();
+        json_patch::patch(&mut patched, &ops).unwrap();
+        assert_eq!(
+            patched["metadata"]["annotations"]["fluxfence.dev/note"],
+            "x"
+        );
+    }
+
+    #[test]
+    fn setting_the_same_value_twice_is_a_no_op() {
+        let mut ops = Vec::new();
+        let root = json!({"spec": {"serviceAccountName": "flux-applier"}});
+        assert!(!set_string(
+            &root,
+            "/spec/serviceAccountName",
+            "flux-applier",
+            &mut ops
+        ));
+        assert!(ops.is_empty());
+        assert!(set_string(
+            &root,
+            "/spec/serviceAccountName",
+            "other",
+            &mut ops
+        ));
+        assert_eq!(
+            paths(&ops),
+            vec![("add".into(), "/spec/serviceAccountName".into())]
+        );
+    }
+
+    #[test]
+    fn a_null_parent_is_replaced_and_a_scalar_parent_is_left_alone() {
+        let mut ops = Vec::new();
+        assert!(set_string(
+            &json!({"spec": null}),
+            "/spec/serviceAccountName",
+            "a",
+            &mut ops
+        ));
+        let mut patched = json!({"spec": null});
+        json_patch::patch(&mut patched, &ops).unwrap();
+        assert_eq!(patched, json!({"spec": {"serviceAccountName": "a"}}));
+        let mut ops = Vec::new();
+        assert!(!set_string(
+            &json!({"spec": "oops"}),
+            "/spec/serviceAccountName",
+            "a",
+            &mut ops
+        ));
+        assert!(ops.is_empty());
+    }
+
+    #[test]
+    fn warnings_are_cut_at_120_characters() {
+        let long = "é".repeat(300);
+        let cut = truncate(&long, MAX_WARNING_CHARS);
+        assert_eq!(cut.chars().count(), MAX_WARNING_CHARS);
+        assert!(cut.ends_with('…'));
+        assert_eq!(truncate("short", MAX_WARNING_CHARS), "short");
+    }
+}

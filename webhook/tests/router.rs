@@ -1,0 +1,743 @@
+//! The real router, driven in-process with AdmissionReview fixtures from testdata/admission.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use fluxfence::Policy;
+use fluxfence::kinds::{FLUX_KINDS, FluxKind};
+use fluxfence_webhook::app::router;
+use fluxfence_webhook::metrics::Metrics;
+use fluxfence_webhook::state::AppState;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const OWN_NAMESPACE: &str = "fluxfence-system";
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixture(name: &str) -> Value {
+    let path = root()
+        .join("testdata/admission")
+        .join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn per_tenant() -> Policy {
+    Policy::load(&root().join("policies/examples/per-tenant.yaml")).unwrap()
+}
+
+fn app_with(policy: Policy, own_namespace: Option<&str>, max_body: usize) -> Router {
+    router(Arc::new(AppState::new(
+        policy,
+        Arc::new(Metrics::new()),
+        own_namespace.map(str::to_owned),
+        max_body,
+    )))
+}
+
+fn app() -> Router {
+    app_with(Policy::azure_default(), Some(OWN_NAMESPACE), MAX_BODY)
+}
+
+async fn send(app: &Router, method: &str, path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, bytes.to_vec())
+}
+
+/// Posts a review and returns the HTTP status and the parsed JSON answer.
+async fn post(app: &Router, path: &str, review: &Value) -> (StatusCode, Value) {
+    let (status, body) = send(app, "POST", path, serde_json::to_vec(review).unwrap()).await;
+    let json = serde_json::from_slice(&body).unwrap_or_else(|e| {
+        panic!(
+            "answer is not JSON ({e}): {}",
+            String::from_utf8_lossy(&body)
+        )
+    });
+    (status, json)
+}
+
+/// The AdmissionResponse of a 200 answer, after checking it echoes the request's uid.
+async fn respond(app: &Router, path: &str, review: &Value) -> Value {
+    let (status, answer) = post(app, path, review).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(answer["kind"], "AdmissionReview");
+    let response = answer["response"].clone();
+    assert_eq!(
+        response["uid"], review["request"]["uid"],
+        "uid not echoed: {answer}"
+    );
+    response
+}
+
+fn message(response: &Value) -> &str {
+    response["status"]["message"].as_str().unwrap_or("")
+}
+
+fn warnings(response: &Value) -> Vec<String> {
+    response["warnings"]
+        .as_array()
+        .map(|w| w.iter().map(|s| s.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// The JSON Patch of a mutate response, decoded from base64 as the API server does.
+fn patch(response: &Value) -> Option<Vec<Value>> {
+    let encoded = response
+        .get("patch")?
+        .as_str()
+        .expect("patch is a base64 string");
+    assert_eq!(response["patchType"], "JSONPatch");
+    Some(serde_json::from_slice(&decode_base64(encoded)).unwrap())
+}
+
+fn decode_base64(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for byte in text.bytes().filter(|b| *b != b'=') {
+        let value = ALPHABET.iter().position(|c| *c == byte).unwrap() as u32;
+        bits = (bits << 6) | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    out
+}
+
+/// Applies a mutate response's patch to the review's object, as the API server would.
+fn apply(review: &Value, response: &Value) -> Value {
+    let mut next = review.clone();
+    let ops: json_patch::Patch =
+        serde_json::from_value(Value::Array(patch(response).unwrap())).unwrap();
+    json_patch::patch(&mut next["request"]["object"], &ops).unwrap();
+    next
+}
+
+#[tokio::test]
+async fn ff101_and_ff111_deny_the_seed_helmrelease_with_the_rewrite() {
+    let review = fixture("helmrelease-cross-namespace");
+    let response = respond(&app(), "/validate", &review).await;
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 403);
+    let text = message(&response);
+    assert!(
+        text.contains("FF101 cross-namespace-source-ref at /spec/chart/spec/sourceRef/namespace"),
+        "{text}"
+    );
+    assert!(
+        text.contains("HelmRepository flux-system/bitnami"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Fix: Flux refuses cross-namespace references"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FF111 service-account-unavailable at /spec/serviceAccountName"),
+        "{text}"
+    );
+    // The rewritten manifest: moved to the config namespace, deploying into nginx.
+    assert!(
+        text.contains("metadata:\n  name: nginx\n  namespace: cluster-config\nspec:\n"),
+        "{text}"
+    );
+    assert!(text.contains("  targetNamespace: nginx\n"), "{text}");
+    assert!(
+        text.contains("        namespace: cluster-config\n"),
+        "{text}"
+    );
+    // FF110 (warn by default) travels as a warning, each at most 120 characters.
+    let warnings = warnings(&response);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("FF110: "), "{warnings:?}");
+    assert!(warnings.iter().all(|w| w.chars().count() <= 120));
+    assert_eq!(response["auditAnnotations"]["rules"], "FF101,FF110,FF111");
+}
+
+#[tokio::test]
+async fn update_is_judged_like_create() {
+    let created = respond(&app(), "/validate", &fixture("helmrelease-cross-namespace")).await;
+    let updated = respond(
+        &app(),
+        "/validate",
+        &fixture("helmrelease-cross-namespace-update"),
+    )
+    .await;
+    assert_eq!(updated["allowed"], false);
+    assert_eq!(message(&updated), message(&created));
+}
+
+#[tokio::test]
+async fn dry_run_gets_the_same_verdict() {
+    let app = app();
+    let real = respond(&app, "/validate", &fixture("helmrelease-cross-namespace")).await;
+    let dry = respond(
+        &app,
+        "/validate",
+        &fixture("helmrelease-cross-namespace-dry-run"),
+    )
+    .await;
+    assert_eq!(dry["allowed"], false);
+    assert_eq!(message(&dry), message(&real));
+    assert_eq!(dry["warnings"], real["warnings"]);
+}
+
+#[tokio::test]
+async fn delete_status_exempt_and_own_namespace_are_never_blocked() {
+    let app = app();
+    for name in [
+        "helmrelease-delete",
+        "helmrelease-status-update",
+        "helmrelease-exempt-namespace",
+        "helmrelease-own-namespace",
+    ] {
+        for endpoint in ["/validate", "/mutate"] {
+            let response = respond(&app, endpoint, &fixture(name)).await;
+            assert_eq!(response["allowed"], true, "{name} {endpoint}: {response}");
+            assert!(
+                response.get("patch").is_none(),
+                "{name} {endpoint}: {response}"
+            );
+            assert!(
+                response.get("warnings").is_none(),
+                "{name} {endpoint}: {response}"
+            );
+        }
+    }
+    // The own-namespace fixture is otherwise a violation: without --namespace it is denied.
+    let no_own = app_with(Policy::azure_default(), None, MAX_BODY);
+    let response = respond(&no_own, "/validate", &fixture("helmrelease-own-namespace")).await;
+    assert_eq!(response["allowed"], false);
+}
+
+#[tokio::test]
+async fn a_policy_that_does_not_enforce_allows_everything() {
+    let mut policy = Policy::azure_default();
+    policy.enforce = false;
+    let app = app_with(policy, None, MAX_BODY);
+    let response = respond(&app, "/validate", &fixture("helmrelease-cross-namespace")).await;
+    assert_eq!(response["allowed"], true);
+    assert!(response.get("warnings").is_none());
+}
+
+#[tokio::test]
+async fn ff110_warns_on_validate_and_mutate_defaults_the_service_account_once() {
+    let app = app();
+    for name in ["helmrelease-cluster-config", "kustomization-cluster-config"] {
+        let review = fixture(name);
+        let validated = respond(&app, "/validate", &review).await;
+        assert_eq!(validated["allowed"], true, "{name}");
+        assert_eq!(validated["auditAnnotations"]["rules"], "FF110", "{name}");
+        assert!(warnings(&validated)[0].starts_with("FF110: "), "{name}");
+
+        let mutated = respond(&app, "/mutate", &review).await;
+        assert_eq!(mutated["allowed"], true);
+        assert_eq!(
+            patch(&mutated).unwrap(),
+            vec![json!({"op": "add", "path": "/spec/serviceAccountName", "value": "flux-applier"})],
+            "{name}"
+        );
+        assert_eq!(
+            warnings(&mutated),
+            vec!["fluxfence: set spec.serviceAccountName: flux-applier"]
+        );
+
+        // Re-invoked on its own output (reinvocationPolicy: IfNeeded): nothing more to do,
+        // and validation now passes cleanly.
+        let patched = apply(&review, &mutated);
+        assert_eq!(
+            patched["request"]["object"]["spec"]["serviceAccountName"],
+            "flux-applier"
+        );
+        let again = respond(&app, "/mutate", &patched).await;
+        assert!(again.get("patch").is_none(), "{name}: {again}");
+        let validated = respond(&app, "/validate", &patched).await;
+        assert_eq!(validated["allowed"], true);
+        assert!(validated.get("warnings").is_none(), "{validated}");
+    }
+    let already = respond(
+        &app,
+        "/mutate",
+        &fixture("kustomization-cluster-config-with-service-account"),
+    )
+    .await;
+    assert!(already.get("patch").is_none(), "{already}");
+}
+
+#[tokio::test]
+async fn mutate_adds_a_missing_spec_before_the_service_account() {
+    let mut review = fixture("kustomization-cluster-config");
+    review["request"]["object"]
+        .as_object_mut()
+        .unwrap()
+        .remove("spec");
+    let response = respond(&app(), "/mutate", &review).await;
+    assert_eq!(
+        patch(&response).unwrap(),
+        vec![
+            json!({"op": "add", "path": "/spec", "value": {}}),
+            json!({"op": "add", "path": "/spec/serviceAccountName", "value": "flux-applier"}),
+        ]
+    );
+    let patched = apply(&review, &response);
+    assert_eq!(
+        patched["request"]["object"]["spec"],
+        json!({"serviceAccountName": "flux-applier"})
+    );
+}
+
+#[tokio::test]
+async fn mutate_does_not_write_in_a_default_that_would_hide_a_denial() {
+    // flux-applier does not exist in nginx (FF111): writing it in explicitly would make the
+    // validating webhook trust it. The object stays as it is and validation denies it.
+    let app = app();
+    let review = fixture("helmrelease-cross-namespace");
+    let response = respond(&app, "/mutate", &review).await;
+    assert_eq!(response["allowed"], true);
+    assert!(response.get("patch").is_none(), "{response}");
+}
+
+#[tokio::test]
+async fn ff120_denies_a_remote_cluster() {
+    let response = respond(&app(), "/validate", &fixture("kustomization-kubeconfig")).await;
+    assert_eq!(response["allowed"], false);
+    let text = message(&response);
+    assert!(
+        text.contains("FF120 remote-cluster-kubeconfig at /spec/kubeConfig"),
+        "{text}"
+    );
+    assert!(text.contains("Fix: remove spec.kubeConfig"), "{text}");
+    // Not a move problem: no rewritten manifest.
+    assert!(!text.contains("fluxfence fix"), "{text}");
+}
+
+#[tokio::test]
+async fn ff102_denies_event_sources_in_other_namespaces() {
+    let app = app();
+    let alert = respond(&app, "/validate", &fixture("alert-cross-namespace")).await;
+    assert_eq!(alert["allowed"], false);
+    assert!(
+        message(&alert)
+            .contains("FF102 cross-namespace-event-source at /spec/eventSources/1/namespace"),
+        "{alert}"
+    );
+    let receiver = respond(&app, "/validate", &fixture("receiver-wildcard-namespace")).await;
+    assert_eq!(receiver["allowed"], false);
+    assert!(
+        message(&receiver).contains("at /spec/resources/0/namespace"),
+        "{receiver}"
+    );
+    assert!(message(&receiver).contains("only `name: '*'` is a wildcard"));
+}
+
+#[tokio::test]
+async fn per_tenant_policy_ff121_ff140_ff110_ff111() {
+    let app = app_with(per_tenant(), Some(OWN_NAMESPACE), MAX_BODY);
+
+    let target = respond(
+        &app,
+        "/validate",
+        &fixture("tenant-helmrelease-target-outside"),
+    )
+    .await;
+    assert_eq!(target["allowed"], false);
+    let text = message(&target);
+    assert!(
+        text.contains("FF121 target-namespace-outside-tenant at /spec/targetNamespace"),
+        "{text}"
+    );
+    assert!(text.contains("outside tenant `team-a`"), "{text}");
+    assert_eq!(target["auditAnnotations"]["rules"], "FF121");
+
+    let url = respond(&app, "/validate", &fixture("tenant-gitrepository-url")).await;
+    assert_eq!(url["allowed"], false);
+    assert!(
+        message(&url).contains("FF140 source-url-not-allowed at /spec/url"),
+        "{url}"
+    );
+    let allowed = respond(
+        &app,
+        "/validate",
+        &fixture("tenant-gitrepository-url-allowed"),
+    )
+    .await;
+    assert_eq!(allowed["allowed"], true, "{allowed}");
+
+    // FF110 is `deny` in this policy, and flux-applier does not exist in team-a (FF111).
+    let missing = fixture("tenant-kustomization-missing-service-account");
+    let denied = respond(&app, "/validate", &missing).await;
+    assert_eq!(denied["allowed"], false);
+    let text = message(&denied);
+    assert!(text.contains("FF110 missing-service-account"), "{text}");
+    assert!(text.contains("FF111 service-account-unavailable"), "{text}");
+    let mutated = respond(&app, "/mutate", &missing).await;
+    assert!(mutated.get("patch").is_none(), "{mutated}");
+
+    let other = respond(
+        &app,
+        "/validate",
+        &fixture("tenant-kustomization-other-service-account"),
+    )
+    .await;
+    assert_eq!(other["allowed"], false);
+    assert!(
+        message(&other).contains("which tenant `team-a` may not use"),
+        "{other}"
+    );
+}
+
+#[tokio::test]
+async fn a_shared_source_reference_is_rewritten_to_the_tenant_copy() {
+    let app = app_with(per_tenant(), Some(OWN_NAMESPACE), MAX_BODY);
+    let review = fixture("tenant-helmrelease-shared-source");
+    // Allowed by the policy's sharedSources, so validation passes as is.
+    let validated = respond(&app, "/validate", &review).await;
+    assert_eq!(validated["allowed"], true, "{validated}");
+
+    let mutated = respond(&app, "/mutate", &review).await;
+    assert_eq!(
+        patch(&mutated).unwrap(),
+        vec![
+            json!({"op": "replace", "path": "/spec/chart/spec/sourceRef/namespace", "value": "team-a"})
+        ]
+    );
+    let said = warnings(&mutated);
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].contains("HelmRepository team-a/bitnami"),
+        "{said:?}"
+    );
+    assert!(said[0].contains("flux-system/bitnami"), "{said:?}");
+    assert!(said[0].chars().count() <= 120);
+
+    let patched = apply(&review, &mutated);
+    let again = respond(&app, "/mutate", &patched).await;
+    assert!(again.get("patch").is_none(), "{again}");
+    let validated = respond(&app, "/validate", &patched).await;
+    assert_eq!(validated["allowed"], true);
+
+    // Without the policy's opt-in, the same reference is a plain FF101.
+    let mut strict = per_tenant();
+    strict.shared_sources.clear();
+    let strict = app_with(strict, None, MAX_BODY);
+    let response = respond(&strict, "/mutate", &review).await;
+    assert!(response.get("patch").is_none());
+    let response = respond(&strict, "/validate", &review).await;
+    assert!(message(&response).contains("FF101"), "{response}");
+}
+
+#[tokio::test]
+async fn objects_that_are_not_flux_kinds_are_allowed() {
+    let app = app();
+    for endpoint in ["/validate", "/mutate"] {
+        let response = respond(&app, endpoint, &fixture("configmap")).await;
+        assert_eq!(response["allowed"], true);
+        assert!(response.get("patch").is_none());
+    }
+}
+
+/// A minimal object of `kind`, in namespace `apps`, that crosses namespaces where it can.
+fn object_of(kind: FluxKind, api_version: &str) -> (Value, bool) {
+    let away = json!({"kind": "GitRepository", "name": "shared", "namespace": "elsewhere"});
+    let (spec, violates) = match kind {
+        FluxKind::Kustomization | FluxKind::ImageUpdateAutomation => {
+            (json!({"interval": "5m", "sourceRef": away}), true)
+        }
+        FluxKind::HelmRelease => (
+            json!({"interval": "5m", "chart": {"spec": {"chart": "app", "sourceRef": {"kind": "HelmRepository", "name": "shared", "namespace": "elsewhere"}}}}),
+            true,
+        ),
+        FluxKind::ImagePolicy => (
+            json!({"imageRepositoryRef": {"name": "app", "namespace": "elsewhere"}}),
+            true,
+        ),
+        FluxKind::Alert => (
+            json!({"providerRef": {"name": "slack"}, "eventSources": [away]}),
+            true,
+        ),
+        FluxKind::Receiver => (json!({"type": "generic", "resources": [away]}), true),
+        _ => (
+            json!({"interval": "5m", "url": "https://example.com/repo"}),
+            false,
+        ),
+    };
+    let object = json!({
+        "apiVersion": api_version,
+        "kind": kind.as_str(),
+        "metadata": {"name": "x", "namespace": "apps"},
+        "spec": spec,
+    });
+    (object, violates)
+}
+
+fn review_of(object: Value, group: &str, version: &str, plural: &str, uid: &str) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": group, "version": version, "kind": object["kind"]},
+            "resource": {"group": group, "version": version, "resource": plural},
+            "name": "x",
+            "namespace": "apps",
+            "operation": "CREATE",
+            "userInfo": {"username": "admin"},
+            "object": object,
+            "dryRun": false,
+        }
+    })
+}
+
+#[tokio::test]
+async fn every_flux_kind_and_version_is_judged() {
+    let app = app();
+    let mut expected_series = Vec::new();
+    for info in FLUX_KINDS {
+        for version in info.versions {
+            let api_version = format!("{}/{version}", info.group);
+            let (object, violates) = object_of(info.kind, &api_version);
+            let uid = format!("uid-{}-{version}", info.plural);
+            let review = review_of(object, info.group, version, info.plural, &uid);
+            let response = respond(&app, "/validate", &review).await;
+            assert_eq!(
+                response["allowed"], !violates,
+                "{api_version} {}: {response}",
+                info.kind
+            );
+            if violates {
+                let code = match info.kind {
+                    FluxKind::Alert | FluxKind::Receiver => "FF102",
+                    _ => "FF101",
+                };
+                assert!(
+                    message(&response).contains(code),
+                    "{api_version}: {response}"
+                );
+            }
+            let mutated = respond(&app, "/mutate", &review).await;
+            assert_eq!(mutated["allowed"], true, "{api_version}: {mutated}");
+        }
+        let verdict = if matches!(
+            info.kind,
+            FluxKind::Alert
+                | FluxKind::Receiver
+                | FluxKind::Kustomization
+                | FluxKind::ImageUpdateAutomation
+                | FluxKind::HelmRelease
+                | FluxKind::ImagePolicy
+        ) {
+            "denied"
+        } else {
+            "allowed"
+        };
+        expected_series.push(format!(
+            "fluxfence_webhook_requests_total{{endpoint=\"validate\",kind=\"{}\",verdict=\"{verdict}\"}} {}",
+            info.kind,
+            info.versions.len()
+        ));
+    }
+    // Each kind was recognised as that Flux kind (not counted as `other`).
+    let (status, body) = send(&app, "GET", "/metrics", Vec::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(body).unwrap();
+    for series in expected_series {
+        assert!(
+            text.lines().any(|l| l == series),
+            "missing {series} in\n{text}"
+        );
+    }
+    assert!(!text.contains("kind=\"other\""), "{text}");
+}
+
+#[tokio::test]
+async fn a_malformed_body_is_a_400_with_a_json_error() {
+    let app = app();
+    let body = std::fs::read(root().join("testdata/admission/malformed-body.json")).unwrap();
+    for endpoint in ["/validate", "/mutate"] {
+        let (status, answer) = send(&app, "POST", endpoint, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let error: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(error["code"], 400);
+        assert!(
+            error["error"]
+                .as_str()
+                .unwrap()
+                .contains("not an AdmissionReview"),
+            "{error}"
+        );
+    }
+    for junk in [
+        &b""[..],
+        b"null",
+        b"[]",
+        b"\xff\xfe",
+        b"{\"kind\": \"AdmissionReview\"}",
+    ] {
+        let (status, answer) = send(&app, "POST", "/validate", junk.to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{junk:?}");
+        serde_json::from_slice::<Value>(&answer).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_review_without_uid_is_a_400() {
+    let (status, answer) = post(&app(), "/validate", &fixture("missing-uid")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        answer["error"].as_str().unwrap().contains("no uid"),
+        "{answer}"
+    );
+    let mut empty = fixture("kustomization-cluster-config");
+    empty["request"]["uid"] = json!("");
+    let (status, _) = post(&app(), "/mutate", &empty).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_a_413() {
+    let small = app_with(Policy::azure_default(), None, 4096);
+    let mut review = fixture("helmrelease-cluster-config");
+    review["request"]["object"]["spec"]["values"] = json!({"blob": "x".repeat(5000)});
+    let (status, answer) = send(
+        &small,
+        "POST",
+        "/validate",
+        serde_json::to_vec(&review).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let error: Value = serde_json::from_slice(&answer).unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("4096 bytes"),
+        "{error}"
+    );
+
+    // The default limit is 3 MiB: 4 MiB is refused, 2 MiB is judged.
+    let app = app();
+    review["request"]["object"]["spec"]["values"] = json!({"blob": "x".repeat(4 << 20)});
+    let (status, _) = send(
+        &app,
+        "POST",
+        "/validate",
+        serde_json::to_vec(&review).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    review["request"]["object"]["spec"]["values"] = json!({"blob": "x".repeat(2 << 20)});
+    let response = respond(&app, "/validate", &review).await;
+    assert_eq!(response["allowed"], true);
+}
+
+#[tokio::test]
+async fn deeply_nested_objects_are_denied_not_crashed_on() {
+    let app = app();
+    for depth in [150, 250, 100_000] {
+        let mut nested = String::from("{\"a\":");
+        for _ in 0..depth {
+            nested.push_str("{\"a\":");
+        }
+        nested.push('1');
+        for _ in 0..=depth {
+            nested.push('}');
+        }
+        let mut review = fixture("helmrelease-cluster-config");
+        review["request"]["object"]["spec"]["values"] = json!("PLACEHOLDER");
+        let body = serde_json::to_string(&review)
+            .unwrap()
+            .replace("\"PLACEHOLDER\"", &nested);
+        for endpoint in ["/validate", "/mutate"] {
+            let (status, answer) = send(&app, "POST", endpoint, body.clone().into_bytes()).await;
+            assert_eq!(status, StatusCode::OK, "depth {depth}");
+            let answer: Value = serde_json::from_slice(&answer).unwrap();
+            let response = &answer["response"];
+            assert_eq!(response["uid"], review["request"]["uid"]);
+            assert_eq!(response["allowed"], false, "depth {depth} {endpoint}");
+            assert!(message(response).contains("recursion limit"), "{response}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_review_with_a_uid_but_unreadable_fields_is_denied() {
+    let review = fixture("wrong-type-metadata");
+    for endpoint in ["/validate", "/mutate"] {
+        let response = respond(&app(), endpoint, &review).await;
+        assert_eq!(response["allowed"], false);
+        assert_eq!(response["status"]["code"], 400);
+        assert!(message(&response).contains("cannot be read"), "{response}");
+    }
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let app = app();
+    let (status, body) = send(&app, "GET", "/healthz", Vec::new()).await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"ok"[..]));
+    let (status, _) = send(&app, "GET", "/readyz", Vec::new()).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not ready before set_ready"
+    );
+
+    let state = Arc::new(AppState::new(
+        Policy::azure_default(),
+        Arc::new(Metrics::new()),
+        None,
+        MAX_BODY,
+    ));
+    state.set_ready();
+    let app = router(Arc::clone(&state));
+    let (status, _) = send(&app, "GET", "/readyz", Vec::new()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    respond(&app, "/validate", &fixture("helmrelease-cross-namespace")).await;
+    respond(&app, "/mutate", &fixture("kustomization-cluster-config")).await;
+    send(&app, "POST", "/validate", b"{".to_vec()).await;
+    let (status, body) = send(&app, "GET", "/metrics", Vec::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(body).unwrap();
+    for line in [
+        "fluxfence_webhook_requests_total{endpoint=\"validate\",kind=\"HelmRelease\",verdict=\"denied\"} 1",
+        "fluxfence_webhook_requests_total{endpoint=\"mutate\",kind=\"Kustomization\",verdict=\"mutated\"} 1",
+        "fluxfence_webhook_findings_total{endpoint=\"validate\",rule=\"FF101\",severity=\"deny\"} 1",
+        "fluxfence_webhook_findings_total{endpoint=\"validate\",rule=\"FF110\",severity=\"warn\"} 1",
+        "fluxfence_webhook_errors_total{endpoint=\"validate\",reason=\"bad_request\"} 1",
+        "fluxfence_webhook_request_duration_seconds_count{endpoint=\"validate\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_post_reviews() {
+    let (status, _) = send(&app(), "GET", "/validate", Vec::new()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (status, _) = send(&app(), "POST", "/nope", Vec::new()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
