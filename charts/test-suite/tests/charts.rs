@@ -1,0 +1,986 @@
+//! The charts in charts/: lint, render with every documented option, strict schema, webhook
+//! rules against fluxfence's Flux kind table, lockdown flags, and the default policy.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fluxfence::Policy;
+use fluxfence::kinds::FLUX_KINDS;
+use fluxfence_charts_test::{chart_dir, helm, names, object, of_kind, strings};
+use serde_json::Value;
+
+const NS: &str = "fluxfence-system";
+const FLUX_NS: &str = "flux-system";
+
+/// (group, version, plural) for every kind and version in FLUX_KINDS.
+fn expected_resources() -> BTreeSet<(String, String, String)> {
+    FLUX_KINDS
+        .iter()
+        .flat_map(|info| {
+            info.versions.iter().map(|v| {
+                (
+                    info.group.to_owned(),
+                    (*v).to_owned(),
+                    info.plural.to_owned(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The (group, version, resource) triples one webhook's rules match, checking each rule's
+/// shape on the way.
+fn rule_resources(webhook: &Value) -> BTreeSet<(String, String, String)> {
+    let mut covered = BTreeSet::new();
+    let rules = webhook["rules"].as_array().cloned().unwrap_or_default();
+    assert!(!rules.is_empty(), "webhook without rules: {webhook}");
+    for rule in &rules {
+        assert_eq!(strings(&rule["operations"]), ["CREATE", "UPDATE"], "{rule}");
+        assert_eq!(rule["scope"], "Namespaced", "{rule}");
+        for group in strings(&rule["apiGroups"]) {
+            for version in strings(&rule["apiVersions"]) {
+                for resource in strings(&rule["resources"]) {
+                    assert!(
+                        !resource.contains('/') && resource != "*",
+                        "rule matches a subresource or everything: {rule}"
+                    );
+                    covered.insert((group.clone(), version.clone(), resource));
+                }
+            }
+        }
+    }
+    covered
+}
+
+fn webhooks<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    of_kind(docs, kind)
+        .into_iter()
+        .flat_map(|c| c["webhooks"].as_array().into_iter().flatten())
+        .collect()
+}
+
+fn excluded_namespaces(webhook: &Value) -> Vec<String> {
+    webhook["namespaceSelector"]["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["key"] == "kubernetes.io/metadata.name" && e["operator"] == "NotIn")
+        .flat_map(|e| strings(&e["values"]))
+        .collect()
+}
+
+fn container(deployment: &Value) -> &Value {
+    &deployment["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn args(deployment: &Value) -> Vec<String> {
+    strings(&container(deployment)["args"])
+}
+
+#[test]
+fn kinds_file_is_the_output_of_fluxfence_kinds() {
+    // files/flux-kinds.json is `fluxfence kinds`; the chart reads kind, group, plural, versions.
+    let path = chart_dir("fluxfence").join("files/flux-kinds.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    let file: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let binary = serde_json::to_value(FLUX_KINDS).unwrap_or_else(|e| panic!("{e}"));
+    let project = |v: &Value| -> Vec<Value> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|k| {
+                serde_json::json!({
+                    "kind": k["kind"], "group": k["group"],
+                    "plural": k["plural"], "versions": k["versions"],
+                })
+            })
+            .collect()
+    };
+    assert_eq!(
+        project(&file),
+        project(&binary),
+        "{} is stale: regenerate it with `cargo run -q --bin fluxfence -- kinds > {}`",
+        path.display(),
+        "charts/fluxfence/files/flux-kinds.json"
+    );
+}
+
+#[test]
+fn crds_define_every_flux_kind() {
+    let dir = chart_dir("flux-multitenancy").join("crds");
+    let mut defined = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+    {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+        for crd in fluxfence_charts_test::parse_manifests(&text).unwrap_or_else(|e| panic!("{e}")) {
+            assert_eq!(
+                crd["kind"],
+                "CustomResourceDefinition",
+                "{}",
+                path.display()
+            );
+            let served: Vec<String> = crd["spec"]["versions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|v| v["served"] == true)
+                .filter_map(|v| v["name"].as_str().map(str::to_owned))
+                .collect();
+            defined.insert(
+                (
+                    crd["spec"]["group"].as_str().unwrap_or("").to_owned(),
+                    crd["spec"]["names"]["plural"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                ),
+                served,
+            );
+        }
+    }
+    assert_eq!(defined.len(), FLUX_KINDS.len(), "{defined:?}");
+    for info in FLUX_KINDS {
+        let served = defined
+            .get(&(info.group.to_owned(), info.plural.to_owned()))
+            .unwrap_or_else(|| panic!("no CRD for {}", info.kind));
+        for version in served {
+            assert!(
+                info.versions.contains(&version.as_str()),
+                "{} serves {version}, which FLUX_KINDS (and so the webhook rules) lacks",
+                info.kind
+            );
+        }
+    }
+}
+
+#[test]
+fn lint_strict_is_clean_on_every_chart() {
+    let Some(helm) = helm() else { return };
+    let fluxfence = chart_dir("fluxfence");
+    for values in [
+        "",
+        "tls: {certManager: {enabled: true}}",
+        "metrics: {serviceMonitor: {enabled: true}}\nnetworkPolicy: {enabled: true}",
+    ] {
+        helm.lint_strict(&fluxfence, values)
+            .unwrap_or_else(|e| panic!("fluxfence with {values:?}:\n{e}"));
+    }
+    let companion = helm.companion_chart();
+    for values in [
+        "",
+        "imageAutomation: {enabled: true}",
+        "multiTenancy: {enforce: false}\nfluxfence: {policy: {enforce: false}}",
+    ] {
+        helm.lint_strict(&companion.chart, values)
+            .unwrap_or_else(|e| panic!("flux-multitenancy with {values:?}:\n{e}"));
+    }
+}
+
+#[test]
+fn webhook_rules_cover_every_flux_kind_and_version_exactly() {
+    let Some(helm) = helm() else { return };
+    let expected = expected_resources();
+    let docs = helm
+        .template(&chart_dir("fluxfence"), "fluxfence", NS, "", &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let companion = helm.companion_chart();
+    let companion_docs = helm
+        .template(&companion.chart, "flux", FLUX_NS, "", &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (chart, docs) in [("fluxfence", &docs), ("flux-multitenancy", &companion_docs)] {
+        for kind in [
+            "ValidatingWebhookConfiguration",
+            "MutatingWebhookConfiguration",
+        ] {
+            let hooks = webhooks(docs, kind);
+            assert_eq!(hooks.len(), 1, "{chart}: {kind}");
+            assert_eq!(rule_resources(hooks[0]), expected, "{chart}: {kind}");
+        }
+    }
+}
+
+#[test]
+fn webhooks_fail_closed_fast_and_without_side_effects() {
+    let Some(helm) = helm() else { return };
+    let docs = helm
+        .template(&chart_dir("fluxfence"), "fluxfence", NS, "", &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (kind, path) in [
+        ("ValidatingWebhookConfiguration", "/validate"),
+        ("MutatingWebhookConfiguration", "/mutate"),
+    ] {
+        let hook = webhooks(&docs, kind)[0];
+        assert_eq!(hook["failurePolicy"], "Fail", "{kind}");
+        assert_eq!(hook["sideEffects"], "None", "{kind}");
+        assert_eq!(hook["matchPolicy"], "Equivalent", "{kind}");
+        assert_eq!(strings(&hook["admissionReviewVersions"]), ["v1"], "{kind}");
+        let timeout = hook["timeoutSeconds"].as_u64().unwrap_or(0);
+        assert!((1..=5).contains(&timeout), "{kind}: timeout {timeout}");
+        let service = &hook["clientConfig"]["service"];
+        assert_eq!(service["name"], "fluxfence", "{kind}");
+        assert_eq!(service["namespace"], NS, "{kind}");
+        assert_eq!(service["path"], path, "{kind}");
+        assert_eq!(service["port"], 443, "{kind}");
+        if kind.starts_with("Mutating") {
+            assert_eq!(hook["reinvocationPolicy"], "IfNeeded");
+        }
+    }
+}
+
+#[test]
+fn webhooks_never_see_kube_system_or_the_release_namespace() {
+    let Some(helm) = helm() else { return };
+    let values = "webhook:
+  excludeNamespaces: [platform]
+  namespaceSelector:
+    matchLabels: {fluxfence.dev/enabled: \"true\"}
+    matchExpressions: [{key: tier, operator: NotIn, values: [system]}]
+";
+    for (values, extra) in [("", vec![]), (values, vec!["platform"])] {
+        let docs = helm
+            .template(&chart_dir("fluxfence"), "ff", "guard", values, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        for kind in [
+            "ValidatingWebhookConfiguration",
+            "MutatingWebhookConfiguration",
+        ] {
+            let hook = webhooks(&docs, kind)[0];
+            let excluded = excluded_namespaces(hook);
+            for ns in ["kube-system", "guard"].iter().chain(extra.iter()) {
+                assert!(
+                    excluded.iter().any(|e| e == ns),
+                    "{kind}: {ns} not in {excluded:?}"
+                );
+            }
+            if !extra.is_empty() {
+                let selector = &hook["namespaceSelector"];
+                assert_eq!(selector["matchLabels"]["fluxfence.dev/enabled"], "true");
+                assert!(
+                    selector["matchExpressions"]
+                        .as_array()
+                        .is_some_and(|e| e.iter().any(|x| x["key"] == "tier")),
+                    "{selector}"
+                );
+            }
+        }
+    }
+    // The companion installs the webhook in the Flux namespace: that one is excluded too.
+    let companion = helm.companion_chart();
+    let docs = helm
+        .template(&companion.chart, "flux", FLUX_NS, "", &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let excluded = excluded_namespaces(webhooks(&docs, "ValidatingWebhookConfiguration")[0]);
+    assert!(excluded.contains(&FLUX_NS.to_owned()), "{excluded:?}");
+}
+
+#[test]
+fn default_policy_configmap_is_the_azure_default() {
+    let Some(helm) = helm() else { return };
+    let policy_of = |docs: &[Value], name: &str| -> Policy {
+        let text = object(docs, "ConfigMap", name)["data"]["policy.yaml"]
+            .as_str()
+            .unwrap_or_else(|| panic!("ConfigMap {name} has no policy.yaml"))
+            .to_owned();
+        Policy::parse(&text, "policy.yaml").unwrap_or_else(|e| panic!("{e}\n{text}"))
+    };
+    let docs = helm
+        .template(&chart_dir("fluxfence"), "fluxfence", NS, "", &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        policy_of(&docs, "fluxfence-policy"),
+        Policy::azure_default()
+    );
+
+    // The deployment reads that ConfigMap at the path it passes to the binary.
+    let deployment = object(&docs, "Deployment", "fluxfence");
+    assert!(args(deployment).contains(&"--policy-file=/policy/policy.yaml".to_owned()));
+    let volumes = &deployment["spec"]["template"]["spec"]["volumes"];
+    assert!(
+        volumes.as_array().is_some_and(|v| v
+            .iter()
+            .any(|v| v["configMap"]["name"] == "fluxfence-policy")),
+        "{volumes}"
+    );
+
+    // Every policy field can be set from values and stays a valid policy.
+    let values = "policy:
+  enforce: false
+  defaultServiceAccount: null
+  serviceAccounts: [{namespace: team-a, name: deployer}]
+  tenants:
+    - name: team-a
+      namespaces: [team-a, team-a-*]
+      serviceAccounts: [deployer]
+      targetNamespaces: [team-a-apps]
+      sourceUrls: [https://github.com/org/team-a-]
+  sharedSources: [{kind: HelmRepository, namespace: flux-system, name: bitnami, tenants: [team-a]}]
+  rules: {FF110: deny, FF140: off}
+";
+    let docs = helm
+        .template(&chart_dir("fluxfence"), "fluxfence", NS, values, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let policy = policy_of(&docs, "fluxfence-policy");
+    assert!(!policy.enforce);
+    assert_eq!(policy.default_service_account, None);
+    assert_eq!(policy.tenants.len(), 1);
+    assert_eq!(policy.shared_sources.len(), 1);
+    assert_eq!(policy.rules.len(), 2);
+    // `off` unquoted is false in Helm's YAML; the webhook still gets the severity `off`.
+    assert_eq!(policy.rules.get("FF140"), Some(&fluxfence::Severity::Off));
+}
+
+#[test]
+fn deployment_is_available_and_hardened() {
+    let Some(helm) = helm() else { return };
+    let docs = helm
+        .template(&chart_dir("fluxfence"), "fluxfence", NS, "", &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deployment = object(&docs, "Deployment", "fluxfence");
+    let spec = &deployment["spec"];
+    let pod = &spec["template"]["spec"];
+    assert_eq!(spec["replicas"], 2);
+    assert_eq!(
+        object(&docs, "PodDisruptionBudget", "fluxfence")["spec"]["minAvailable"],
+        1
+    );
+    let anti =
+        &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(
+        anti["podAffinityTerm"]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    assert_eq!(
+        anti["podAffinityTerm"]["labelSelector"]["matchLabels"],
+        spec["selector"]["matchLabels"]
+    );
+
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let c = container(deployment);
+    let sc = &c["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert!(c["resources"]["requests"]["memory"].is_string());
+    assert!(c["resources"]["limits"]["memory"].is_string());
+
+    for (probe, path) in [
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+        ("startupProbe", "/healthz"),
+    ] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"], path, "{probe}");
+        assert_eq!(get["scheme"], "HTTPS", "{probe}");
+        assert_eq!(get["port"], "https", "{probe}");
+    }
+    assert_eq!(c["ports"][0]["containerPort"], 8443);
+    let a = args(deployment);
+    for expected in [
+        "--listen=0.0.0.0:8443",
+        "--tls-cert-file=/tls/tls.crt",
+        "--tls-key-file=/tls/tls.key",
+        "--log-format=json",
+    ] {
+        assert!(a.contains(&expected.to_owned()), "{expected} not in {a:?}");
+    }
+    let env = c["env"].as_array().cloned().unwrap_or_default();
+    assert!(
+        env.iter().any(|e| e["name"] == "FLUXFENCE_NAMESPACE"
+            && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"),
+        "{env:?}"
+    );
+
+    let service = object(&docs, "Service", "fluxfence");
+    assert_eq!(service["spec"]["ports"][0]["port"], 443);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "https");
+    object(&docs, "ServiceAccount", "fluxfence");
+    assert_eq!(pod["serviceAccountName"], "fluxfence");
+}
+
+#[test]
+fn generated_certificate_is_the_one_both_webhooks_trust() {
+    let Some(helm) = helm() else { return };
+    let docs = helm
+        .template(&chart_dir("fluxfence"), "fluxfence", NS, "", &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let secret = object(&docs, "Secret", "fluxfence-tls");
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    let ca = secret["data"]["ca.crt"].as_str().unwrap_or("");
+    assert!(!ca.is_empty());
+    assert!(
+        secret["data"]["tls.crt"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    assert!(
+        secret["data"]["tls.key"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    for kind in [
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+    ] {
+        assert_eq!(
+            webhooks(&docs, kind)[0]["clientConfig"]["caBundle"],
+            ca,
+            "{kind}"
+        );
+    }
+    let volumes = &object(&docs, "Deployment", "fluxfence")["spec"]["template"]["spec"]["volumes"];
+    assert!(
+        volumes.as_array().is_some_and(|v| v
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "fluxfence-tls")),
+        "{volumes}"
+    );
+}
+
+#[test]
+fn cert_manager_issues_the_certificate_and_injects_the_ca() {
+    let Some(helm) = helm() else { return };
+    let docs = helm
+        .template(
+            &chart_dir("fluxfence"),
+            "fluxfence",
+            NS,
+            "tls: {certManager: {enabled: true}}",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(of_kind(&docs, "Secret").is_empty(), "{:?}", names(&docs));
+    let certificate = object(&docs, "Certificate", "fluxfence-tls");
+    assert_eq!(certificate["spec"]["secretName"], "fluxfence-tls");
+    assert_eq!(certificate["spec"]["issuerRef"]["name"], "fluxfence-ca");
+    let dns = strings(&certificate["spec"]["dnsNames"]);
+    assert!(dns.contains(&format!("fluxfence.{NS}.svc")), "{dns:?}");
+    assert_eq!(
+        object(&docs, "Certificate", "fluxfence-ca")["spec"]["isCA"],
+        true
+    );
+    object(&docs, "Issuer", "fluxfence-selfsigned");
+    object(&docs, "Issuer", "fluxfence-ca");
+    for kind in [
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+    ] {
+        let config = &of_kind(&docs, kind)[0];
+        assert_eq!(
+            config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            format!("{NS}/fluxfence-tls"),
+            "{kind}"
+        );
+        assert!(webhooks(&docs, kind)[0]["clientConfig"]["caBundle"].is_null());
+    }
+
+    // An existing issuer replaces the self-signed chain.
+    let docs = helm
+        .template(
+            &chart_dir("fluxfence"),
+            "fluxfence",
+            NS,
+            "tls: {certManager: {enabled: true, issuerRef: {name: corp, kind: ClusterIssuer}}}",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(of_kind(&docs, "Issuer").is_empty(), "{:?}", names(&docs));
+    let issuer = &object(&docs, "Certificate", "fluxfence-tls")["spec"]["issuerRef"];
+    assert_eq!(issuer["name"], "corp");
+    assert_eq!(issuer["kind"], "ClusterIssuer");
+}
+
+#[test]
+fn every_documented_option_renders() {
+    let Some(helm) = helm() else { return };
+    let chart = chart_dir("fluxfence");
+    let cases: &[(&str, &str, &str)] = &[
+        ("", "Deployment", "fluxfence"),
+        (
+            "metrics: {serviceMonitor: {enabled: true, labels: {release: prom}}}",
+            "ServiceMonitor",
+            "fluxfence",
+        ),
+        (
+            "networkPolicy: {enabled: true}",
+            "NetworkPolicy",
+            "fluxfence",
+        ),
+        (
+            "networkPolicy: {enabled: true, ingressFrom: [{ipBlock: {cidr: 10.0.0.0/8}}]}",
+            "NetworkPolicy",
+            "fluxfence",
+        ),
+        (
+            "tls: {certManager: {enabled: true}}",
+            "Certificate",
+            "fluxfence-tls",
+        ),
+        (
+            "webhook: {mutating: {enabled: false}}",
+            "ValidatingWebhookConfiguration",
+            "fluxfence",
+        ),
+        (
+            "webhook: {validating: {enabled: false}}",
+            "MutatingWebhookConfiguration",
+            "fluxfence",
+        ),
+        (
+            "webhook: {failurePolicy: Ignore, timeoutSeconds: 2}",
+            "ValidatingWebhookConfiguration",
+            "fluxfence",
+        ),
+        (
+            "podDisruptionBudget: {minAvailable: null, maxUnavailable: 1}",
+            "PodDisruptionBudget",
+            "fluxfence",
+        ),
+        (
+            "server: {clientCA: {configMapName: apiserver-ca}, maxBodyBytes: 1048576, reloadIntervalSeconds: 5, logFormat: text}",
+            "Deployment",
+            "fluxfence",
+        ),
+        (
+            "serviceAccount: {create: false, name: existing}",
+            "Deployment",
+            "fluxfence",
+        ),
+        (
+            "image: {digest: \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"}",
+            "Deployment",
+            "fluxfence",
+        ),
+        (
+            "replicas: 3\naffinity: {nodeAffinity: {}}\nfullnameOverride: guard",
+            "Deployment",
+            "guard",
+        ),
+        ("policy: {enforce: false}", "ConfigMap", "fluxfence-policy"),
+    ];
+    for (values, kind, name) in cases {
+        let docs = helm
+            .template(&chart, "fluxfence", NS, values, &[])
+            .unwrap_or_else(|e| panic!("{values}:\n{e}"));
+        object(&docs, kind, name);
+        for doc in &docs {
+            assert!(
+                doc["apiVersion"].is_string() && doc["metadata"]["name"].is_string(),
+                "{values}: {doc}"
+            );
+        }
+    }
+    let docs = helm
+        .template(
+            &chart,
+            "fluxfence",
+            NS,
+            "server: {clientCA: {configMapName: apiserver-ca}, maxBodyBytes: 1048576}",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let a = args(object(&docs, "Deployment", "fluxfence"));
+    assert!(
+        a.contains(&"--client-ca-file=/client-ca/ca.crt".to_owned()),
+        "{a:?}"
+    );
+    assert!(a.contains(&"--max-body-bytes=1048576".to_owned()), "{a:?}");
+    let docs = helm
+        .template(
+            &chart,
+            "fluxfence",
+            NS,
+            "webhook: {mutating: {enabled: false}}",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(of_kind(&docs, "MutatingWebhookConfiguration").is_empty());
+    let docs = helm
+        .template(
+            &chart,
+            "fluxfence",
+            NS,
+            "networkPolicy: {enabled: true}",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let policy = &object(&docs, "NetworkPolicy", "fluxfence")["spec"];
+    assert_eq!(strings(&policy["policyTypes"]), ["Ingress", "Egress"]);
+    assert_eq!(policy["egress"], serde_json::json!([]));
+
+    let companion = helm.companion_chart();
+    let cases: &[(&str, &str, &str)] = &[
+        ("", "Deployment", "kustomize-controller"),
+        (
+            "imageAutomation: {enabled: true}",
+            "Deployment",
+            "image-automation-controller",
+        ),
+        (
+            "imageAutomation: {enabled: true}",
+            "Deployment",
+            "image-reflector-controller",
+        ),
+        (
+            "multiTenancy: {enforce: false}\nfluxfence: {policy: {enforce: false}}",
+            "Deployment",
+            "helm-controller",
+        ),
+        (
+            "multiTenancy: {enforce: false}\nfluxfence: {enabled: false}",
+            "Deployment",
+            "helm-controller",
+        ),
+        (
+            "fluxfence: {enabled: false}",
+            "Deployment",
+            "source-controller",
+        ),
+        (
+            "createConfigNamespace: false",
+            "ServiceAccount",
+            "flux-applier",
+        ),
+        (
+            "applier: {roleRef: {kind: ClusterRole, name: edit}}",
+            "RoleBinding",
+            "flux-applier",
+        ),
+        (
+            "watchAllNamespaces: false\nlogLevel: debug\nrbac: {createAggregatedRoles: false}",
+            "Deployment",
+            "notification-controller",
+        ),
+        (
+            "fluxfence: {tls: {certManager: {enabled: true}}, metrics: {serviceMonitor: {enabled: true}}}",
+            "Certificate",
+            "flux-fluxfence-tls",
+        ),
+        (
+            "configNamespace: gitops\nmultiTenancy: {enforce: true, defaultServiceAccount: deployer}\nfluxfence: {policy: {enforce: true, configNamespace: gitops, defaultServiceAccount: {name: deployer, namespaces: [gitops]}}}",
+            "ServiceAccount",
+            "deployer",
+        ),
+    ];
+    for (values, kind, name) in cases {
+        let docs = helm
+            .template(
+                &companion.chart,
+                "flux",
+                FLUX_NS,
+                values,
+                &["--include-crds"],
+            )
+            .unwrap_or_else(|e| panic!("{values}:\n{e}"));
+        object(&docs, kind, name);
+        assert_eq!(
+            of_kind(&docs, "CustomResourceDefinition").len(),
+            FLUX_KINDS.len()
+        );
+    }
+    let docs = helm
+        .template(
+            &companion.chart,
+            "flux",
+            FLUX_NS,
+            "fluxfence: {enabled: false}",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(of_kind(&docs, "ValidatingWebhookConfiguration").is_empty());
+    let docs = helm
+        .template(&companion.chart, "flux", FLUX_NS, "", &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        of_kind(&docs, "Deployment")
+            .iter()
+            .all(|d| d["metadata"]["name"] != "image-reflector-controller")
+    );
+}
+
+#[test]
+fn schema_rejects_invalid_values() {
+    let Some(helm) = helm() else { return };
+    let chart = chart_dir("fluxfence");
+    for values in [
+        "webhook: {timeoutSeconds: 30}",
+        "webhook: {timeoutSeconds: 0}",
+        "replicas: two",
+        "replicas: 0",
+        "unknownKey: true",
+        "webhook: {unknownKey: true}",
+        "webhook: {namespaceSelector: {matchExpressions: [{key: a, operator: Maybe}]}}",
+        "webhook: {failurePolicy: Sometimes}",
+        "server: {logFormat: xml}",
+        "server: {port: 80}",
+        "image: {pullPolicy: Sometimes}",
+        "resources: {requests: {cpu: lots}}",
+        "tls: {certManager: {enabled: yes please}}",
+        "policy: {enforce: maybe}",
+        "policy: {unknownField: 1}",
+        "policy: {rules: {FF9: deny}}",
+        "policy: {rules: {FF101: block}}",
+        "policy: {tenants: [{name: a}]}",
+        "policy: {defaultServiceAccount: {name: \"\"}}",
+        "metrics: {serviceMonitor: {interval: soon}}",
+        "webhook: {validating: {enabled: false}, mutating: {enabled: false}}",
+    ] {
+        let result = helm.template(&chart, "fluxfence", NS, values, &[]);
+        assert!(result.is_err(), "fluxfence accepted {values:?}");
+    }
+    let companion = helm.companion_chart();
+    for (values, message) in [
+        ("multiTenancy: {enforce: nope}", "schema"),
+        ("controllers: {kustomize: {image: {tag: 5}}}", "schema"),
+        (
+            "controllers: {kustomize: {extraArgs: [no-dashes]}}",
+            "schema",
+        ),
+        ("unknownKey: 1", "schema"),
+        ("logLevel: trace", "schema"),
+        ("configNamespace: Not_A_Namespace", "schema"),
+        ("fluxfence: {webhook: {timeoutSeconds: 30}}", "schema"),
+        ("multiTenancy: {enforce: false}", "fluxfence.policy.enforce"),
+        (
+            "configNamespace: gitops",
+            "fluxfence.policy.configNamespace",
+        ),
+        (
+            "multiTenancy: {defaultServiceAccount: deployer}",
+            "defaultServiceAccount",
+        ),
+        ("configNamespace: flux-system", "release namespace"),
+    ] {
+        match helm.template(&companion.chart, "flux", FLUX_NS, values, &[]) {
+            Ok(_) => panic!("flux-multitenancy accepted {values:?}"),
+            Err(e) => assert!(e.contains(message), "{values:?}: {message:?} not in\n{e}"),
+        }
+    }
+}
+
+/// The lockdown arguments of every controller Deployment.
+fn lockdown_flags(docs: &[Value]) -> BTreeMap<String, BTreeSet<String>> {
+    of_kind(docs, "Deployment")
+        .into_iter()
+        .filter(|d| {
+            d["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-controller"))
+        })
+        .map(|d| {
+            let flags = args(d)
+                .into_iter()
+                .filter(|a| {
+                    a.starts_with("--no-cross-namespace-refs")
+                        || a.starts_with("--default-service-account")
+                        || a.starts_with("--no-remote-bases")
+                })
+                .collect();
+            (
+                d["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+                flags,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn lockdown_flags_are_on_exactly_the_controllers_that_accept_them() {
+    let Some(helm) = helm() else { return };
+    let companion = helm.companion_chart();
+    let docs = helm
+        .template(
+            &companion.chart,
+            "flux",
+            FLUX_NS,
+            "imageAutomation: {enabled: true}",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let set = |flags: &[&str]| {
+        flags
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect::<BTreeSet<_>>()
+    };
+    let cross = "--no-cross-namespace-refs=true";
+    let sa = "--default-service-account=flux-applier";
+    let expected: BTreeMap<String, BTreeSet<String>> = [
+        ("source-controller", set(&[])),
+        (
+            "kustomize-controller",
+            set(&[cross, sa, "--no-remote-bases=true"]),
+        ),
+        ("helm-controller", set(&[cross, sa])),
+        ("notification-controller", set(&[cross])),
+        ("image-reflector-controller", set(&[cross])),
+        ("image-automation-controller", set(&[cross])),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(lockdown_flags(&docs), expected);
+
+    // A renamed default service account reaches the flag, the applier and the webhook policy.
+    let docs = helm
+        .template(
+            &companion.chart,
+            "flux",
+            FLUX_NS,
+            "multiTenancy: {enforce: true, defaultServiceAccount: deployer}\nfluxfence: {policy: {enforce: true, defaultServiceAccount: {name: deployer, namespaces: [cluster-config]}}}",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let flags = lockdown_flags(&docs);
+    assert!(flags["helm-controller"].contains("--default-service-account=deployer"));
+    let account = object(&docs, "ServiceAccount", "deployer");
+    assert_eq!(account["metadata"]["namespace"], "cluster-config");
+}
+
+#[test]
+fn enforce_false_removes_every_lockdown_flag() {
+    let Some(helm) = helm() else { return };
+    let companion = helm.companion_chart();
+    for values in [
+        "imageAutomation: {enabled: true}\nmultiTenancy: {enforce: false}\nfluxfence: {policy: {enforce: false}}",
+        "imageAutomation: {enabled: true}\nmultiTenancy: {enforce: false}\nfluxfence: {enabled: false}",
+    ] {
+        let docs = helm
+            .template(&companion.chart, "flux", FLUX_NS, values, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let flags = lockdown_flags(&docs);
+        assert_eq!(flags.len(), 6, "{flags:?}");
+        for (controller, flags) in flags {
+            assert!(flags.is_empty(), "{values}: {controller} keeps {flags:?}");
+        }
+        if let Some(config) = of_kind(&docs, "ConfigMap")
+            .into_iter()
+            .find(|c| c["metadata"]["name"] == "flux-fluxfence-policy")
+        {
+            let text = config["data"]["policy.yaml"].as_str().unwrap_or("");
+            let policy = Policy::parse(text, "policy.yaml").unwrap_or_else(|e| panic!("{e}"));
+            assert!(!policy.enforce);
+        }
+    }
+}
+
+#[test]
+fn companion_creates_the_applier_and_upstream_rbac() {
+    let Some(helm) = helm() else { return };
+    let companion = helm.companion_chart();
+    let docs = helm
+        .template(
+            &companion.chart,
+            "flux",
+            FLUX_NS,
+            "imageAutomation: {enabled: true}",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let namespace = object(&docs, "Namespace", "cluster-config");
+    assert_eq!(
+        namespace["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    let applier = object(&docs, "ServiceAccount", "flux-applier");
+    assert_eq!(applier["metadata"]["namespace"], "cluster-config");
+    let binding = object(&docs, "RoleBinding", "flux-applier");
+    assert_eq!(binding["metadata"]["namespace"], "cluster-config");
+    assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
+    assert_eq!(binding["roleRef"]["name"], "cluster-admin");
+    assert_eq!(binding["subjects"][0]["name"], "flux-applier");
+    assert_eq!(binding["subjects"][0]["namespace"], "cluster-config");
+
+    // Every controller runs as its own service account, which exists in the release namespace.
+    let deployments: Vec<&Value> = of_kind(&docs, "Deployment")
+        .into_iter()
+        .filter(|d| {
+            d["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-controller"))
+        })
+        .collect();
+    assert_eq!(deployments.len(), 6);
+    let subjects = |name: &str| -> BTreeSet<String> {
+        object(&docs, "ClusterRoleBinding", name)["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                assert_eq!(s["namespace"], FLUX_NS);
+                s["name"].as_str().unwrap_or("").to_owned()
+            })
+            .collect()
+    };
+    let mut controllers = BTreeSet::new();
+    for deployment in &deployments {
+        let account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        assert_eq!(deployment["metadata"]["name"], account.as_str());
+        assert_eq!(
+            object(&docs, "ServiceAccount", &account)["metadata"]["namespace"],
+            FLUX_NS
+        );
+        let sc = &container(deployment)["securityContext"];
+        assert_eq!(sc["readOnlyRootFilesystem"], true, "{account}");
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{account}");
+        assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"], "{account}");
+        controllers.insert(account);
+    }
+    assert_eq!(subjects(&format!("crd-controller-{FLUX_NS}")), controllers);
+    let reconciler = object(
+        &docs,
+        "ClusterRoleBinding",
+        &format!("cluster-reconciler-{FLUX_NS}"),
+    );
+    assert_eq!(reconciler["roleRef"]["name"], "cluster-admin");
+    assert_eq!(
+        subjects(&format!("cluster-reconciler-{FLUX_NS}")),
+        ["helm-controller", "kustomize-controller"]
+            .map(str::to_owned)
+            .into_iter()
+            .collect()
+    );
+
+    // Images are the tags whose CRDs ship in crds/.
+    let images: BTreeMap<String, String> = deployments
+        .iter()
+        .map(|d| {
+            (
+                d["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+                container(d)["image"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    for (controller, image) in &images {
+        assert!(
+            image.starts_with(&format!("ghcr.io/fluxcd/{controller}:v")),
+            "{image}"
+        );
+    }
+
+    let docs = helm
+        .template(
+            &companion.chart,
+            "flux",
+            FLUX_NS,
+            "createConfigNamespace: false\napplier: {create: false}",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(of_kind(&docs, "Namespace").is_empty());
+    assert!(of_kind(&docs, "RoleBinding").is_empty());
+}
