@@ -1,0 +1,545 @@
+//! End to end: etcd + kube-apiserver on loopback, the Flux CRDs, the webhook registered by URL,
+//! and real `kubectl` outcomes.
+//!
+//! Runs when `KUBE_APISERVER` and `ETCD` name the binaries (`KUBECTL` optional, else `kubectl`
+//! on PATH; `FLUX_CRDS` optional, else `shared/flux-crds` found above the crate). Otherwise it
+//! prints "skipped: no KUBE_APISERVER" and passes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Pki;
+use fluxfence::kinds::FLUX_KINDS;
+use fluxfence_webhook::config::{Config, LogFormat};
+use fluxfence_webhook::metrics::Metrics;
+use fluxfence_webhook::server::Server;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "fluxfence-e2e-admin-token";
+const OWN_NAMESPACE: &str = "fluxfence-system";
+
+/// Kills the process when the test ends, however it ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn find_kubectl() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("KUBECTL").filter(|v| !v.is_empty()) {
+        return Some(path.into());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join("kubectl"))
+        .find(|p| p.is_file())
+}
+
+/// `shared/flux-crds` next to the repository (CI lays `shared/` beside the clone).
+fn find_flux_crds() -> PathBuf {
+    if let Some(path) = std::env::var_os("FLUX_CRDS").filter(|v| !v.is_empty()) {
+        return path.into();
+    }
+    let start = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    start
+        .ancestors()
+        .map(|dir| dir.join("shared/flux-crds"))
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| {
+            panic!(
+                "no shared/flux-crds above {}; set FLUX_CRDS",
+                start.display()
+            )
+        })
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+struct Kubectl {
+    binary: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write as _;
+        let mut child = Command::new(&self.binary)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs and requires success.
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    /// Applies a manifest given as JSON; returns (success, stdout + stderr).
+    fn apply(&self, manifest: &Value, extra: &[&str]) -> (bool, String) {
+        let mut args = vec!["apply", "-f", "-"];
+        args.extend_from_slice(extra);
+        let out = self.run(&args, Some(&manifest.to_string()));
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+}
+
+fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn start_etcd(etcd: &Path, dir: &Path) -> (Guard, String) {
+    let client = format!("http://127.0.0.1:{}", free_port());
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let child = Command::new(etcd)
+        .args(["--name", "e2e", "--log-level", "error"])
+        .arg("--data-dir")
+        .arg(dir.join("etcd"))
+        .args(["--listen-client-urls", &client])
+        .args(["--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer])
+        .args(["--initial-advertise-peer-urls", &peer])
+        .args(["--initial-cluster", &format!("e2e={peer}")])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("cannot start ETCD");
+    (Guard(child), client)
+}
+
+fn start_apiserver(binary: &Path, dir: &Path, etcd_url: &str, pki: &Pki) -> (Guard, u16) {
+    let serving = pki.server("kube-apiserver");
+    let write = |name: &str, content: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    };
+    let cert = write("apiserver.crt", &serving.cert_pem);
+    let key = write("apiserver.key", &serving.key_pem);
+    // Any key pair signs service account tokens; nothing here uses them.
+    let sa_key = write(
+        "sa.key",
+        &rcgen::KeyPair::generate().unwrap().serialize_pem(),
+    );
+    let tokens = write(
+        "tokens.csv",
+        &format!("{TOKEN},e2e-admin,e2e-admin,\"system:masters\"\n"),
+    );
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("apiserver.log")).unwrap();
+    let child = Command::new(binary)
+        .arg(format!("--etcd-servers={etcd_url}"))
+        .arg(format!("--secure-port={port}"))
+        .arg("--bind-address=127.0.0.1")
+        .arg("--advertise-address=127.0.0.1")
+        .arg("--service-cluster-ip-range=10.96.0.0/24")
+        .arg(format!("--cert-dir={}", dir.display()))
+        .arg(format!("--tls-cert-file={}", cert.display()))
+        .arg(format!("--tls-private-key-file={}", key.display()))
+        .arg(format!("--token-auth-file={}", tokens.display()))
+        .arg("--authorization-mode=RBAC")
+        .arg("--service-account-issuer=https://kubernetes.default.svc")
+        .arg(format!("--service-account-key-file={}", sa_key.display()))
+        .arg(format!(
+            "--service-account-signing-key-file={}",
+            sa_key.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("cannot start KUBE_APISERVER");
+    (Guard(child), port)
+}
+
+fn write_kubeconfig(dir: &Path, port: u16, pki: &Pki) -> PathBuf {
+    let ca = dir.join("ca.crt");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": {
+            "server": format!("https://127.0.0.1:{port}"),
+            "certificate-authority": ca,
+        }}],
+        "users": [{"name": "admin", "user": {"token": TOKEN}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
+        "current-context": "e2e",
+    });
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+/// Validating and mutating registrations for every Flux kind, their status subresource and
+/// deletes, so that the test sees those pass *through* the webhook rather than around it.
+fn webhook_configurations(addr: SocketAddr, ca_pem: &str) -> Value {
+    let mut groups: Vec<&str> = FLUX_KINDS.iter().map(|k| k.group).collect();
+    groups.dedup();
+    let rules: Vec<Value> = groups
+        .iter()
+        .map(|group| {
+            let resources: Vec<String> = FLUX_KINDS
+                .iter()
+                .filter(|k| k.group == *group)
+                .flat_map(|k| [k.plural.to_owned(), format!("{}/status", k.plural)])
+                .collect();
+            json!({
+                "apiGroups": [group],
+                "apiVersions": ["*"],
+                "operations": ["CREATE", "UPDATE", "DELETE"],
+                "resources": resources,
+                "scope": "Namespaced",
+            })
+        })
+        .collect();
+    let hook = |name: &str, path: &str| {
+        json!({
+            "name": name,
+            "clientConfig": {
+                "url": format!("https://127.0.0.1:{}{path}", addr.port()),
+                "caBundle": base64(ca_pem.as_bytes()),
+            },
+            "rules": rules,
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 5,
+            "namespaceSelector": {"matchExpressions": [{
+                "key": "kubernetes.io/metadata.name",
+                "operator": "NotIn",
+                // The chart also leaves out its own namespace; here it stays in so that the
+                // webhook's own-namespace rule is exercised.
+                "values": ["kube-system"],
+            }]},
+        })
+    };
+    let mut mutating = hook("mutate.fluxfence.dev", "/mutate");
+    mutating["reinvocationPolicy"] = json!("IfNeeded");
+    json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingWebhookConfiguration",
+                "metadata": {"name": "fluxfence"},
+                "webhooks": [hook("validate.fluxfence.dev", "/validate")],
+            },
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "MutatingWebhookConfiguration",
+                "metadata": {"name": "fluxfence"},
+                "webhooks": [mutating],
+            },
+        ],
+    })
+}
+
+/// The Azure document's HelmRelease: in `nginx`, its chart source in `flux-system`.
+fn seed_helmrelease() -> Value {
+    json!({
+        "apiVersion": "helm.toolkit.fluxcd.io/v2",
+        "kind": "HelmRelease",
+        "metadata": {"name": "nginx", "namespace": "nginx"},
+        "spec": {
+            "releaseName": "nginx-ingress-controller",
+            "interval": "1h0m0s",
+            "chart": {"spec": {
+                "chart": "nginx-ingress-controller",
+                "version": "5.6.14",
+                "sourceRef": {"kind": "HelmRepository", "name": "bitnami", "namespace": "flux-system"},
+            }},
+        },
+    })
+}
+
+fn kustomization(namespace: &str) -> Value {
+    json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": "apps", "namespace": namespace},
+        "spec": {
+            "interval": "10m",
+            "path": "./apps",
+            "prune": true,
+            "sourceRef": {"kind": "GitRepository", "name": "cluster-config"},
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_against_a_real_api_server() {
+    let (Some(apiserver), Some(etcd)) = (
+        std::env::var_os("KUBE_APISERVER").filter(|v| !v.is_empty()),
+        std::env::var_os("ETCD").filter(|v| !v.is_empty()),
+    ) else {
+        println!("skipped: no KUBE_APISERVER");
+        return;
+    };
+    let kubectl = find_kubectl().expect("KUBE_APISERVER is set but no kubectl: set KUBECTL");
+    let crds = find_flux_crds();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let pki = Pki::new("fluxfence e2e CA");
+
+    let (_etcd, etcd_url) = start_etcd(Path::new(&etcd), dir);
+    let (_apiserver, port) = start_apiserver(Path::new(&apiserver), dir, &etcd_url, &pki);
+    let kubectl = Kubectl {
+        binary: kubectl,
+        kubeconfig: write_kubeconfig(dir, port, &pki),
+    };
+    wait_until(Duration::from_secs(90), "kube-apiserver /readyz", || {
+        kubectl
+            .run(&["get", "--raw", "/readyz"], None)
+            .status
+            .success()
+    });
+
+    // The webhook, in-process, with the built-in policy.
+    let tls_dir = dir.join("webhook-tls");
+    let serving = pki.server("fluxfence-webhook");
+    common::write_volume(
+        &tls_dir,
+        "1",
+        &[
+            ("tls.crt", serving.cert_pem.as_bytes()),
+            ("tls.key", serving.key_pem.as_bytes()),
+        ],
+    );
+    let server = Server::bind(
+        Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls_cert_file: tls_dir.join("tls.crt"),
+            tls_key_file: tls_dir.join("tls.key"),
+            client_ca_file: None,
+            policy_file: None,
+            namespace: Some(OWN_NAMESPACE.into()),
+            max_body_bytes: 3 * 1024 * 1024,
+            reload_interval_seconds: 10,
+            log_format: LogFormat::Text,
+        },
+        Arc::new(Metrics::new()),
+    )
+    .await
+    .unwrap();
+    let webhook_addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving_task = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    // Flux CRDs (current versions), namespaces, and one object that predates the webhook.
+    for controller in [
+        "source-controller",
+        "kustomize-controller",
+        "helm-controller",
+        "notification-controller",
+        "image-reflector-controller",
+        "image-automation-controller",
+    ] {
+        let path = crds.join(controller);
+        kubectl.ok(
+            &["apply", "--server-side", "-f", &path.display().to_string()],
+            None,
+        );
+    }
+    kubectl.ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "--all",
+        ],
+        None,
+    );
+    for namespace in ["nginx", "cluster-config", "flux-system", OWN_NAMESPACE] {
+        kubectl.ok(&["create", "namespace", namespace], None);
+    }
+    let (created, output) = kubectl.apply(&seed_helmrelease(), &[]);
+    assert!(
+        created,
+        "before registration the object is admitted: {output}"
+    );
+
+    kubectl.ok(
+        &["apply", "-f", "-"],
+        Some(&webhook_configurations(webhook_addr, &pki.ca_pem).to_string()),
+    );
+    // Registration takes effect asynchronously: wait for the first denial.
+    let mut denied = seed_helmrelease();
+    denied["metadata"]["name"] = json!("nginx-new");
+    wait_until(Duration::from_secs(30), "the webhook to be called", || {
+        !kubectl.apply(&denied, &["--dry-run=server"]).0
+    });
+
+    // A cross-namespace HelmRelease is denied, with the rule, the fix and the rewrite.
+    let (ok, output) = kubectl.apply(&denied, &[]);
+    assert!(!ok, "{output}");
+    assert!(
+        output.contains("admission webhook \"validate.fluxfence.dev\" denied the request"),
+        "{output}"
+    );
+    assert!(
+        output.contains("FF101 cross-namespace-source-ref at /spec/chart/spec/sourceRef/namespace"),
+        "{output}"
+    );
+    assert!(output.contains("namespace: cluster-config"), "{output}");
+    // And a server-side dry run gets the same answer.
+    let (ok, dry) = kubectl.apply(&denied, &["--dry-run=server"]);
+    assert!(!ok && dry.contains("FF101"), "{dry}");
+
+    // A Kustomization in the config namespace is admitted with its service account defaulted.
+    let (ok, output) = kubectl.apply(&kustomization("cluster-config"), &[]);
+    assert!(ok, "{output}");
+    assert!(
+        output.contains("fluxfence: set spec.serviceAccountName: flux-applier"),
+        "{output}"
+    );
+    let stored = kubectl.ok(
+        &[
+            "get",
+            "kustomization",
+            "apps",
+            "-n",
+            "cluster-config",
+            "-o",
+            "jsonpath={.spec.serviceAccountName}",
+        ],
+        None,
+    );
+    assert_eq!(stored.trim(), "flux-applier");
+    // Applying it again changes nothing (the webhook is idempotent).
+    let (ok, output) = kubectl.apply(&kustomization("cluster-config"), &[]);
+    assert!(ok && output.contains("unchanged"), "{output}");
+
+    // The pre-existing violating object: a spec change is judged and denied, a status update
+    // and the delete pass.
+    let out = kubectl.run(
+        &["label", "helmrelease", "nginx", "-n", "nginx", "team=web"],
+        None,
+    );
+    assert!(!out.status.success(), "an update is judged like a create");
+    kubectl.ok(
+        &[
+            "patch",
+            "helmrelease",
+            "nginx",
+            "-n",
+            "nginx",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"observedGeneration":1}}"#,
+        ],
+        None,
+    );
+    kubectl.ok(
+        &[
+            "delete",
+            "helmrelease",
+            "nginx",
+            "-n",
+            "nginx",
+            "--wait=false",
+        ],
+        None,
+    );
+
+    // The webhook's own namespace is never blocked (even if registered for it).
+    let mut own = seed_helmrelease();
+    own["metadata"]["namespace"] = json!(OWN_NAMESPACE);
+    let (ok, output) = kubectl.apply(&own, &[]);
+    assert!(ok, "{output}");
+
+    let _ = stop.send(());
+    serving_task.await.unwrap().unwrap();
+}
+
+#[test]
+fn the_registration_covers_every_kind_with_a_valid_ca_bundle() {
+    assert_eq!(base64(b"M"), "TQ==");
+    assert_eq!(base64(b"Ma"), "TWE=");
+    assert_eq!(base64(b"Man"), "TWFu");
+    assert_eq!(base64(b"fluxfence"), "Zmx1eGZlbmNl");
+    let config = webhook_configurations("127.0.0.1:8443".parse().unwrap(), "CA");
+    for item in config["items"].as_array().unwrap() {
+        let hook = &item["webhooks"][0];
+        assert_eq!(hook["clientConfig"]["caBundle"], "Q0E=");
+        let resources: Vec<&str> = hook["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["resources"].as_array().unwrap())
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        for kind in FLUX_KINDS {
+            assert!(resources.contains(&kind.plural), "{}", kind.plural);
+            assert!(resources.contains(&format!("{}/status", kind.plural).as_str()));
+        }
+    }
+}
