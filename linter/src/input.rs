@@ -66,6 +66,18 @@ pub struct Inventory {
     pub resources: Vec<Resource>,
     pub kustomize_files: Vec<KustomizeFile>,
     pub errors: Vec<InputError>,
+    /// CustomResourceDefinitions, from the input and from [`Inventory::load_crds`].
+    pub crds: Vec<CrdDocument>,
+}
+
+/// An `apiextensions.k8s.io` CustomResourceDefinition document: FF001 checks Flux objects
+/// against the schemas it declares.
+pub struct CrdDocument {
+    /// The file it was read from, as displayed.
+    pub path: String,
+    pub root: Node,
+    /// Given with `--crds` rather than found in the input; such CRDs win over the input's.
+    pub explicit: bool,
 }
 
 /// What one file yields, before it gets its index in the inventory.
@@ -74,6 +86,7 @@ struct ParsedFile {
     resources: Vec<Resource>,
     kustomize: Option<KustomizeFile>,
     error: Option<InputError>,
+    crds: Vec<CrdDocument>,
 }
 
 impl Inventory {
@@ -147,6 +160,31 @@ impl Inventory {
         if let Some(mut k) = parsed.kustomize {
             k.file = index;
             self.kustomize_files.push(k);
+        }
+        self.crds.extend(parsed.crds);
+    }
+
+    /// Reads the CustomResourceDefinitions under `dir` (recursively) for schema checks; the
+    /// files are not linted. Unreadable or malformed files are input errors.
+    pub fn load_crds(&mut self, dir: &Path) {
+        if !dir.exists() {
+            self.errors.push(InputError {
+                file: dir.display().to_string(),
+                line: 0,
+                column: 0,
+                message: "no such CRD file or directory".into(),
+            });
+            return;
+        }
+        let mut paths = Vec::new();
+        walk(dir, &mut |p| paths.push((p, false)));
+        for parsed in parse_in_parallel(&paths, None) {
+            self.errors.extend(parsed.error);
+            self.crds
+                .extend(parsed.crds.into_iter().map(|crd| CrdDocument {
+                    explicit: true,
+                    ..crd
+                }));
         }
     }
 }
@@ -234,6 +272,7 @@ fn read_and_parse(path: &Path, root: Option<&Path>, reported: bool) -> ParsedFil
         file: None,
         resources: Vec::new(),
         kustomize: None,
+        crds: Vec::new(),
         error: Some(InputError {
             file: display.clone(),
             line,
@@ -285,6 +324,7 @@ fn parse_text(display: String, rel: PathBuf, text: String, reported: bool) -> Pa
     let is_kustomization = kustomize::is_kustomization_file(&rel);
     let mut resources = Vec::new();
     let mut kustomize = None;
+    let mut crds = Vec::new();
     let dir = rel.parent().map(Path::to_path_buf).unwrap_or_default();
     let loaded = yaml::load_documents(&text, |doc| {
         if is_kustomization {
@@ -293,7 +333,7 @@ fn parse_text(display: String, rel: PathBuf, text: String, reported: bool) -> Pa
             }
             return;
         }
-        collect_resources(doc.root, doc.span.start, &mut resources);
+        collect_resources(doc.root, doc.span.start, &mut resources, &mut crds);
     });
     let error = loaded.err().map(|e| {
         let (line, column) = lines.position(&text, e.offset);
@@ -305,6 +345,14 @@ fn parse_text(display: String, rel: PathBuf, text: String, reported: bool) -> Pa
         }
     });
     let suppressions = suppress::parse(&text, &lines);
+    let crds = crds
+        .into_iter()
+        .map(|root| CrdDocument {
+            path: display.clone(),
+            root,
+            explicit: false,
+        })
+        .collect();
     ParsedFile {
         file: Some(SourceFile {
             path: display,
@@ -314,6 +362,7 @@ fn parse_text(display: String, rel: PathBuf, text: String, reported: bool) -> Pa
             suppressions,
             reported,
         }),
+        crds,
         resources,
         kustomize,
         error,
@@ -321,7 +370,7 @@ fn parse_text(display: String, rel: PathBuf, text: String, reported: bool) -> Pa
 }
 
 /// A document is one resource, or a `List` of them; anything without `kind` is not a resource.
-fn collect_resources(root: Node, doc_start: usize, out: &mut Vec<Resource>) {
+fn collect_resources(root: Node, doc_start: usize, out: &mut Vec<Resource>, crds: &mut Vec<Node>) {
     let kind = root.get("kind").and_then(Node::as_str).unwrap_or("");
     if kind == "List" || kind.ends_with("List") && root.get("items").is_some() {
         if let Some(yaml::Value::Map(entries)) = Some(root.value) {
@@ -332,7 +381,7 @@ fn collect_resources(root: Node, doc_start: usize, out: &mut Vec<Resource>) {
                 if let yaml::Value::Seq(items) = items.value {
                     for item in items {
                         let start = item.span.start;
-                        collect_resources(item, start, out);
+                        collect_resources(item, start, out, crds);
                     }
                 }
             }
@@ -368,7 +417,13 @@ fn collect_resources(root: Node, doc_start: usize, out: &mut Vec<Resource>) {
         end: root.span.start,
     };
     let kind = kind.to_owned();
-    let flux = FluxObject::from_node(root);
+    let flux =
+        if kind == "CustomResourceDefinition" && api_version.starts_with("apiextensions.k8s.io/") {
+            crds.push(root);
+            None
+        } else {
+            FluxObject::from_node(root)
+        };
     out.push(Resource {
         file: 0,
         api_version,

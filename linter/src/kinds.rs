@@ -28,6 +28,9 @@ pub struct KindInfo {
     pub group: &'static str,
     pub plural: &'static str,
     pub versions: &'static [&'static str],
+    /// The one version current Flux serves (its controllers' CRDs on main, mid-2026); every
+    /// other entry of `versions` has been removed upstream.
+    pub current_version: &'static str,
 }
 
 pub const KUSTOMIZE_GROUP: &str = "kustomize.toolkit.fluxcd.io";
@@ -44,86 +47,112 @@ pub const FLUX_KINDS: &[KindInfo] = &[
         group: KUSTOMIZE_GROUP,
         plural: "kustomizations",
         versions: BETAS_AND_V1,
+        current_version: "v1",
     },
     KindInfo {
         kind: FluxKind::HelmRelease,
         group: HELM_GROUP,
         plural: "helmreleases",
         versions: &["v2beta1", "v2beta2", "v2"],
+        current_version: "v2",
     },
     KindInfo {
         kind: FluxKind::GitRepository,
         group: SOURCE_GROUP,
         plural: "gitrepositories",
         versions: BETAS_AND_V1,
+        current_version: "v1",
     },
     KindInfo {
         kind: FluxKind::HelmRepository,
         group: SOURCE_GROUP,
         plural: "helmrepositories",
         versions: BETAS_AND_V1,
+        current_version: "v1",
     },
     KindInfo {
         kind: FluxKind::HelmChart,
         group: SOURCE_GROUP,
         plural: "helmcharts",
         versions: BETAS_AND_V1,
+        current_version: "v1",
     },
     KindInfo {
         kind: FluxKind::OCIRepository,
         group: SOURCE_GROUP,
         plural: "ocirepositories",
         versions: &["v1beta2", "v1"],
+        current_version: "v1",
     },
     KindInfo {
         kind: FluxKind::Bucket,
         group: SOURCE_GROUP,
         plural: "buckets",
         versions: BETAS_AND_V1,
+        current_version: "v1",
     },
     KindInfo {
         kind: FluxKind::ExternalArtifact,
         group: SOURCE_GROUP,
         plural: "externalartifacts",
         versions: &["v1"],
+        current_version: "v1",
     },
     KindInfo {
         kind: FluxKind::Alert,
         group: NOTIFICATION_GROUP,
         plural: "alerts",
         versions: &["v1beta1", "v1beta2", "v1beta3"],
+        current_version: "v1beta3",
     },
     KindInfo {
         kind: FluxKind::Provider,
         group: NOTIFICATION_GROUP,
         plural: "providers",
         versions: &["v1beta1", "v1beta2", "v1beta3"],
+        current_version: "v1beta3",
     },
     KindInfo {
         kind: FluxKind::Receiver,
         group: NOTIFICATION_GROUP,
         plural: "receivers",
         versions: BETAS_AND_V1,
+        current_version: "v1",
     },
     KindInfo {
         kind: FluxKind::ImageRepository,
         group: IMAGE_GROUP,
         plural: "imagerepositories",
         versions: BETAS_AND_V1,
+        current_version: "v1",
     },
     KindInfo {
         kind: FluxKind::ImagePolicy,
         group: IMAGE_GROUP,
         plural: "imagepolicies",
         versions: BETAS_AND_V1,
+        current_version: "v1",
     },
     KindInfo {
         kind: FluxKind::ImageUpdateAutomation,
         group: IMAGE_GROUP,
         plural: "imageupdateautomations",
         versions: BETAS_AND_V1,
+        current_version: "v1",
     },
 ];
+
+impl KindInfo {
+    /// Whether Flux once served `version` of this kind and current Flux no longer does.
+    pub fn is_removed_version(&self, version: &str) -> bool {
+        version != self.current_version && self.versions.contains(&version)
+    }
+
+    /// `group/current_version`, the `apiVersion` to write today.
+    pub fn current_api_version(&self) -> String {
+        format!("{}/{}", self.group, self.current_version)
+    }
+}
 
 impl FluxKind {
     /// The Flux kind for an `apiVersion` + `kind` pair; any version of a Flux group counts, so
@@ -195,7 +224,11 @@ mod tests {
         for info in FLUX_KINDS {
             assert_eq!(FLUX_KINDS.iter().filter(|i| i.kind == info.kind).count(), 1);
             assert_eq!(info.kind.info().plural, info.plural);
+            assert_eq!(info.versions.last(), Some(&info.current_version));
+            assert!(!info.is_removed_version(info.current_version));
         }
+        assert!(FluxKind::HelmRelease.info().is_removed_version("v2beta1"));
+        assert!(!FluxKind::HelmRelease.info().is_removed_version("v3"));
         assert_eq!(FLUX_KINDS.len(), 14);
     }
 

@@ -32,6 +32,9 @@ pub struct KustomizeFile {
     /// The `namespace:` field, which kustomize sets on (and overrides in) every resource.
     pub namespace: Option<(String, Span)>,
     pub entries: Vec<KustomizeEntry>,
+    /// Files applied as patches (`patches[].path`, `patchesStrategicMerge`), as written:
+    /// partial objects, not resources.
+    pub patches: Vec<String>,
 }
 
 impl KustomizeFile {
@@ -55,11 +58,24 @@ impl KustomizeFile {
                 }
             }
         }
+        let mut patches = Vec::new();
+        for field in ["patches", "patchesStrategicMerge", "patchesJson6902"] {
+            for item in root.get(field).and_then(Node::as_seq).unwrap_or_default() {
+                let path = item
+                    .as_str()
+                    .or_else(|| item.get("path").and_then(Node::as_str));
+                // Inline patches are YAML text, not file names.
+                if let Some(path) = path.filter(|p| !p.contains('\n')) {
+                    patches.push(path.to_owned());
+                }
+            }
+        }
         KustomizeFile {
             file,
             dir,
             namespace,
             entries,
+            patches,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod policy;
 pub mod remedy;
 pub mod resolve;
 pub mod rules;
+pub mod schema;
 pub mod suppress;
 pub mod yaml;
 

@@ -110,6 +110,7 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
             );
         }
     }
+    diagnostics.extend(crate::schema::check_inventory(&inventory, policy));
     diagnostics.retain(|d| !is_suppressed(&inventory, d));
     diagnostics.extend(invalid_suppressions(&inventory, policy));
     diagnostics.sort_by(|a, b| {
@@ -148,7 +149,7 @@ fn declared_service_accounts(
 }
 
 /// Places a finding in its file.
-fn locate(file: &SourceFile, finding: Finding) -> Diagnostic {
+pub(crate) fn locate(file: &SourceFile, finding: Finding) -> Diagnostic {
     let (line, column) = file.lines.position(&file.text, finding.span.start);
     let (end_line, end_column) = file
         .lines

@@ -42,6 +42,9 @@ struct LintArgs {
     policy: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text, env = "FLUXFENCE_FORMAT")]
     format: Format,
+    /// Directory of CustomResourceDefinition YAML files (recursive) to validate against (FF001).
+    #[arg(long, env = "FLUXFENCE_CRDS")]
+    crds: Option<PathBuf>,
     /// List the objects whose namespace cannot be known offline.
     #[arg(long)]
     show_unresolved: bool,
@@ -109,7 +112,7 @@ fn lint(args: LintArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.paths
     };
-    let inventory = if paths.iter().any(|p| p == Path::new("-")) {
+    let mut inventory = if paths.iter().any(|p| p == Path::new("-")) {
         anyhow::ensure!(
             paths.len() == 1,
             "`-` (stdin) cannot be combined with other paths"
@@ -125,6 +128,9 @@ fn lint(args: LintArgs) -> anyhow::Result<ExitCode> {
     } else {
         Inventory::load(&paths)
     };
+    if let Some(dir) = &args.crds {
+        inventory.load_crds(dir);
+    }
     let policy = load_policy(args.policy.as_deref(), inventory.root.as_deref())?;
     let report = fluxfence::lint(inventory, &policy);
     print(&output::render(&report, args.format, args.show_unresolved))?;

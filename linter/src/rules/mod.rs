@@ -12,6 +12,8 @@ use crate::model::{FluxObject, NamespaceOrigin, Reference};
 use crate::policy::Policy;
 use crate::yaml::{Node, Span};
 
+pub(crate) mod ff001_schema_violation;
+pub(crate) mod ff002_removed_api_version;
 mod ff003_suppression_without_reason;
 mod ff101_cross_namespace_source_ref;
 mod ff102_cross_namespace_event_source;
@@ -90,6 +92,8 @@ pub trait Rule: Send + Sync {
 
 /// The code table: every rule, in code order.
 pub static ALL: &[&dyn Rule] = &[
+    &ff001_schema_violation::SchemaViolation,
+    &ff002_removed_api_version::RemovedApiVersion,
     &ff003_suppression_without_reason::SuppressionWithoutReason,
     &ff101_cross_namespace_source_ref::CrossNamespaceSourceRef,
     &ff102_cross_namespace_event_source::CrossNamespaceEventSource,
