@@ -731,6 +731,7 @@ fn schema_rejects_invalid_values() {
         "policy: {rules: {FF9: deny}}",
         "policy: {rules: {FF101: block}}",
         "policy: {tenants: [{name: a}]}",
+        "policy: {tenants: [{name: a, namespaces: []}]}",
         "policy: {defaultServiceAccount: {name: \"\"}}",
         "metrics: {serviceMonitor: {interval: soon}}",
         "webhook: {validating: {enabled: false}, mutating: {enabled: false}}",
@@ -983,4 +984,140 @@ fn companion_creates_the_applier_and_upstream_rbac() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(of_kind(&docs, "Namespace").is_empty());
     assert!(of_kind(&docs, "RoleBinding").is_empty());
+}
+
+/// Standard base64 (Secret data), padding and line breaks ignored.
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for byte in text.bytes().filter(|b| !b"=\r\n ".contains(b)) {
+        let value = ALPHABET
+            .iter()
+            .position(|&a| a == byte)
+            .unwrap_or_else(|| panic!("not base64: {byte:#x}"));
+        acc = (acc << 6) | value as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// The webhook binary of this build (`cargo test --workspace` builds it next to this test).
+fn webhook_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?;
+    let binary = profile_dir.join(format!("fluxfence-webhook{}", std::env::consts::EXE_SUFFIX));
+    binary.is_file().then_some(binary)
+}
+
+#[test]
+fn rendered_certificate_policy_and_flags_start_the_webhook() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    assert_eq!(base64_decode("Zmx1eGZlbmNl"), b"fluxfence");
+    let Some(helm) = helm() else { return };
+    let Some(binary) = webhook_binary() else {
+        println!("skipped: no fluxfence-webhook binary (cargo build -p fluxfence-webhook)");
+        return;
+    };
+    let docs = helm
+        .template(&chart_dir("fluxfence"), "fluxfence", NS, "", &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path();
+
+    // Lay out the Secret and the ConfigMap the way the Deployment mounts them.
+    let secret = object(&docs, "Secret", "fluxfence-tls");
+    std::fs::create_dir_all(root.join("tls")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(root.join("policy")).unwrap_or_else(|e| panic!("{e}"));
+    for key in ["ca.crt", "tls.crt", "tls.key"] {
+        let data = base64_decode(secret["data"][key].as_str().unwrap_or(""));
+        assert!(!data.is_empty(), "{key}");
+        std::fs::write(root.join("tls").join(key), data).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let policy = object(&docs, "ConfigMap", "fluxfence-policy")["data"]["policy.yaml"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    std::fs::write(root.join("policy/policy.yaml"), policy).unwrap_or_else(|e| panic!("{e}"));
+
+    // The Deployment's own arguments, with the mount points moved into the temporary directory
+    // and the port to a free loopback one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let arguments: Vec<String> = args(object(&docs, "Deployment", "fluxfence"))
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("--listen=") {
+                format!("--listen=127.0.0.1:{port}")
+            } else {
+                a.replace("=/tls/", &format!("={}/tls/", root.display()))
+                    .replace("=/policy/", &format!("={}/policy/", root.display()))
+            }
+        })
+        .collect();
+    let log = root.join("webhook.log");
+    let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(&binary)
+        .args(&arguments)
+        .env("FLUXFENCE_NAMESPACE", NS)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().unwrap_or_else(|e| panic!("{e}")))
+        .stderr(log_file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+
+    let started = Instant::now();
+    let result = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Err(format!("exited with {status}"));
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            break Err("not listening after 15 s".to_owned());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Through TLS, by the Service's DNS name and with the generated CA, when curl is at hand.
+    let probe = result.clone().and_then(|()| {
+        let Some(curl) = fluxfence_charts_test::find_tool("CURL", "curl") else {
+            return Ok(());
+        };
+        let host = format!("fluxfence.{NS}.svc");
+        let output = Command::new(curl)
+            .args([
+                "--silent",
+                "--show-error",
+                "--fail",
+                "--max-time",
+                "5",
+                "--cacert",
+            ])
+            .arg(root.join("tls/ca.crt"))
+            .arg("--resolve")
+            .arg(format!("{host}:{port}:127.0.0.1"))
+            .arg(format!("https://{host}:{port}/readyz"))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    result.unwrap_or_else(|e| panic!("webhook {e} with {arguments:?}:\n{log_text}"));
+    probe.unwrap_or_else(|e| panic!("/readyz over TLS failed: {e}\n{log_text}"));
 }
