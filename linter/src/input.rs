@@ -25,6 +25,14 @@ pub struct SourceFile {
     pub reported: bool,
 }
 
+/// A file's identity and text, without the parse.
+pub struct Source {
+    pub path: String,
+    pub rel: PathBuf,
+    pub text: String,
+    pub reported: bool,
+}
+
 /// A Kubernetes object found in the input.
 pub struct Resource {
     pub file: usize,
@@ -140,13 +148,47 @@ impl Inventory {
         inventory
     }
 
+    /// Builds an inventory from texts in memory: the fixer re-lints its own output this way.
+    pub fn from_sources(root: Option<PathBuf>, sources: Vec<Source>) -> Inventory {
+        let mut inventory = Inventory {
+            root,
+            ..Inventory::default()
+        };
+        for source in sources {
+            inventory.add(parse_text(
+                source.path,
+                source.rel,
+                source.text,
+                source.reported,
+            ));
+        }
+        inventory
+    }
+
+    /// The texts of this inventory's files, to rebuild it after edits.
+    pub fn into_sources(self) -> (Option<PathBuf>, Vec<Source>) {
+        let sources = self
+            .files
+            .into_iter()
+            .map(|f| Source {
+                path: f.path,
+                rel: f.rel,
+                text: f.text,
+                reported: f.reported,
+            })
+            .collect();
+        (self.root, sources)
+    }
+
     /// Adds a text as if it were a file at `rel` under the root (tests build repositories so).
     pub fn add_text(&mut self, rel: &str, text: String) {
         self.add(parse_text(rel.to_owned(), PathBuf::from(rel), text, true));
     }
 
     fn add(&mut self, parsed: ParsedFile) {
-        if let Some(error) = parsed.error {
+        // A context file that cannot be parsed only costs context; it is not the user's target.
+        let reported = parsed.file.as_ref().is_none_or(|f| f.reported);
+        if let Some(error) = parsed.error.filter(|_| reported) {
             self.errors.push(error);
         }
         let Some(file) = parsed.file else { return };
@@ -194,7 +236,10 @@ fn repository_root(path: &Path) -> PathBuf {
     let start = if path.is_dir() {
         path.to_path_buf()
     } else {
-        path.parent().map(Path::to_path_buf).unwrap_or_default()
+        // `file.yaml` has the parent `""`, which is the current directory.
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
     };
     let absolute = start.canonicalize().unwrap_or_else(|_| start.clone());
     for dir in absolute.ancestors() {
@@ -225,12 +270,21 @@ fn walk(path: &Path, found: &mut dyn FnMut(PathBuf)) {
     let walker = ignore::WalkBuilder::new(path)
         .require_git(false)
         .sort_by_file_name(|a, b| a.cmp(b))
+        .filter_entry(|entry| !is_helm_templates_dir(entry.path()))
         .build();
     for entry in walker.flatten() {
         if entry.file_type().is_some_and(|t| t.is_file()) && is_manifest(entry.path()) {
             found(entry.into_path());
         }
     }
+}
+
+/// Helm chart templates are Go templates, not manifests: skip a chart's `templates/` directory.
+fn is_helm_templates_dir(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n == "templates")
+        && path
+            .parent()
+            .is_some_and(|chart| chart.join("Chart.yaml").is_file())
 }
 
 fn parse_in_parallel(paths: &[(PathBuf, bool)], root: Option<&Path>) -> Vec<ParsedFile> {
@@ -265,9 +319,7 @@ fn parse_in_parallel(paths: &[(PathBuf, bool)], root: Option<&Path>) -> Vec<Pars
 
 fn read_and_parse(path: &Path, root: Option<&Path>, reported: bool) -> ParsedFile {
     let display = path.display().to_string();
-    let rel = root
-        .and_then(|r| path.strip_prefix(r).ok())
-        .map_or_else(|| path.to_path_buf(), Path::to_path_buf);
+    let rel = relative_to(path, root);
     let fail = |line, column, message: String| ParsedFile {
         file: None,
         resources: Vec::new(),
@@ -301,6 +353,22 @@ fn read_and_parse(path: &Path, root: Option<&Path>, reported: bool) -> ParsedFil
     match decode(bytes) {
         Ok(text) => parse_text(display, rel, text, reported),
         Err((line, column, message)) => fail(line, column, message),
+    }
+}
+
+/// `path` relative to the repository root, whichever of the two is spelled absolute.
+fn relative_to(path: &Path, root: Option<&Path>) -> PathBuf {
+    let Some(root) = root else {
+        return path.to_path_buf();
+    };
+    if let Ok(rel) = path.strip_prefix(root) {
+        return rel.to_path_buf();
+    }
+    match (path.canonicalize(), root.canonicalize()) {
+        (Ok(p), Ok(r)) => p
+            .strip_prefix(&r)
+            .map_or_else(|_| path.to_path_buf(), Path::to_path_buf),
+        _ => path.to_path_buf(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`output`] renders the resulting [`diagnostic::Diagnostic`]s.
 
 pub mod diagnostic;
+pub mod fix;
 pub mod input;
 pub mod kinds;
 pub mod kustomize;

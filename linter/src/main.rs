@@ -30,6 +30,29 @@ enum Command {
     Rule { code: String },
     /// Print the Flux kinds and API versions fluxfence judges, as JSON.
     Kinds,
+    /// Rewrite manifests into the multi-tenant layout (comments and formatting kept).
+    Fix(FixArgs),
+}
+
+#[derive(clap::Args)]
+struct FixArgs {
+    #[command(flatten)]
+    lint: LintArgs,
+    #[command(flatten)]
+    fix: FixFlags,
+}
+
+#[derive(clap::Args)]
+struct FixFlags {
+    /// Print a unified diff instead of writing the files.
+    #[arg(long)]
+    diff: bool,
+    /// Also apply fixes that change behaviour: moving objects to the config namespace.
+    #[arg(long)]
+    unsafe_fixes: bool,
+    /// The namespace objects move to (default: the policy's `configNamespace`).
+    #[arg(long, env = "FLUXFENCE_CONFIG_NAMESPACE")]
+    config_namespace: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -48,6 +71,9 @@ struct LintArgs {
     /// List the objects whose namespace cannot be known offline.
     #[arg(long)]
     show_unresolved: bool,
+    /// Apply safe fixes first, then report what is left (see `fluxfence fix`).
+    #[arg(long)]
+    fix: bool,
 }
 
 fn main() -> ExitCode {
@@ -63,7 +89,16 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Lint(args) if args.fix => {
+            let flags = FixFlags {
+                diff: false,
+                unsafe_fixes: false,
+                config_namespace: None,
+            };
+            fix(args, flags, true)
+        }
         Command::Lint(args) => lint(args),
+        Command::Fix(FixArgs { lint, fix: flags }) => fix(lint, flags, false),
         Command::Rules => {
             let mut out = String::new();
             for rule in rules::ALL {
@@ -107,27 +142,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn lint(args: LintArgs) -> anyhow::Result<ExitCode> {
-    let paths = if args.paths.is_empty() {
-        vec![PathBuf::from(".")]
-    } else {
-        args.paths
-    };
-    let mut inventory = if paths.iter().any(|p| p == Path::new("-")) {
-        anyhow::ensure!(
-            paths.len() == 1,
-            "`-` (stdin) cannot be combined with other paths"
-        );
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .context("reading stdin")?;
-        match fluxfence::input::decode(bytes) {
-            Ok(text) => Inventory::from_text("<stdin>", text),
-            Err((line, column, message)) => anyhow::bail!("<stdin>:{line}:{column}: {message}"),
-        }
-    } else {
-        Inventory::load(&paths)
-    };
+    let mut inventory = read_input(&args.paths)?;
     if let Some(dir) = &args.crds {
         inventory.load_crds(dir);
     }
@@ -137,6 +152,83 @@ fn lint(args: LintArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(
         u8::try_from(report.exit_code()).unwrap_or(2),
     ))
+}
+
+/// `fix`, or `lint --fix` (`then_lint`): fix, write (or diff), then report what is left.
+fn fix(args: LintArgs, flags: FixFlags, then_lint: bool) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !args.paths.iter().any(|p| p == Path::new("-")),
+        "fix works on files; stdin (`-`) cannot be rewritten"
+    );
+    let inventory = read_input(&args.paths)?;
+    let policy = load_policy(args.policy.as_deref(), inventory.root.as_deref())?;
+    if !inventory.errors.is_empty() {
+        let errors: Vec<String> = inventory.errors.iter().map(ToString::to_string).collect();
+        anyhow::bail!(
+            "not fixing while files cannot be read or parsed:\n{}",
+            errors.join("\n")
+        );
+    }
+    let options = fluxfence::fix::FixOptions {
+        unsafe_fixes: flags.unsafe_fixes,
+        config_namespace: flags.config_namespace,
+    };
+    let outcome = fluxfence::fix::fix(inventory, &policy, &options).map_err(anyhow::Error::msg)?;
+    let mut out = String::new();
+    for (path, before, after) in &outcome.changed {
+        if flags.diff {
+            out.push_str(&fluxfence::fix::unified_diff(path, before, after));
+        } else {
+            std::fs::write(path, after).with_context(|| format!("writing {path}"))?;
+        }
+    }
+    for line in &outcome.skipped {
+        eprintln!("not fixed: {line}");
+    }
+    let verb = if flags.diff { "Would fix" } else { "Fixed" };
+    eprintln!(
+        "{verb} {} files ({} edits).",
+        outcome.changed.len(),
+        outcome.applied.len()
+    );
+    if !then_lint {
+        print(&out)?;
+        // Like `ruff --diff`: a pending change is a failure for CI.
+        let pending = flags.diff && !outcome.changed.is_empty();
+        return Ok(if pending {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let report = fluxfence::lint(outcome.inventory, &policy);
+    print(&output::render(&report, args.format, args.show_unresolved))?;
+    Ok(ExitCode::from(
+        u8::try_from(report.exit_code()).unwrap_or(2),
+    ))
+}
+
+fn read_input(paths: &[PathBuf]) -> anyhow::Result<Inventory> {
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        paths.to_vec()
+    };
+    if !paths.iter().any(|p| p == Path::new("-")) {
+        return Ok(Inventory::load(&paths));
+    }
+    anyhow::ensure!(
+        paths.len() == 1,
+        "`-` (stdin) cannot be combined with other paths"
+    );
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .context("reading stdin")?;
+    match fluxfence::input::decode(bytes) {
+        Ok(text) => Ok(Inventory::from_text("<stdin>", text)),
+        Err((line, column, message)) => anyhow::bail!("<stdin>:{line}:{column}: {message}"),
+    }
 }
 
 fn load_policy(explicit: Option<&Path>, root: Option<&Path>) -> anyhow::Result<Policy> {

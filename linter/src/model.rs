@@ -93,8 +93,12 @@ pub enum NamespaceOrigin {
         kustomization: String,
         location: String,
     },
-    /// `namespace:` of the outermost kustomization.yaml that includes the file.
-    KustomizeFile { location: String },
+    /// `namespace:` of the outermost kustomization.yaml that includes the file
+    /// (`kustomization` indexes `Inventory::kustomize_files`).
+    KustomizeFile {
+        location: String,
+        kustomization: usize,
+    },
     /// The object's own `metadata.namespace`.
     Metadata,
     /// The namespace of an admission request.
@@ -110,7 +114,7 @@ impl NamespaceOrigin {
             } => {
                 format!("targetNamespace of Flux Kustomization {kustomization} ({location})")
             }
-            NamespaceOrigin::KustomizeFile { location } => format!("namespace of {location}"),
+            NamespaceOrigin::KustomizeFile { location, .. } => format!("namespace of {location}"),
             NamespaceOrigin::Metadata => "metadata.namespace".to_owned(),
             NamespaceOrigin::AdmissionRequest => "the admission request".to_owned(),
         }

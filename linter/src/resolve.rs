@@ -248,6 +248,7 @@ fn traverse(
                         ns.clone(),
                         NamespaceOrigin::KustomizeFile {
                             location: format!("{}:{line}", file.path),
+                            kustomization: k,
                         },
                     ));
                 }

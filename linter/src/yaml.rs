@@ -324,6 +324,7 @@ pub fn load_documents(text: &str, mut on_document: impl FnMut(Document)) -> Resu
     let mut alias_budget = MAX_ALIAS_NODES;
     let mut root: Option<Node> = None;
     let mut doc_start = base;
+    let mut previous_end = base;
 
     while let Some(next) = parser.next_event() {
         let (event, event_span) = next.map_err(|e| LoadError {
@@ -334,23 +335,33 @@ pub fn load_documents(text: &str, mut on_document: impl FnMut(Document)) -> Resu
         let finished: Option<(Node, usize)> = match event {
             Event::StreamStart | Event::Nothing => None,
             Event::StreamEnd => break,
-            Event::DocumentStart(_) => {
+            Event::DocumentStart(explicit) => {
                 anchors.clear();
-                doc_start = span.end;
+                // An implicit document starts where the previous one ended, so the comments
+                // above its first key belong to it.
+                doc_start = if explicit { span.end } else { previous_end };
                 None
             }
             Event::DocumentEnd => {
+                previous_end = span.end.max(doc_start);
                 if let Some(root) = root.take().filter(|r| !r.is_null()) {
                     let span = Span {
                         start: doc_start.min(root.span.start),
                         end: root.span.end,
                     };
+                    previous_end = previous_end.max(span.end);
                     on_document(Document { root, span });
                 }
                 None
             }
             Event::Scalar(text, style, anchor, _tag) => {
                 let plain = style == ScalarStyle::Plain;
+                let span = match style {
+                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => {
+                        quoted_span(body, base, span)
+                    }
+                    _ => span,
+                };
                 Some((Node::scalar(cow_string(text), plain, span), anchor))
             }
             Event::Alias(id) => {
@@ -415,6 +426,15 @@ pub fn load_documents(text: &str, mut on_document: impl FnMut(Document)) -> Resu
                     entries,
                     ..
                 }) => {
+                    if let Some(duplicate) = duplicate_key(&entries) {
+                        return Err(LoadError {
+                            offset: duplicate.span.start,
+                            message: format!(
+                                "mapping key `{}` is defined twice (kubectl refuses this too)",
+                                duplicate.as_scalar().unwrap_or_default()
+                            ),
+                        });
+                    }
                     let span = Span {
                         start: start.start,
                         end: span.end.max(start.end),
@@ -440,6 +460,34 @@ pub fn load_documents(text: &str, mut on_document: impl FnMut(Document)) -> Resu
     Ok(())
 }
 
+/// The parser reports a quoted scalar as running on over trailing blanks and a comment; cut it
+/// at the closing quote so edits and carets cover the value only.
+fn quoted_span(body: &str, base: usize, span: Span) -> Span {
+    let Some(slice) = body.get(span.start - base..span.end - base) else {
+        return span;
+    };
+    let Some(open) = slice.find(['"', '\'']) else {
+        return span;
+    };
+    let quote = slice.as_bytes()[open];
+    let bytes = slice.as_bytes();
+    let mut i = open + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quote == b'"' => i += 2,
+            b'\'' if quote == b'\'' && bytes.get(i + 1) == Some(&b'\'') => i += 2,
+            b if b == quote => {
+                return Span {
+                    start: span.start,
+                    end: span.start + i + 1,
+                };
+            }
+            _ => i += 1,
+        }
+    }
+    span
+}
+
 fn cow_string(text: Cow<'_, str>) -> String {
     text.into_owned()
 }
@@ -457,6 +505,24 @@ fn attach(stack: &mut [Frame], root: &mut Option<Node>, node: Node) {
             Some(key) => entries.push((key, node)),
         },
     }
+}
+
+/// The second occurrence of a repeated scalar key, if any (`<<` merge keys may repeat).
+fn duplicate_key(entries: &[(Node, Node)]) -> Option<&Node> {
+    let keys = entries
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.as_scalar().is_some_and(|s| s != "<<"));
+    if entries.len() <= 8 {
+        let keys: Vec<&Node> = keys.collect();
+        return keys
+            .iter()
+            .enumerate()
+            .find(|(i, k)| keys[..*i].iter().any(|p| p.as_scalar() == k.as_scalar()))
+            .map(|(_, k)| *k);
+    }
+    let mut seen = std::collections::HashSet::new();
+    keys.into_iter().find(|k| !seen.insert(k.as_scalar()))
 }
 
 /// Expands `<<: *anchor` (and `<<: [*a, *b]`): merged entries never override explicit ones.
@@ -513,11 +579,14 @@ impl LineIndex {
             .partition_point(|&start| start <= offset)
             .max(1);
         let start = self.line_starts[line - 1];
-        let column = text
-            .get(start..offset)
-            .map_or(offset - start, |s| s.chars().count())
-            + 1;
-        (line, column)
+        let prefix = text.get(start..offset).unwrap_or_default();
+        // A byte-order mark is not a column.
+        let prefix = if line == 1 {
+            prefix.strip_prefix('\u{feff}').unwrap_or(prefix)
+        } else {
+            prefix
+        };
+        (line, prefix.chars().count() + 1)
     }
 
     /// Byte range of a 1-based line, without its line break.

@@ -314,8 +314,6 @@ fn a_cross_namespace_ref_in_a_crlf_bom_file_still_fires_at_its_position() {
 }
 
 #[test]
-#[ignore = "engine bug: LineIndex counts the byte-order mark as a character, so columns on \
-            line 1 of a BOM file are one too far right (FF110@1:2 here)"]
 fn a_finding_on_the_first_line_after_a_bom_is_at_column_1() {
     // No spec: FF110 points at the object itself, which starts right after the BOM.
     let text = "\u{feff}apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: a, namespace: cluster-config}\n";
@@ -382,8 +380,6 @@ fn redefined_anchors_and_merge_keys_are_accepted() {
 }
 
 #[test]
-#[ignore = "engine bug: duplicate mapping keys are accepted and the first one wins; kubectl \
-            refuses such files, and the second `namespace:` is the one a reviewer reads"]
 fn duplicate_keys_are_an_error_or_judged_by_the_value_that_applies() {
     let outcome = lint_fixture("duplicate-keys.yaml");
     assert!(

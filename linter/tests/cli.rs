@@ -220,8 +220,6 @@ fn the_seed_in_this_repository_keeps_its_three_findings() {
 }
 
 #[test]
-#[ignore = "engine bug: parse errors in files loaded only as repository context (here the Helm \
-            templates under charts/) are reported and make the exit code 2"]
 fn the_seed_in_this_repository_exits_1_without_input_errors() {
     let (run, json) = seed_findings_in_this_repository();
     assert_eq!(json["errors"], serde_json::json!([]));
@@ -229,8 +227,6 @@ fn the_seed_in_this_repository_exits_1_without_input_errors() {
 }
 
 #[test]
-#[ignore = "engine bug: parse errors in files loaded only as repository context are reported \
-            and make the exit code 2"]
 fn an_unparsable_file_elsewhere_in_the_repository_does_not_fail_the_lint() {
     let repo = git_repo();
     write(repo.path(), "apps/nginx.yaml", &modern_seed());
@@ -888,15 +884,11 @@ fn an_absolute_path_in_a_repository_gets_its_context() {
 }
 
 #[test]
-#[ignore = "engine bug: a path given relative to a sub-directory of the repository gets the \
-            wrong repository-relative path, so its Flux Kustomization is not applied"]
 fn one_file_given_from_a_sub_directory_gets_its_flux_target_namespace() {
     redis_in_team_b("apps/team-b", "redis.yaml");
 }
 
 #[test]
-#[ignore = "engine bug: a `./`-prefixed path keeps its `.` component as repository-relative \
-            path, so no kustomization.yaml or Flux Kustomization applies to it"]
 fn a_dot_slash_path_gets_its_context() {
     redis_in_team_b("", "./apps/team-b/redis.yaml");
     // The allowed violation this causes: the HelmRelease written for (exempt) flux-system

@@ -376,26 +376,6 @@ fn run_file_fixture(
     true
 }
 
-/// Runs one fixture marked `# known-bug:`; see the `#[ignore]`d tests below.
-fn run_known_bug(code: &str, file: &str) {
-    let path = rules_dir(code).join(file);
-    let header = std::fs::read_to_string(&path).expect("fixture");
-    assert!(
-        file_expectation(&path, &header).known_bug.is_some(),
-        "{file} is not marked `# known-bug:`"
-    );
-    let mut failures = Vec::new();
-    assert!(run_file_fixture(&path, code, true, &mut failures));
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-#[test]
-#[ignore = "engine bug: a suppression in the comment block atop the first document of a file \
-            (no leading `---`) is not treated as a document-level suppression"]
-fn known_bug_document_header_suppression_in_first_document() {
-    run_known_bug("FF101", "ok-suppressed-document-header.yaml");
-}
-
 macro_rules! rule_fixtures {
     ($($test:ident => $code:literal),* $(,)?) => {$(
         #[test]

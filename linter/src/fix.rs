@@ -1,0 +1,815 @@
+//! `fluxfence fix`: rewrites files into the multi-tenant layout with byte-range edits, so every
+//! byte outside an edit (comments, quoting, key order, anchors, line ends) survives.
+//!
+//! Fixes are planned as `(object, JSON pointer, value)` operations and lowered here to text
+//! edits; the linter is run again on the result until nothing is left to fix.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::diagnostic::{Applicability, FixOp, Severity};
+use crate::input::{Inventory, Resource};
+use crate::kinds::FluxKind;
+use crate::model::{EffectiveNamespace, NamespaceOrigin};
+use crate::policy::Policy;
+use crate::remedy::move_edits;
+use crate::rules::{self, Context, Subject, source_references};
+use crate::yaml::{Node, Span, Value};
+
+/// Passes before giving up: each pass can only enable edits the previous one made possible.
+const MAX_PASSES: usize = 4;
+
+#[derive(Debug, Clone)]
+pub struct FixOptions {
+    /// Also apply fixes that change behaviour (the namespace move).
+    pub unsafe_fixes: bool,
+    /// Overrides the policy's `configNamespace`.
+    pub config_namespace: Option<String>,
+}
+
+/// A replacement of `span` in one file's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextEdit {
+    pub span: Span,
+    pub text: String,
+}
+
+/// What the fixer did and did not do.
+#[derive(Default)]
+pub struct FixOutcome {
+    /// `(file path, original text, fixed text)` of every changed file.
+    pub changed: Vec<(String, String, String)>,
+    /// One line per applied fix.
+    pub applied: Vec<String>,
+    /// Fixes that exist but were not applied (unsafe without `--unsafe-fixes`, or impossible),
+    /// each with the reason.
+    pub skipped: Vec<String>,
+    /// The inventory after the last pass (what `lint --fix` reports on).
+    pub inventory: Inventory,
+}
+
+/// One planned change of one document.
+#[derive(Debug, Clone)]
+struct Planned {
+    file: usize,
+    /// Index into `inventory.resources`, or `None` for kustomization files.
+    resource: Option<usize>,
+    op: FixOp,
+    applicability: Applicability,
+    description: String,
+}
+
+/// Fixes `inventory` until stable. Never writes: the caller decides (write or show a diff).
+pub fn fix(
+    inventory: Inventory,
+    policy: &Policy,
+    options: &FixOptions,
+) -> Result<FixOutcome, String> {
+    let mut policy = policy.clone();
+    if let Some(ns) = &options.config_namespace {
+        policy.config_namespace = ns.clone();
+        if let Some(sa) = policy.default_service_account.as_mut() {
+            if !sa.namespaces.contains(ns) {
+                sa.namespaces.push(ns.clone());
+            }
+        }
+    }
+    let originals: HashMap<String, String> = inventory
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.text.clone()))
+        .collect();
+    let mut inventory = inventory;
+    let mut outcome = FixOutcome::default();
+    for pass in 0..=MAX_PASSES {
+        let (plan, skipped) = plan(&inventory, &policy, options);
+        if pass == 0 {
+            outcome.skipped = skipped;
+        }
+        if plan.is_empty() {
+            outcome.changed = inventory
+                .files
+                .iter()
+                .filter_map(|f| {
+                    let original = originals.get(&f.path)?;
+                    (original != &f.text)
+                        .then(|| (f.path.clone(), original.clone(), f.text.clone()))
+                })
+                .collect();
+            outcome.inventory = inventory;
+            return Ok(outcome);
+        }
+        if pass == MAX_PASSES {
+            break;
+        }
+        outcome.applied.extend(
+            plan.iter()
+                .map(|p| format!("{}: {}", inventory.files[p.file].path, p.description)),
+        );
+        inventory = apply(inventory, &plan)?;
+    }
+    Err(format!(
+        "fixes did not converge after {MAX_PASSES} passes; please report this with the input"
+    ))
+}
+
+fn apply(inventory: Inventory, plan: &[Planned]) -> Result<Inventory, String> {
+    let mut edits: HashMap<usize, Vec<TextEdit>> = HashMap::new();
+    for planned in plan {
+        let file = &inventory.files[planned.file];
+        let lowered = match planned.resource {
+            Some(r) => {
+                let resource = &inventory.resources[r];
+                let root = resource.flux.as_ref().map(|o| &o.root);
+                root.and_then(|root| lower(&file.text, resource.span, root, &planned.op))
+            }
+            None => lower_kustomization(&inventory, planned).map(|e| vec![e]),
+        };
+        match lowered {
+            Some(lowered) => edits.entry(planned.file).or_default().extend(lowered),
+            None => {
+                return Err(format!(
+                    "{}: cannot apply `{}`",
+                    file.path, planned.description
+                ));
+            }
+        }
+    }
+    let (root, mut sources) = inventory.into_sources();
+    for (file, mut file_edits) in edits {
+        let source = &mut sources[file];
+        source.text = splice(&source.text, &mut file_edits)?;
+    }
+    Ok(Inventory::from_sources(root, sources))
+}
+
+/// Applies edits back to front. Overlapping edits are a bug in the plan, not user error.
+pub fn splice(text: &str, edits: &mut Vec<TextEdit>) -> Result<String, String> {
+    edits.sort_by_key(|e| (e.span.start, e.span.end));
+    edits.dedup();
+    for pair in edits.windows(2) {
+        if pair[0].span.end > pair[1].span.start {
+            return Err(format!(
+                "overlapping edits at bytes {} and {}",
+                pair[0].span.start, pair[1].span.start
+            ));
+        }
+    }
+    let mut out = text.to_owned();
+    for edit in edits.iter().rev() {
+        out.replace_range(edit.span.start..edit.span.end, &edit.text);
+    }
+    Ok(out)
+}
+
+/// Everything `fix` would change now: `(applicable plan, skipped explanations)`.
+fn plan(
+    inventory: &Inventory,
+    policy: &Policy,
+    options: &FixOptions,
+) -> (Vec<Planned>, Vec<String>) {
+    let namespaces = crate::resolve::effective_namespaces(inventory);
+    let mut planned = Vec::new();
+    let mut skipped = Vec::new();
+    plan_moves(inventory, &namespaces, policy, &mut planned, &mut skipped);
+    let allowed = |p: &Planned| p.applicability == Applicability::Safe || options.unsafe_fixes;
+    // An object that moves now is judged in its new namespace on the next pass.
+    let moving: HashSet<usize> = planned
+        .iter()
+        .filter(|p| allowed(p))
+        .filter_map(|p| p.resource)
+        .collect();
+    planned.extend(plan_service_accounts(
+        inventory,
+        &namespaces,
+        policy,
+        &moving,
+    ));
+    let (apply, hold): (Vec<_>, Vec<_>) = planned.into_iter().partition(allowed);
+    let mut held: Vec<String> = hold
+        .iter()
+        .map(|p| {
+            format!(
+                "{}: {} (unsafe: run with --unsafe-fixes)",
+                inventory.files[p.file].path, p.description
+            )
+        })
+        .collect();
+    held.dedup();
+    skipped.extend(held);
+    (apply, skipped)
+}
+
+fn known(candidates: &[EffectiveNamespace]) -> Option<(&str, &NamespaceOrigin)> {
+    match candidates {
+        [EffectiveNamespace::Known { name, origin }] => Some((name, origin)),
+        _ => None,
+    }
+}
+
+/// FF110: name the service account explicitly.
+fn plan_service_accounts(
+    inventory: &Inventory,
+    namespaces: &[Vec<EffectiveNamespace>],
+    policy: &Policy,
+    moving: &HashSet<usize>,
+) -> Vec<Planned> {
+    let empty = HashSet::new();
+    let cx = Context {
+        policy,
+        declared_service_accounts: &empty,
+        trust_explicit_service_accounts: true,
+    };
+    let mut out = Vec::new();
+    for (r, resource) in inventory.resources.iter().enumerate() {
+        let Some(object) = editable(inventory, resource) else {
+            continue;
+        };
+        // The service account does not depend on which of several namespaces applies.
+        let Some((namespace, origin)) = namespaces[r].iter().find_map(|c| match c {
+            EffectiveNamespace::Known { name, origin } => Some((name.as_str(), origin)),
+            EffectiveNamespace::Unknown { .. } => None,
+        }) else {
+            continue;
+        };
+        if moving.contains(&r) {
+            continue;
+        }
+        let subject = Subject {
+            object,
+            namespace,
+            origin,
+        };
+        for finding in rules::check_object(&subject, &cx) {
+            if finding.severity == Severity::Off {
+                continue;
+            }
+            let Some(fix) = finding.fix else { continue };
+            for op in fix.ops {
+                out.push(Planned {
+                    file: resource.file,
+                    resource: Some(r),
+                    op,
+                    applicability: fix.applicability,
+                    description: format!(
+                        "{} {}: {}",
+                        finding.code,
+                        object.display_name(),
+                        fix.description
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn editable<'a>(
+    inventory: &Inventory,
+    resource: &'a Resource,
+) -> Option<&'a crate::model::FluxObject> {
+    resource
+        .flux
+        .as_ref()
+        .filter(|_| inventory.files[resource.file].reported)
+}
+
+/// The document's rewrite: Flux objects of app namespaces that break under multi-tenancy
+/// (FF101/FF111) move to the config namespace with everything they reference.
+fn plan_moves(
+    inventory: &Inventory,
+    namespaces: &[Vec<EffectiveNamespace>],
+    policy: &Policy,
+    planned: &mut Vec<Planned>,
+    skipped: &mut Vec<String>,
+) {
+    let config = policy.config_namespace.as_str();
+    let cx = Context {
+        policy,
+        declared_service_accounts: &declared_service_accounts(inventory, namespaces),
+        trust_explicit_service_accounts: false,
+    };
+
+    // 1. App namespaces: where some Flux object fails FF101 or FF111.
+    let mut app_namespaces: HashSet<String> = HashSet::new();
+    for (r, resource) in inventory.resources.iter().enumerate() {
+        let Some(object) = editable(inventory, resource) else {
+            continue;
+        };
+        let Some((namespace, origin)) = known(&namespaces[r]) else {
+            continue;
+        };
+        if namespace == config {
+            continue;
+        }
+        let subject = Subject {
+            object,
+            namespace,
+            origin,
+        };
+        let broken = rules::check_object(&subject, &cx)
+            .iter()
+            .any(|f| matches!(f.code, "FF101" | "FF111") && f.severity == Severity::Deny);
+        if broken {
+            app_namespaces.insert(namespace.to_owned());
+        }
+    }
+    if app_namespaces.is_empty() {
+        return;
+    }
+
+    // 2. What moves: every Flux object of those namespaces, and the sources they reference.
+    let by_identity: HashMap<(FluxKind, &str, &str), usize> = inventory
+        .resources
+        .iter()
+        .enumerate()
+        .filter_map(|(r, res)| {
+            let object = res.flux.as_ref()?;
+            let (ns, _) = known(&namespaces[r])?;
+            Some(((object.kind, ns, object.name.as_str()), r))
+        })
+        .collect();
+    let mut moving: HashMap<usize, String> = HashMap::new();
+    for (r, resource) in inventory.resources.iter().enumerate() {
+        let Some(object) = editable(inventory, resource) else {
+            continue;
+        };
+        let Some((namespace, _)) = known(&namespaces[r]) else {
+            continue;
+        };
+        if !app_namespaces.contains(namespace) {
+            continue;
+        }
+        moving.insert(r, namespace.to_owned());
+        for reference in source_references(object) {
+            let Some(kind) = reference
+                .field("kind")
+                .and_then(|k| FluxKind::from_type(source_api(k), k))
+            else {
+                continue;
+            };
+            let ns = reference.field("namespace").unwrap_or(namespace);
+            let Some(name) = reference.field("name") else {
+                continue;
+            };
+            if let Some(&target) = by_identity.get(&(kind, ns, name)) {
+                if ns != config && editable(inventory, &inventory.resources[target]).is_some() {
+                    moving.insert(target, ns.to_owned());
+                }
+            }
+        }
+    }
+
+    // 3. Edits of each moving object, and where its namespace is written.
+    let mut kustomization_edits: HashSet<usize> = HashSet::new();
+    let mut ordered: Vec<(&usize, &String)> = moving.iter().collect();
+    ordered.sort();
+    for (&r, namespace) in ordered {
+        let resource = &inventory.resources[r];
+        let Some(object) = resource.flux.as_ref() else {
+            continue;
+        };
+        let Some((_, origin)) = known(&namespaces[r]) else {
+            continue;
+        };
+        let mut edits = move_edits(object, namespace, policy);
+        if edits.is_empty() {
+            // Sources: only their namespace changes.
+            edits.push(("/metadata/namespace".into(), config.to_owned()));
+        }
+        if !object.kind.impersonates() {
+            edits.retain(|(pointer, _)| pointer == "/metadata/namespace");
+        }
+        let describe = |what: &str| {
+            format!(
+                "move {} from `{namespace}` to `{config}`: {what}",
+                object.display_name()
+            )
+        };
+        match origin {
+            NamespaceOrigin::Metadata => {}
+            NamespaceOrigin::KustomizeFile {
+                location,
+                kustomization,
+            } => {
+                edits.retain(|(pointer, _)| pointer != "/metadata/namespace");
+                match kustomization_blocker(inventory, *kustomization) {
+                    None => {
+                        if kustomization_edits.insert(*kustomization) {
+                            planned.push(Planned {
+                                file: inventory.kustomize_files[*kustomization].file,
+                                resource: None,
+                                op: FixOp::Set {
+                                    pointer: "/namespace".into(),
+                                    value: config.to_owned(),
+                                },
+                                applicability: Applicability::Unsafe,
+                                description: format!("set namespace: {config} (was `{namespace}`)"),
+                            });
+                        }
+                    }
+                    Some(blocker) => {
+                        skipped.push(format!(
+                            "{}: not moved: its namespace comes from {location}, which also applies {blocker}; \
+                             give the Flux objects a kustomization of their own, then run fix again",
+                            inventory.files[resource.file].path
+                        ));
+                        continue;
+                    }
+                }
+            }
+            NamespaceOrigin::FluxKustomization {
+                kustomization,
+                location,
+            } => {
+                skipped.push(format!(
+                    "{}: {} not moved: its namespace is the targetNamespace of Flux Kustomization {kustomization} \
+                     ({location}); move the Flux objects out of that Kustomization's path by hand",
+                    inventory.files[resource.file].path,
+                    object.display_name()
+                ));
+                continue;
+            }
+            NamespaceOrigin::AdmissionRequest => continue,
+        }
+        for (pointer, value) in edits {
+            planned.push(Planned {
+                file: resource.file,
+                resource: Some(r),
+                description: describe(&format!(
+                    "{} = {value}",
+                    pointer.trim_start_matches('/').replace('/', ".")
+                )),
+                op: FixOp::Set { pointer, value },
+                applicability: Applicability::Unsafe,
+            });
+        }
+    }
+
+    // 4. References into moved objects from objects that stay, and dependsOn everywhere.
+    let moved_identity: HashMap<(FluxKind, String, String), ()> = moving
+        .iter()
+        .filter_map(|(&r, ns)| {
+            inventory.resources[r]
+                .flux
+                .as_ref()
+                .map(|o| ((o.kind, ns.clone(), o.name.clone()), ()))
+        })
+        .collect();
+    for (r, resource) in inventory.resources.iter().enumerate() {
+        let Some(object) = editable(inventory, resource) else {
+            continue;
+        };
+        let Some((namespace, _)) = known(&namespaces[r]) else {
+            continue;
+        };
+        let stays = !moving.contains_key(&r);
+        let final_ns = if stays { namespace } else { config };
+        let mut retarget = |pointer: String, kind: FluxKind, ref_ns: Option<&str>, name: &str| {
+            let target_ns = ref_ns.unwrap_or(namespace);
+            let target_moves =
+                moved_identity.contains_key(&(kind, target_ns.to_owned(), name.to_owned()));
+            let new_target = if target_moves { config } else { target_ns };
+            let needs = match ref_ns {
+                Some(ns) => ns != new_target && (stays || target_moves),
+                None => new_target != final_ns,
+            };
+            // Source references of moving objects are already covered by the move itself.
+            if needs && (stays || !pointer.contains("Ref")) {
+                planned.push(Planned {
+                    file: resource.file,
+                    resource: Some(r),
+                    description: format!(
+                        "{}: point {} at `{new_target}`",
+                        object.display_name(),
+                        pointer.trim_start_matches('/').replace('/', ".")
+                    ),
+                    op: FixOp::Set {
+                        pointer: format!("{pointer}/namespace"),
+                        value: new_target.to_owned(),
+                    },
+                    applicability: Applicability::Unsafe,
+                });
+            }
+        };
+        if stays {
+            for reference in source_references(object) {
+                let Some(kind) = reference
+                    .field("kind")
+                    .and_then(|k| FluxKind::from_type(source_api(k), k))
+                else {
+                    continue;
+                };
+                let Some(name) = reference.field("name") else {
+                    continue;
+                };
+                retarget(
+                    reference.pointer.clone(),
+                    kind,
+                    reference.field("namespace"),
+                    name,
+                );
+            }
+        }
+        if let Some(items) = object
+            .root
+            .path(&["spec", "dependsOn"])
+            .and_then(Node::as_seq)
+        {
+            for (i, item) in items.iter().enumerate() {
+                let Some(name) = item.get("name").and_then(Node::as_str) else {
+                    continue;
+                };
+                let ns = item.get("namespace").and_then(Node::as_str);
+                retarget(format!("/spec/dependsOn/{i}"), object.kind, ns, name);
+            }
+        }
+    }
+}
+
+/// The API group of a source kind named in a reference (references carry only the kind).
+fn source_api(kind: &str) -> &'static str {
+    match kind {
+        "HelmChart" | "GitRepository" | "HelmRepository" | "OCIRepository" | "Bucket"
+        | "ExternalArtifact" => "source.toolkit.fluxcd.io/v1",
+        "ImageRepository" | "ImagePolicy" => "image.toolkit.fluxcd.io/v1",
+        "Kustomization" => "kustomize.toolkit.fluxcd.io/v1",
+        "HelmRelease" => "helm.toolkit.fluxcd.io/v2",
+        _ => "",
+    }
+}
+
+fn declared_service_accounts(
+    inventory: &Inventory,
+    namespaces: &[Vec<EffectiveNamespace>],
+) -> HashSet<(String, String)> {
+    inventory
+        .resources
+        .iter()
+        .zip(namespaces)
+        .filter(|(r, _)| r.kind == "ServiceAccount" && r.api_version == "v1")
+        .flat_map(|(r, candidates)| {
+            candidates.iter().filter_map(move |c| match c {
+                EffectiveNamespace::Known { name, .. } => Some((name.clone(), r.name.clone())),
+                EffectiveNamespace::Unknown { .. } => None,
+            })
+        })
+        .collect()
+}
+
+/// Why a kustomization's `namespace:` cannot simply be changed: it also applies resources that
+/// must stay in the app namespace. Flux objects and the ConfigMaps/Secrets they read move along.
+fn kustomization_blocker(inventory: &Inventory, kustomization: usize) -> Option<String> {
+    let dir = &inventory.kustomize_files[kustomization].dir;
+    inventory
+        .resources
+        .iter()
+        .filter(|r| inventory.files[r.file].rel.starts_with(dir))
+        .find(|r| r.flux.is_none() && !matches!(r.kind.as_str(), "ConfigMap" | "Secret"))
+        .map(|r| format!("{} {}", r.kind, r.name))
+}
+
+fn lower_kustomization(inventory: &Inventory, planned: &Planned) -> Option<TextEdit> {
+    let FixOp::Set { value, .. } = &planned.op;
+    let kustomization = inventory
+        .kustomize_files
+        .iter()
+        .find(|k| k.file == planned.file)?;
+    let (_, span) = kustomization.namespace.as_ref()?;
+    let text = &inventory.files[planned.file].text;
+    Some(TextEdit {
+        span: *span,
+        text: quote_like(&text[span.start..span.end], value),
+    })
+}
+
+/// Lowers one operation on the document spanning `document` to text edits.
+pub fn lower(text: &str, document: Span, root: &Node, op: &FixOp) -> Option<Vec<TextEdit>> {
+    let FixOp::Set { pointer, value } = op;
+    let keys: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|k| k.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    // Walk down as far as the path exists.
+    let mut node = root;
+    let mut depth = 0;
+    for key in &keys {
+        let next = match &node.value {
+            Value::Map(_) => node.get(key),
+            Value::Seq(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+            Value::Scalar(_) => None,
+        };
+        match next {
+            Some(n) => {
+                node = n;
+                depth += 1;
+            }
+            None => break,
+        }
+    }
+    if depth == keys.len() {
+        return replace_scalar(text, document, root, &keys, node, value);
+    }
+    insert_keys(text, node, &keys[depth..], value).map(|e| vec![e])
+}
+
+fn replace_scalar(
+    text: &str,
+    document: Span,
+    root: &Node,
+    keys: &[String],
+    node: &Node,
+    value: &str,
+) -> Option<Vec<TextEdit>> {
+    let Value::Scalar(_) = &node.value else {
+        return None;
+    };
+    if node.span.start == node.span.end {
+        // `key:` with nothing after it: write after the colon.
+        let parent_keys: Vec<&str> = keys[..keys.len() - 1].iter().map(String::as_str).collect();
+        let parent = root.path(&parent_keys)?;
+        let (key, _) = parent.entry(keys.last()?)?;
+        let colon = key.span.end + text[key.span.end..].find(':')?;
+        let span = Span {
+            start: colon + 1,
+            end: colon + 1,
+        };
+        return Some(vec![TextEdit {
+            span,
+            text: format!(" {}", quote_like("", value)),
+        }]);
+    }
+    let original = &text[node.span.start..node.span.end];
+    if node.span.start < node.span.end && text.as_bytes()[node.span.start] == b'*' {
+        // An alias: the edit must not change the anchored value, so write a literal instead.
+        return Some(vec![TextEdit {
+            span: node.span,
+            text: quote_like("", value),
+        }]);
+    }
+    let Some(anchored) = original.strip_prefix('&') else {
+        return Some(vec![TextEdit {
+            span: node.span,
+            text: quote_like(original, value),
+        }]);
+    };
+    // `&name old`: other fields may alias the old value (`targetNamespace: *name`). They keep
+    // it: each alias becomes the old literal, and the anchor moves along with the new value.
+    let (anchor, old) = anchored.split_once(char::is_whitespace)?;
+    let old = old.trim_start();
+    let mut edits = vec![TextEdit {
+        span: node.span,
+        text: format!("&{anchor} {}", quote_like(old, value)),
+    }];
+    edits.extend(
+        alias_sites(text, document, node.span.end, anchor)
+            .into_iter()
+            .map(|span| TextEdit {
+                span,
+                text: old.to_owned(),
+            }),
+    );
+    Some(edits)
+}
+
+/// `*anchor` occurrences after `from` in the document, up to a redefinition of the anchor.
+fn alias_sites(text: &str, document: Span, from: usize, anchor: &str) -> Vec<Span> {
+    let end = document.end.min(text.len());
+    let body = &text[from..end];
+    let redefined = body.find(&format!("&{anchor}")).map_or(body.len(), |i| i);
+    let body = &body[..redefined];
+    let pattern = format!("*{anchor}");
+    body.match_indices(&pattern)
+        .filter(|(i, _)| {
+            let after = body[i + pattern.len()..].chars().next();
+            !after.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        })
+        .map(|(i, _)| Span {
+            start: from + i,
+            end: from + i + pattern.len(),
+        })
+        .collect()
+}
+
+/// `value` written in the quoting style of `original` (and quoted when YAML needs it).
+fn quote_like(original: &str, value: &str) -> String {
+    match original.chars().next() {
+        Some('"') => format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"")),
+        Some('\'') => format!("'{}'", value.replace('\'', "''")),
+        _ if needs_quotes(value) => {
+            format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+        }
+        _ => value.to_owned(),
+    }
+}
+
+fn needs_quotes(value: &str) -> bool {
+    value.is_empty()
+        || value.starts_with(|c: char| "-?:,[]{}#&*!|>'\"%@` ".contains(c))
+        || value.contains(": ")
+        || value.contains(" #")
+        || matches!(
+            value,
+            "true" | "false" | "null" | "~" | "yes" | "no" | "on" | "off"
+        )
+        || value.parse::<f64>().is_ok()
+}
+
+/// Inserts `keys` (the missing tail of a path) into mapping `parent`.
+fn insert_keys(text: &str, parent: &Node, keys: &[String], value: &str) -> Option<TextEdit> {
+    let entries = parent.as_map()?;
+    let value = quote_like("", value);
+    let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    if text[parent.span.start..].starts_with('{') {
+        // Flow mapping: prepend inside the braces, nesting as flow too.
+        let mut inner = value;
+        for key in keys[1..].iter().rev() {
+            inner = format!("{{{key}: {inner}}}");
+        }
+        let sep = if entries.is_empty() { "" } else { ", " };
+        let at = parent.span.start + 1;
+        return Some(TextEdit {
+            span: Span { start: at, end: at },
+            text: format!("{}: {inner}{sep}", keys[0]),
+        });
+    }
+    // Block mapping: a new first entry at the siblings' indentation, so it lands inside the
+    // mapping whatever follows it.
+    let (first_key, _) = entries.first()?;
+    let line_start = text[..first_key.span.start]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let indent = &text[line_start..first_key.span.start];
+    if !indent.chars().all(|c| c == ' ') {
+        // `- key: value` list item or a key after other content: not a plain indented line.
+        return insert_after_key_line(text, first_key, keys, &value, newline);
+    }
+    let mut lines = String::new();
+    for (depth, key) in keys.iter().enumerate() {
+        let pad = format!("{indent}{}", "  ".repeat(depth));
+        if depth + 1 == keys.len() {
+            lines.push_str(&format!("{pad}{key}: {value}{newline}"));
+        } else {
+            lines.push_str(&format!("{pad}{key}:{newline}"));
+        }
+    }
+    Some(TextEdit {
+        span: Span {
+            start: line_start,
+            end: line_start,
+        },
+        text: lines,
+    })
+}
+
+/// For mappings whose first key shares its line with other text (`- name: x`), insert after
+/// the end of that first entry's line at the column of the first key.
+fn insert_after_key_line(
+    text: &str,
+    first_key: &Node,
+    keys: &[String],
+    value: &str,
+    newline: &str,
+) -> Option<TextEdit> {
+    let line_start = text[..first_key.span.start]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let column = text[line_start..first_key.span.start].chars().count();
+    let line_end = text[first_key.span.start..]
+        .find('\n')
+        .map_or(text.len(), |i| first_key.span.start + i + 1);
+    let indent = " ".repeat(column);
+    let mut lines = String::new();
+    if line_end == text.len() && !text.ends_with('\n') {
+        lines.push_str(newline);
+    }
+    for (depth, key) in keys.iter().enumerate() {
+        let pad = format!("{indent}{}", "  ".repeat(depth));
+        if depth + 1 == keys.len() {
+            lines.push_str(&format!("{pad}{key}: {value}{newline}"));
+        } else {
+            lines.push_str(&format!("{pad}{key}:{newline}"));
+        }
+    }
+    Some(TextEdit {
+        span: Span {
+            start: line_end,
+            end: line_end,
+        },
+        text: lines,
+    })
+}
+
+/// A unified diff of one file, for `--diff`.
+pub fn unified_diff(path: &str, before: &str, after: &str) -> String {
+    let path = path.trim_start_matches("./").trim_start_matches('/');
+    let mut diff = similar::TextDiff::from_lines(before, after)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{path}"), &format!("b/{path}"))
+        .to_string();
+    if !diff.is_empty() && !diff.ends_with('\n') {
+        diff.push('\n');
+    }
+    diff
+}
