@@ -5,6 +5,7 @@
 //! edits; the linter is run again on the result until nothing is left to fix.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 
 use crate::diagnostic::{Applicability, FixOp, Severity};
 use crate::input::{Inventory, Resource};
@@ -170,7 +171,15 @@ fn plan(
     let namespaces = crate::resolve::effective_namespaces(inventory);
     let mut planned = Vec::new();
     let mut skipped = Vec::new();
-    plan_moves(inventory, &namespaces, policy, &mut planned, &mut skipped);
+    let patches = inventory.patch_files();
+    plan_moves(
+        inventory,
+        &patches,
+        &namespaces,
+        policy,
+        &mut planned,
+        &mut skipped,
+    );
     let allowed = |p: &Planned| p.applicability == Applicability::Safe || options.unsafe_fixes;
     // An object that moves now is judged in its new namespace on the next pass.
     let moving: HashSet<usize> = planned
@@ -180,6 +189,7 @@ fn plan(
         .collect();
     planned.extend(plan_service_accounts(
         inventory,
+        &patches,
         &namespaces,
         policy,
         &moving,
@@ -209,6 +219,7 @@ fn known(candidates: &[EffectiveNamespace]) -> Option<(&str, &NamespaceOrigin)> 
 /// FF110: name the service account explicitly.
 fn plan_service_accounts(
     inventory: &Inventory,
+    patches: &HashSet<PathBuf>,
     namespaces: &[Vec<EffectiveNamespace>],
     policy: &Policy,
     moving: &HashSet<usize>,
@@ -221,7 +232,7 @@ fn plan_service_accounts(
     };
     let mut out = Vec::new();
     for (r, resource) in inventory.resources.iter().enumerate() {
-        let Some(object) = editable(inventory, resource) else {
+        let Some(object) = editable(inventory, patches, resource) else {
             continue;
         };
         // The service account does not depend on which of several namespaces applies.
@@ -263,20 +274,24 @@ fn plan_service_accounts(
     out
 }
 
+/// The Flux object of a resource the fixer may edit: in a reported file that is not a patch.
 fn editable<'a>(
     inventory: &Inventory,
+    patches: &HashSet<PathBuf>,
     resource: &'a Resource,
 ) -> Option<&'a crate::model::FluxObject> {
+    let file = &inventory.files[resource.file];
     resource
         .flux
         .as_ref()
-        .filter(|_| inventory.files[resource.file].reported)
+        .filter(|_| file.reported && !patches.contains(&file.rel))
 }
 
 /// The document's rewrite: Flux objects of app namespaces that break under multi-tenancy
 /// (FF101/FF111) move to the config namespace with everything they reference.
 fn plan_moves(
     inventory: &Inventory,
+    patches: &HashSet<PathBuf>,
     namespaces: &[Vec<EffectiveNamespace>],
     policy: &Policy,
     planned: &mut Vec<Planned>,
@@ -292,7 +307,7 @@ fn plan_moves(
     // 1. App namespaces: where some Flux object fails FF101 or FF111.
     let mut app_namespaces: HashSet<String> = HashSet::new();
     for (r, resource) in inventory.resources.iter().enumerate() {
-        let Some(object) = editable(inventory, resource) else {
+        let Some(object) = editable(inventory, patches, resource) else {
             continue;
         };
         let Some((namespace, origin)) = known(&namespaces[r]) else {
@@ -330,7 +345,7 @@ fn plan_moves(
         .collect();
     let mut moving: HashMap<usize, String> = HashMap::new();
     for (r, resource) in inventory.resources.iter().enumerate() {
-        let Some(object) = editable(inventory, resource) else {
+        let Some(object) = editable(inventory, patches, resource) else {
             continue;
         };
         let Some((namespace, _)) = known(&namespaces[r]) else {
@@ -352,7 +367,9 @@ fn plan_moves(
                 continue;
             };
             if let Some(&target) = by_identity.get(&(kind, ns, name)) {
-                if ns != config && editable(inventory, &inventory.resources[target]).is_some() {
+                if ns != config
+                    && editable(inventory, patches, &inventory.resources[target]).is_some()
+                {
                     moving.insert(target, ns.to_owned());
                 }
             }
@@ -456,7 +473,7 @@ fn plan_moves(
         })
         .collect();
     for (r, resource) in inventory.resources.iter().enumerate() {
-        let Some(object) = editable(inventory, resource) else {
+        let Some(object) = editable(inventory, patches, resource) else {
             continue;
         };
         let Some((namespace, _)) = known(&namespaces[r]) else {

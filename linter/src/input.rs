@@ -1,6 +1,7 @@
 //! Reading the input: files, directories and stdin become an [`Inventory`] of resources,
 //! kustomization files and suppressions, each tied to its file and byte range.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -163,6 +164,19 @@ impl Inventory {
             ));
         }
         inventory
+    }
+
+    /// Files that kustomize applies as patches (`patches[].path`, `patchesStrategicMerge`),
+    /// relative to the root. Their documents are partial objects and selectors, not objects.
+    pub fn patch_files(&self) -> HashSet<PathBuf> {
+        self.kustomize_files
+            .iter()
+            .flat_map(|k| {
+                k.patches
+                    .iter()
+                    .filter_map(|p| kustomize::normalize(&k.dir, p))
+            })
+            .collect()
     }
 
     /// The texts of this inventory's files, to rebuild it after edits.

@@ -60,9 +60,12 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
     let mut diagnostics = Vec::new();
     let mut unresolved = Vec::new();
     let mut objects_checked = 0;
+    // A patch's namespace only selects its target; the target itself is judged.
+    let patch_files = inventory.patch_files();
     for (resource, candidates) in inventory.resources.iter().zip(&namespaces) {
         let file = &inventory.files[resource.file];
-        let Some(object) = resource.flux.as_ref().filter(|_| file.reported) else {
+        let judged = file.reported && !patch_files.contains(&file.rel);
+        let Some(object) = resource.flux.as_ref().filter(|_| judged) else {
             continue;
         };
         let mut seen: HashSet<(&'static str, Span, String)> = HashSet::new();

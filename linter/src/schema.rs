@@ -23,8 +23,7 @@
 //! Compiled schemas are cached per (group, kind, version) and compiled on first use, so a run
 //! over thousands of documents pays for each schema once.
 
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use serde_json::{Map, Value, json};
@@ -234,15 +233,7 @@ pub fn check_inventory(inventory: &Inventory, policy: &Policy) -> Vec<Diagnostic
         Schemas::from_inventory(inventory)
     };
     // Strategic-merge patches are partial objects: required fields may be missing there.
-    let patch_files: HashSet<PathBuf> = inventory
-        .kustomize_files
-        .iter()
-        .flat_map(|k| {
-            k.patches
-                .iter()
-                .filter_map(|p| crate::kustomize::normalize(&k.dir, p))
-        })
-        .collect();
+    let patch_files = inventory.patch_files();
     let mut diagnostics = Vec::new();
     for resource in &inventory.resources {
         let file = &inventory.files[resource.file];

@@ -1,0 +1,395 @@
+//! `fluxfence fix`: the Azure document's rewrite, byte-range edits that keep everything else,
+//! idempotence, and the whole corpus surviving it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use fluxfence::fix::{FixOptions, fix, unified_diff};
+use fluxfence::input::Source;
+use fluxfence::{Inventory, Policy, lint};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn unsafe_fixes() -> FixOptions {
+    FixOptions {
+        unsafe_fixes: true,
+        config_namespace: None,
+    }
+}
+
+/// Every manifest under `dir`, with paths relative to it (stable diff headers).
+fn sources(dir: &Path) -> Vec<Source> {
+    let mut files = Vec::new();
+    collect(dir, dir, &mut files);
+    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    files
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<Source>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect(root, &path, out);
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            let rel = path.strip_prefix(root).unwrap().to_path_buf();
+            out.push(Source {
+                path: rel.display().to_string(),
+                rel,
+                text: std::fs::read_to_string(&path).unwrap(),
+                reported: true,
+            });
+        }
+    }
+}
+
+fn fixed_case(case: &str, policy: &Policy, options: &FixOptions) -> fluxfence::fix::FixOutcome {
+    let inventory =
+        Inventory::from_sources(None, sources(&workspace().join("testdata/fix").join(case)));
+    fix(inventory, policy, options).unwrap()
+}
+
+fn diff_of(outcome: &fluxfence::fix::FixOutcome) -> String {
+    outcome
+        .changed
+        .iter()
+        .map(|(path, before, after)| unified_diff(path, before, after))
+        .collect()
+}
+
+fn documents(text: &str) -> Vec<serde_json::Value> {
+    let mut docs = Vec::new();
+    fluxfence::yaml::load_documents(text, |d| docs.push(d.root.to_json())).unwrap();
+    docs
+}
+
+#[test]
+fn the_seed_before_becomes_the_documents_after() {
+    // The document's "after" carries no serviceAccountName (the default applies), so FF110's
+    // own fix is turned off to compare like with like.
+    let policy = Policy::parse("rules:\n  FF110: off\n", "p.yaml").unwrap();
+    let before =
+        std::fs::read_to_string(workspace().join("testdata/seed/before/nginx.yaml")).unwrap();
+    let after =
+        std::fs::read_to_string(workspace().join("testdata/seed/after/nginx.yaml")).unwrap();
+    let inventory = Inventory::from_sources(
+        None,
+        vec![Source {
+            path: "nginx.yaml".into(),
+            rel: "nginx.yaml".into(),
+            text: before,
+            reported: true,
+        }],
+    );
+    let outcome = fix(inventory, &policy, &unsafe_fixes()).unwrap();
+    let fixed = &outcome.changed[0].2;
+    let mut expected = documents(&after);
+    // Plus the one field the document forgets: Helm's storage stays where the release is.
+    expected[0]["spec"]["storageNamespace"] = "nginx".into();
+    assert_eq!(documents(fixed), expected, "{fixed}");
+    // The rewritten file is clean under the default policy, bar FF110's warning.
+    let report = lint(outcome.inventory, &Policy::azure_default());
+    let codes: Vec<_> = report.diagnostics.iter().map(|d| d.finding.code).collect();
+    assert!(
+        codes.iter().all(|c| *c == "FF110" || *c == "FF002"),
+        "{codes:?}"
+    );
+}
+
+#[test]
+fn the_move_is_unsafe_and_needs_the_flag() {
+    let outcome = fixed_case(
+        "comments",
+        &Policy::azure_default(),
+        &FixOptions {
+            unsafe_fixes: false,
+            config_namespace: None,
+        },
+    );
+    let diff = diff_of(&outcome);
+    assert!(
+        diff.contains("+  serviceAccountName: flux-applier"),
+        "{diff}"
+    );
+    assert!(!diff.contains("cluster-config"), "{diff}");
+    assert!(
+        outcome
+            .skipped
+            .iter()
+            .any(|s| s.contains("unsafe: run with --unsafe-fixes")),
+        "{:?}",
+        outcome.skipped
+    );
+}
+
+#[test]
+fn config_namespace_option_overrides_the_policy() {
+    let options = FixOptions {
+        unsafe_fixes: true,
+        config_namespace: Some("gitops".into()),
+    };
+    let diff = diff_of(&fixed_case("crlf", &Policy::azure_default(), &options));
+    assert!(diff.contains("+  namespace: gitops\r\n"), "{diff}");
+}
+
+macro_rules! diff_snapshots {
+    ($($test:ident => $case:literal),* $(,)?) => {$(
+        #[test]
+        fn $test() {
+            let outcome = fixed_case($case, &Policy::azure_default(), &unsafe_fixes());
+            insta::assert_snapshot!(concat!("fix_diff_", $case), diff_of(&outcome));
+            // Idempotent: fixing the result changes nothing.
+            let again = fix(outcome.inventory, &Policy::azure_default(), &unsafe_fixes()).unwrap();
+            assert!(again.changed.is_empty(), "second fix changed {:?}", again.changed);
+            assert!(again.inventory.errors.is_empty(), "{:?}", again.inventory.errors);
+        }
+    )*};
+}
+
+diff_snapshots! {
+    fix_keeps_comments_and_quoting => "comments",
+    fix_keeps_anchors_and_their_aliases_meaning => "anchors",
+    fix_edits_flow_mappings_in_flow_style => "flow",
+    fix_keeps_crlf_line_ends => "crlf",
+    fix_moves_dependencies_together_in_multi_document_files => "multi-doc",
+    fix_edits_the_kustomization_that_sets_the_namespace => "kustomize-namespace",
+    fix_explains_why_it_cannot_edit_a_shared_kustomization => "kustomize-blocked",
+}
+
+#[test]
+fn a_kustomization_that_also_applies_a_namespace_is_not_edited() {
+    // kustomize's namespace transformer also renames Namespace objects: changing it would rename
+    // the app's namespace. The fixer explains instead.
+    let outcome = fixed_case(
+        "kustomize-blocked",
+        &Policy::azure_default(),
+        &unsafe_fixes(),
+    );
+    assert!(
+        outcome
+            .changed
+            .iter()
+            .all(|(path, _, _)| !path.ends_with("kustomization.yaml"))
+    );
+    assert_eq!(outcome.skipped.len(), 1, "{:?}", outcome.skipped);
+    assert!(
+        outcome.skipped[0].contains("which also applies Namespace web"),
+        "{}",
+        outcome.skipped[0]
+    );
+}
+
+#[test]
+fn aliases_of_a_moved_namespace_keep_the_old_value() {
+    let outcome = fixed_case("anchors", &Policy::azure_default(), &unsafe_fixes());
+    let docs = documents(&outcome.changed[0].2);
+    assert_eq!(docs[0]["metadata"]["namespace"], "cluster-config");
+    assert_eq!(docs[0]["spec"]["targetNamespace"], "default");
+    assert_eq!(
+        docs[0]["spec"]["postBuild"]["substitute"]["NAMESPACE"],
+        "default"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The corpus: copy each repository, fix it, and check that nothing broke.
+
+fn corpus() -> PathBuf {
+    workspace().join("../shared/corpus")
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn kubectl() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("KUBECTL").map(PathBuf::from),
+        Some(workspace().join(".tools/bin/kubectl")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .or_else(|| {
+            let found = Command::new("kubectl")
+                .arg("version")
+                .arg("--client")
+                .output()
+                .ok()?;
+            found.status.success().then(|| PathBuf::from("kubectl"))
+        })
+}
+
+/// Directories with a kustomization file whose build reads one of `changed`, following
+/// `resources`/`bases`/`components` references to other directories.
+fn affected_kustomizations(inventory: &Inventory, changed: &HashSet<PathBuf>) -> Vec<PathBuf> {
+    let dirs: BTreeMap<PathBuf, Vec<PathBuf>> = inventory
+        .kustomize_files
+        .iter()
+        .map(|k| {
+            let refs = k
+                .entries
+                .iter()
+                .filter_map(|e| fluxfence::kustomize::normalize(&k.dir, &e.value))
+                .collect();
+            (k.dir.clone(), refs)
+        })
+        .collect();
+    let touches = |dir: &Path| {
+        let mut stack = vec![dir.to_path_buf()];
+        let mut seen = HashSet::new();
+        while let Some(d) = stack.pop() {
+            if !seen.insert(d.clone()) {
+                continue;
+            }
+            if changed.iter().any(|c| c.starts_with(&d)) {
+                return true;
+            }
+            stack.extend(
+                dirs.get(&d)
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| dirs.contains_key(*r))
+                    .cloned(),
+            );
+        }
+        false
+    };
+    dirs.keys().filter(|d| touches(d)).cloned().collect()
+}
+
+fn builds(kubectl: &Path, dirs: &[PathBuf]) -> BTreeMap<PathBuf, bool> {
+    let half = dirs.len().div_ceil(2).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = dirs
+            .chunks(half)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|d| {
+                            let ok = Command::new(kubectl)
+                                .arg("kustomize")
+                                .arg(d)
+                                .output()
+                                .is_ok_and(|o| o.status.success());
+                            (d.clone(), ok)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
+#[test]
+fn every_corpus_repository_survives_fix() {
+    let kubectl = kubectl();
+    if kubectl.is_none() {
+        assert!(
+            std::env::var_os("FLUXFENCE_REQUIRE_KUBECTL").is_none(),
+            "kubectl is required but not found"
+        );
+        println!("skipped kustomize builds: no kubectl");
+    }
+    let policy = Policy::azure_default();
+    let mut repos: Vec<PathBuf> = std::fs::read_dir(corpus())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    repos.sort();
+    assert_eq!(repos.len(), 13);
+    let mut total_changed = 0;
+    for repo in repos {
+        let name = repo.file_name().unwrap().to_string_lossy().to_string();
+        let temp = tempfile::tempdir().unwrap();
+        copy_tree(&repo, temp.path());
+        let root = temp.path().to_path_buf();
+        let before = Inventory::load(std::slice::from_ref(&root));
+        assert!(before.errors.is_empty(), "{name}: {:?}", before.errors);
+        let outcome =
+            fix(before, &policy, &unsafe_fixes()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let changed: HashSet<PathBuf> = outcome
+            .changed
+            .iter()
+            .map(|(path, _, _)| Path::new(path).strip_prefix(&root).unwrap().to_path_buf())
+            .collect();
+        total_changed += changed.len();
+
+        // (d) kustomize builds the affected directories before and after.
+        let affected = affected_kustomizations(&outcome.inventory, &changed);
+        let built_before = kubectl.as_deref().map(|k| {
+            builds(
+                k,
+                &affected.iter().map(|d| root.join(d)).collect::<Vec<_>>(),
+            )
+        });
+        for (path, _, after) in &outcome.changed {
+            std::fs::write(path, after).unwrap();
+        }
+        // (a) every changed file still parses.
+        let reloaded = Inventory::load(std::slice::from_ref(&root));
+        assert!(
+            reloaded.errors.is_empty(),
+            "{name}: fixed files no longer parse: {:?}",
+            reloaded.errors
+        );
+        // (b) no fixable tenancy violation is left.
+        let report = lint(reloaded, &policy);
+        let fixable: Vec<_> = report
+            .diagnostics
+            .iter()
+            .filter(|d| d.finding.fix.is_some() && d.finding.code.starts_with("FF1"))
+            .map(|d| format!("{}:{} {}", d.file, d.line, d.finding.code))
+            .collect();
+        assert!(
+            fixable.is_empty(),
+            "{name}: fixable findings left: {fixable:?}"
+        );
+        // (c) a second fix is a no-op.
+        let again = fix(
+            Inventory::load(std::slice::from_ref(&root)),
+            &policy,
+            &unsafe_fixes(),
+        )
+        .unwrap();
+        assert!(
+            again.changed.is_empty(),
+            "{name}: second fix changed {:?}",
+            again.changed.iter().map(|c| &c.0).collect::<Vec<_>>()
+        );
+        if let (Some(kubectl), Some(built_before)) = (kubectl.as_deref(), built_before) {
+            let built_after = builds(
+                kubectl,
+                &affected.iter().map(|d| root.join(d)).collect::<Vec<_>>(),
+            );
+            for (dir, ok) in built_before {
+                assert!(
+                    !ok || built_after[&dir],
+                    "{name}: {} built before fix, not after",
+                    dir.display()
+                );
+            }
+        }
+    }
+    // The corpus is full of the pattern the document describes: the fix must find work.
+    assert!(total_changed > 500, "only {total_changed} files changed");
+}
