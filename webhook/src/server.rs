@@ -168,8 +168,7 @@ async fn serve_connection(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT);
-    let connection =
-        builder.serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(app));
+    let connection = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
     if let Err(e) = watcher.watch(connection.into_owned()).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
