@@ -71,6 +71,7 @@ pub struct Finding {
 
 /// A finding placed in a file, as the linter reports it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Diagnostic {
     #[serde(flatten)]
     pub finding: Finding,

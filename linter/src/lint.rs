@@ -91,13 +91,17 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
                 }
                 EffectiveNamespace::Unknown { reason } => {
                     let (line, column) = file.lines.position(&file.text, object.root.span.start);
-                    unresolved.push(Unresolved {
+                    let entry = Unresolved {
                         file: file.path.clone(),
                         line,
                         column,
                         object: object.display_name(),
                         reason: reason.clone(),
-                    });
+                    };
+                    // Several paths may apply the file; one note per object and reason.
+                    if !unresolved.contains(&entry) {
+                        unresolved.push(entry);
+                    }
                 }
             }
         }

@@ -546,7 +546,7 @@ fn rule_prints_its_doc() {
     assert_eq!(run.code, 0);
     assert!(
         run.stdout.starts_with(
-            "# FF101 cross-namespace-source-ref\n\nA Flux object references a source in another namespace\n\nDefault severity: deny. Fixable: no.\n\n## What it does\n"
+            "# FF101 cross-namespace-source-ref\n\nA Flux object references a source in another namespace\n\nDefault severity: deny. Fixable: yes.\n\n## What it does\n"
         ),
         "{}",
         run.stdout

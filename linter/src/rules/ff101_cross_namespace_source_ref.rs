@@ -10,7 +10,7 @@ static META: RuleMeta = RuleMeta {
     name: "cross-namespace-source-ref",
     summary: "A Flux object references a source in another namespace",
     default_severity: Severity::Deny,
-    fixable: false,
+    fixable: true,
     doc: "\
 ## What it does
 Checks Kustomization `spec.sourceRef`, HelmRelease `spec.chart.spec.sourceRef` and
@@ -43,6 +43,11 @@ spec:
         name: bitnami
         namespace: flux-system
 ```
+
+## Fix
+`fluxfence fix --unsafe-fixes` performs the move (unsafe: the object is deleted from its old
+namespace and created in the new one; helm-controller uninstalls a deleted HelmRelease's
+release before the moved one installs it again — plan the switch).
 
 ## Use instead
 Keep Flux objects in the configuration namespace with their sources, and deploy into the app
@@ -94,13 +99,25 @@ impl Rule for CrossNamespaceSourceRef {
                     subject.object.display_name(),
                     subject.namespace,
                 ),
-                format!(
-                    "Flux refuses cross-namespace references (AccessDenied); move this object and \
-                     its source into `{config}` with spec.targetNamespace: {ns}, or put the {kind} in `{ns}`",
-                    config = cx.policy.config_namespace,
-                    ns = subject.namespace,
-                ),
+                help(cx, subject.namespace, kind),
             ));
         }
+    }
+}
+
+/// How to resolve the reference: from an app namespace, move next to the source (the document's
+/// rewrite); from the config namespace itself, bring the source here.
+fn help(cx: &Context, namespace: &str, kind: &str) -> String {
+    let config = &cx.policy.config_namespace;
+    if namespace == config {
+        format!(
+            "Flux refuses cross-namespace references (AccessDenied); declare the {kind} in `{config}`"
+        )
+    } else {
+        format!(
+            "Flux refuses cross-namespace references (AccessDenied); move this object and its source \
+             into `{config}` with spec.targetNamespace: {namespace} (`fluxfence fix --unsafe-fixes`), \
+             or put the {kind} in `{namespace}`"
+        )
     }
 }

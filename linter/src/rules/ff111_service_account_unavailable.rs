@@ -11,7 +11,7 @@ static META: RuleMeta = RuleMeta {
     name: "service-account-unavailable",
     summary: "The service account an object is applied as is not allowed or not in its namespace",
     default_severity: Severity::Deny,
-    fixable: false,
+    fixable: true,
     doc: "\
 ## What it does
 Works out the service account a Kustomization or HelmRelease is applied as:
@@ -33,6 +33,11 @@ metadata:
   name: nginx
   namespace: nginx   # no flux-applier here
 ```
+
+## Fix
+`fluxfence fix --unsafe-fixes` performs the move (unsafe: the object is deleted from its old
+namespace and created in the new one; helm-controller uninstalls a deleted HelmRelease's
+release before the moved one installs it again — plan the switch).
 
 ## Use instead
 ```yaml
@@ -115,7 +120,7 @@ impl Rule for ServiceAccountUnavailable {
             ),
             format!(
                 "Flux impersonates {ns}:{account}; move the object to `{config_ns}` with spec.targetNamespace: {ns} \
-                 or declare ServiceAccount {account} in `{ns}`"
+                 (`fluxfence fix --unsafe-fixes`), or declare ServiceAccount {account} in `{ns}`"
             ),
         ));
     }

@@ -52,7 +52,7 @@ impl Rule for RemoteClusterKubeconfig {
             "/spec/kubeConfig".into(),
             key_span(spec, "kubeConfig").unwrap_or(value.span),
             format!(
-                "{} in tenant namespace `{}` applies to a remote cluster (spec.kubeConfig)",
+                "{} in namespace `{}` applies to a remote cluster (spec.kubeConfig)",
                 object.display_name(),
                 subject.namespace
             ),

@@ -86,8 +86,12 @@ impl Rule for TargetNamespaceOutsideTenant {
                             .namespaces
                             .iter()
                             .chain(&tenant.target_namespaces)
-                            .cloned()
-                            .collect::<Vec<_>>()
+                            .fold(Vec::<&str>::new(), |mut unique, p| {
+                                if !unique.contains(&p.as_str()) {
+                                    unique.push(p);
+                                }
+                                unique
+                            })
                             .join(", ")
                     ),
             ));

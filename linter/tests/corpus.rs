@@ -1,0 +1,129 @@
+//! The public Flux repositories of `../shared/corpus`: every file parses (as kubectl would
+//! accept it) and the findings per repository are the ones we verified by reading samples.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use fluxfence::{Inventory, Policy, lint};
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")
+}
+
+/// `(code counts, unresolved objects)` of one repository under the default policy.
+fn findings(repo: &str) -> (BTreeMap<&'static str, usize>, usize) {
+    let report = lint(
+        Inventory::load(&[corpus().join(repo)]),
+        &Policy::azure_default(),
+    );
+    assert!(report.errors().is_empty(), "{repo}: {:?}", report.errors());
+    let mut counts = BTreeMap::new();
+    for d in &report.diagnostics {
+        *counts.entry(d.finding.code).or_insert(0) += 1;
+    }
+    (counts, report.unresolved.len())
+}
+
+// Samples read and confirmed (default policy = Azure multiTenancy.enforce=true):
+// - FF101 auricom kubernetes/apps/cert-manager/cert-manager/ks.yaml:29: a Flux Kustomization
+//   whose namespace `cert-manager` comes from apps/cert-manager/kustomization.yaml references
+//   GitRepository flux-system/flux-system — refused by --no-cross-namespace-refs.
+// - FF111 on the same objects: no serviceAccountName, so `flux-applier` is impersonated in
+//   `cert-manager`, where the platform does not create it.
+// - FF110 warns on every Kustomization/HelmRelease without serviceAccountName outside
+//   flux-system; the three in flux2-kustomize-helm-example are apps/base's HelmReleases
+//   rendered into `podinfo` by the staging/production overlays' namespace.
+// - FF130 auricom apps/database/dragonfly/app/kustomization.yaml:8 (a raw.githubusercontent
+//   CRD URL) and bootstrap/flux/kustomization.yaml:7 (github.com/fluxcd/flux2/...?ref=).
+// - FF120 hub-spoke hub/production.yaml:22 and siblings: hub Kustomizations with
+//   spec.kubeConfig (remote spoke clusters) in the non-exempt namespaces `production`/`staging`.
+// - FF002 hub-spoke and multi-tenancy: v1beta2 objects current Flux no longer serves.
+// - d1-fleet/d1-infra: tenants live in their own namespaces with their own service accounts
+//   and same-namespace sources: clean, as that reference architecture intends.
+// - Unresolved: HelmReleases with no namespace anywhere (e.g. auricom
+//   apps/observability/nut-exporter/helmrelease.yaml, applied by no kustomization).
+#[test]
+fn per_repository_findings_are_the_verified_ones() {
+    let expected: &[(&str, &[(&str, usize)], usize)] = &[
+        (
+            "auricom__home-ops",
+            &[("FF101", 112), ("FF110", 215), ("FF111", 215), ("FF130", 2)],
+            1,
+        ),
+        (
+            "billimek__k8s-gitops",
+            &[("FF101", 42), ("FF110", 72), ("FF111", 72)],
+            0,
+        ),
+        (
+            "bjw-s-labs__home-ops",
+            &[("FF101", 89), ("FF110", 164), ("FF111", 164)],
+            2,
+        ),
+        (
+            "buroa__k8s-gitops",
+            &[("FF101", 94), ("FF110", 125), ("FF111", 125)],
+            1,
+        ),
+        (
+            "controlplaneio-fluxcd__d1-apps",
+            &[("FF110", 3), ("FF111", 3)],
+            0,
+        ),
+        ("controlplaneio-fluxcd__d1-fleet", &[], 0),
+        ("controlplaneio-fluxcd__d1-infra", &[], 0),
+        (
+            "fluxcd__flux2-hub-spoke-example",
+            &[
+                ("FF002", 8),
+                ("FF101", 8),
+                ("FF110", 11),
+                ("FF111", 14),
+                ("FF120", 4),
+            ],
+            0,
+        ),
+        (
+            "fluxcd__flux2-kustomize-helm-example",
+            &[("FF110", 3), ("FF111", 3)],
+            0,
+        ),
+        (
+            "fluxcd__flux2-monitoring-example",
+            &[("FF110", 3), ("FF111", 3)],
+            0,
+        ),
+        ("fluxcd__flux2-multi-tenancy", &[("FF002", 1)], 0),
+        (
+            "onedr0p__home-ops",
+            &[("FF101", 74), ("FF110", 139), ("FF111", 139)],
+            2,
+        ),
+        (
+            "zhorvath83__home-ops",
+            &[("FF101", 70), ("FF110", 131), ("FF111", 131)],
+            0,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (repo, codes, unresolved) in expected {
+        let want: BTreeMap<&str, usize> = codes.iter().copied().collect();
+        let got = findings(repo);
+        if got != (want.clone(), *unresolved) {
+            failures.push(format!(
+                "{repo}: expected {want:?} + {unresolved} unresolved, got {got:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_repository_of_the_corpus_is_linted() {
+    let repos = std::fs::read_dir(corpus())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().is_dir())
+        .count();
+    assert_eq!(repos, 13, "the corpus changed: update the expected counts");
+}
