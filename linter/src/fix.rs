@@ -187,7 +187,7 @@ fn plan(
         .filter(|p| allowed(p))
         .filter_map(|p| p.resource)
         .collect();
-    planned.extend(plan_service_accounts(
+    planned.extend(plan_rule_fixes(
         inventory,
         &patches,
         &namespaces,
@@ -217,7 +217,7 @@ fn known(candidates: &[EffectiveNamespace]) -> Option<(&str, &NamespaceOrigin)> 
 }
 
 /// FF110: name the service account explicitly.
-fn plan_service_accounts(
+fn plan_rule_fixes(
     inventory: &Inventory,
     patches: &HashSet<PathBuf>,
     namespaces: &[Vec<EffectiveNamespace>],
@@ -230,30 +230,32 @@ fn plan_service_accounts(
         declared_service_accounts: &empty,
         trust_explicit_service_accounts: true,
     };
+    let version_meta = rules::ff002_removed_api_version::meta();
+    let version_severity = policy.severity(version_meta.code, version_meta.default_severity);
     let mut out = Vec::new();
     for (r, resource) in inventory.resources.iter().enumerate() {
         let Some(object) = editable(inventory, patches, resource) else {
             continue;
         };
+        let mut findings = Vec::new();
+        // FF002 does not depend on the namespace: it runs everywhere, like the linter's pass.
+        if version_severity != Severity::Off {
+            rules::ff002_removed_api_version::check(object, &mut findings);
+        }
         // The service account does not depend on which of several namespaces applies.
-        let Some((namespace, origin)) = namespaces[r].iter().find_map(|c| match c {
+        let known = namespaces[r].iter().find_map(|c| match c {
             EffectiveNamespace::Known { name, origin } => Some((name.as_str(), origin)),
             EffectiveNamespace::Unknown { .. } => None,
-        }) else {
-            continue;
-        };
-        if moving.contains(&r) {
-            continue;
+        });
+        if let Some((namespace, origin)) = known.filter(|_| !moving.contains(&r)) {
+            let subject = Subject {
+                object,
+                namespace,
+                origin,
+            };
+            findings.extend(rules::check_object(&subject, &cx));
         }
-        let subject = Subject {
-            object,
-            namespace,
-            origin,
-        };
-        for finding in rules::check_object(&subject, &cx) {
-            if finding.severity == Severity::Off {
-                continue;
-            }
+        for finding in findings {
             let Some(fix) = finding.fix else { continue };
             for op in fix.ops {
                 out.push(Planned {

@@ -68,9 +68,9 @@ fn documents(text: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn the_seed_before_becomes_the_documents_after() {
-    // The document's "after" carries no serviceAccountName (the default applies), so FF110's
-    // own fix is turned off to compare like with like.
-    let policy = Policy::parse("rules:\n  FF110: off\n", "p.yaml").unwrap();
+    // The document's "after" carries no serviceAccountName (the default applies) and keeps the
+    // beta API versions, so FF110's and FF002's own fixes are off to compare like with like.
+    let policy = Policy::parse("rules:\n  FF110: off\n  FF002: off\n", "p.yaml").unwrap();
     let before =
         std::fs::read_to_string(workspace().join("testdata/seed/before/nginx.yaml")).unwrap();
     let after =
@@ -97,6 +97,28 @@ fn the_seed_before_becomes_the_documents_after() {
         codes.iter().all(|c| *c == "FF110" || *c == "FF002"),
         "{codes:?}"
     );
+}
+
+#[test]
+fn the_seed_is_also_migrated_to_the_served_api_versions() {
+    let before =
+        std::fs::read_to_string(workspace().join("testdata/seed/before/nginx.yaml")).unwrap();
+    let inventory = Inventory::from_sources(
+        None,
+        vec![Source {
+            path: "nginx.yaml".into(),
+            rel: "nginx.yaml".into(),
+            text: before,
+            reported: true,
+        }],
+    );
+    let outcome = fix(inventory, &Policy::azure_default(), &unsafe_fixes()).unwrap();
+    let docs = documents(&outcome.changed[0].2);
+    assert_eq!(docs[0]["apiVersion"], "helm.toolkit.fluxcd.io/v2");
+    assert_eq!(docs[1]["apiVersion"], "source.toolkit.fluxcd.io/v1");
+    assert_eq!(docs[0]["spec"]["serviceAccountName"], "flux-applier");
+    let report = lint(outcome.inventory, &Policy::azure_default());
+    assert!(report.diagnostics.is_empty(), "{:?}", report.diagnostics);
 }
 
 #[test]
