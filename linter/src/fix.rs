@@ -763,21 +763,12 @@ fn insert_keys(text: &str, parent: &Node, keys: &[String], value: &str) -> Optio
         // `- key: value` list item or a key after other content: not a plain indented line.
         return insert_after_key_line(text, first_key, keys, &value, newline);
     }
-    let mut lines = String::new();
-    for (depth, key) in keys.iter().enumerate() {
-        let pad = format!("{indent}{}", "  ".repeat(depth));
-        if depth + 1 == keys.len() {
-            lines.push_str(&format!("{pad}{key}: {value}{newline}"));
-        } else {
-            lines.push_str(&format!("{pad}{key}:{newline}"));
-        }
-    }
     Some(TextEdit {
         span: Span {
             start: line_start,
             end: line_start,
         },
-        text: lines,
+        text: key_lines(indent, keys, &value, newline),
     })
 }
 
@@ -802,6 +793,19 @@ fn insert_after_key_line(
     if line_end == text.len() && !text.ends_with('\n') {
         lines.push_str(newline);
     }
+    lines.push_str(&key_lines(&indent, keys, value, newline));
+    Some(TextEdit {
+        span: Span {
+            start: line_end,
+            end: line_end,
+        },
+        text: lines,
+    })
+}
+
+/// `keys` as nested block-mapping lines at `indent`, the last one holding `value`.
+fn key_lines(indent: &str, keys: &[String], value: &str, newline: &str) -> String {
+    let mut lines = String::new();
     for (depth, key) in keys.iter().enumerate() {
         let pad = format!("{indent}{}", "  ".repeat(depth));
         if depth + 1 == keys.len() {
@@ -810,13 +814,7 @@ fn insert_after_key_line(
             lines.push_str(&format!("{pad}{key}:{newline}"));
         }
     }
-    Some(TextEdit {
-        span: Span {
-            start: line_end,
-            end: line_end,
-        },
-        text: lines,
-    })
+    lines
 }
 
 /// A unified diff of one file, for `--diff`.

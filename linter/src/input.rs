@@ -480,16 +480,7 @@ fn collect_resources(root: Node, doc_start: usize, out: &mut Vec<Resource>, crds
     if kind.is_empty() {
         return;
     }
-    let metadata = root.get("metadata");
-    let name = metadata
-        .and_then(|m| m.get("name"))
-        .and_then(Node::as_str)
-        .unwrap_or("")
-        .to_owned();
-    let declared_namespace = metadata
-        .and_then(|m| m.get("namespace"))
-        .and_then(Node::as_str)
-        .map(str::to_owned);
+    let (name, declared_namespace) = crate::model::name_and_namespace(&root);
     let span = Span {
         start: doc_start,
         end: root.span.end,

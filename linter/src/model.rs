@@ -21,16 +21,7 @@ impl FluxObject {
     pub fn from_node(mut root: Node) -> Option<FluxObject> {
         let api_version = root.get("apiVersion")?.as_str()?.to_owned();
         let kind = FluxKind::from_type(&api_version, root.get("kind")?.as_str()?)?;
-        let metadata = root.get("metadata");
-        let name = metadata
-            .and_then(|m| m.get("name"))
-            .and_then(Node::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let declared_namespace = metadata
-            .and_then(|m| m.get("namespace"))
-            .and_then(Node::as_str)
-            .map(str::to_owned);
+        let (name, declared_namespace) = name_and_namespace(&root);
         if kind == FluxKind::HelmRelease {
             drop_values(&mut root);
         }
@@ -56,6 +47,16 @@ impl FluxObject {
     pub fn display_name(&self) -> String {
         format!("{}/{}", self.kind, self.name)
     }
+}
+
+/// `metadata.name` (empty when missing) and `metadata.namespace` of a document.
+pub fn name_and_namespace(root: &Node) -> (String, Option<String>) {
+    let metadata = root.get("metadata");
+    let field = |key| metadata.and_then(|m| m.get(key)).and_then(Node::as_str);
+    (
+        field("name").unwrap_or("").to_owned(),
+        field("namespace").map(str::to_owned),
+    )
 }
 
 fn drop_values(root: &mut Node) {

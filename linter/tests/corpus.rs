@@ -25,6 +25,9 @@ fn findings(repo: &str) -> (BTreeMap<&'static str, usize>, usize) {
     (counts, report.unresolved.len())
 }
 
+/// Repository, its findings per rule code, and its unresolved-namespace count.
+type Expected = (&'static str, &'static [(&'static str, usize)], usize);
+
 // Samples read and confirmed (default policy = Azure multiTenancy.enforce=true):
 // - FF101 auricom kubernetes/apps/cert-manager/cert-manager/ks.yaml:29: a Flux Kustomization
 //   whose namespace `cert-manager` comes from apps/cert-manager/kustomization.yaml references
@@ -45,7 +48,7 @@ fn findings(repo: &str) -> (BTreeMap<&'static str, usize>, usize) {
 //   apps/observability/nut-exporter/helmrelease.yaml, applied by no kustomization).
 #[test]
 fn per_repository_findings_are_the_verified_ones() {
-    let expected: &[(&str, &[(&str, usize)], usize)] = &[
+    let expected: &[Expected] = &[
         (
             "auricom__home-ops",
             &[("FF101", 112), ("FF110", 215), ("FF111", 215), ("FF130", 2)],

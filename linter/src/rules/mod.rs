@@ -114,27 +114,19 @@ pub fn by_code(code: &str) -> Option<&'static dyn Rule> {
 /// Runs every object rule on `subject`, with severities from the policy; `off` rules are
 /// skipped, and nothing runs when the policy does not enforce or the namespace is exempt.
 pub fn check_object(subject: &Subject, cx: &Context) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    if !cx.policy.enforce || cx.policy.is_exempt(subject.namespace) {
-        return findings;
+    if cx.policy.is_exempt(subject.namespace) {
+        return Vec::new();
     }
-    for rule in ALL {
-        let meta = rule.meta();
-        let severity = cx.policy.severity(meta.code, meta.default_severity);
-        if severity == Severity::Off {
-            continue;
-        }
-        let start = findings.len();
-        rule.check_object(subject, cx, &mut findings);
-        findings[start..]
-            .iter_mut()
-            .for_each(|f| f.severity = severity);
-    }
-    findings
+    run_rules(cx, |rule, out| rule.check_object(subject, cx, out))
 }
 
 /// Runs every kustomize-file rule on `file`.
 pub fn check_kustomize(file: &KustomizeFile, cx: &Context) -> Vec<Finding> {
+    run_rules(cx, |rule, out| rule.check_kustomize(file, cx, out))
+}
+
+/// Runs `check` for every rule the policy has on, giving its findings the policy's severity.
+fn run_rules(cx: &Context, check: impl Fn(&dyn Rule, &mut Vec<Finding>)) -> Vec<Finding> {
     let mut findings = Vec::new();
     if !cx.policy.enforce {
         return findings;
@@ -146,7 +138,7 @@ pub fn check_kustomize(file: &KustomizeFile, cx: &Context) -> Vec<Finding> {
             continue;
         }
         let start = findings.len();
-        rule.check_kustomize(file, cx, &mut findings);
+        check(*rule, &mut findings);
         findings[start..]
             .iter_mut()
             .for_each(|f| f.severity = severity);
