@@ -102,30 +102,33 @@ references nothing in other namespaces. `lockdown` lists flag kinds, turned into
 {{- end -}}
 
 {{/*
-The webhook must judge what the controllers enforce: refuse a render where they disagree (the
-fluxfence chart's values cannot be derived from this chart's: Helm passes values to a
-dependency only as written).
+Refuses contradictory settings. The webhook's policy follows multiTenancy and configNamespace
+(templates/fluxfence-policy.yaml passes them to fluxfence as globals), so what remains to check
+is what a user wrote against them: globals that say otherwise, a fluxfence policy switched off
+under enforcing controllers (its default is true, so false was written), and a fluxfence chart
+told to write its own policy ConfigMap next to the one this chart writes.
 */}}
 {{- define "flux-multitenancy.validate" -}}
 {{- if and .Values.createConfigNamespace (eq .Values.configNamespace .Release.Namespace) -}}
 {{- fail (printf "configNamespace %q is the release namespace: set createConfigNamespace=false or use another namespace" .Values.configNamespace) -}}
 {{- end -}}
+{{- $global := .Values.global | default dict -}}
+{{- $globalTenancy := $global.multiTenancy | default dict -}}
+{{- if and (hasKey $globalTenancy "enforce") (ne $globalTenancy.enforce .Values.multiTenancy.enforce) -}}
+{{- fail (printf "global.multiTenancy.enforce=%v but multiTenancy.enforce=%v: set multiTenancy.enforce only, this chart passes it to fluxfence" $globalTenancy.enforce .Values.multiTenancy.enforce) -}}
+{{- end -}}
+{{- if and (hasKey $globalTenancy "defaultServiceAccount") (ne $globalTenancy.defaultServiceAccount .Values.multiTenancy.defaultServiceAccount) -}}
+{{- fail (printf "global.multiTenancy.defaultServiceAccount=%q but multiTenancy.defaultServiceAccount=%q: set multiTenancy.defaultServiceAccount only, this chart passes it to fluxfence" $globalTenancy.defaultServiceAccount .Values.multiTenancy.defaultServiceAccount) -}}
+{{- end -}}
+{{- if and (hasKey $global "configNamespace") (ne $global.configNamespace .Values.configNamespace) -}}
+{{- fail (printf "global.configNamespace=%q but configNamespace=%q: set configNamespace only, this chart passes it to fluxfence" $global.configNamespace .Values.configNamespace) -}}
+{{- end -}}
 {{- if .Values.fluxfence.enabled -}}
-{{- $policy := .Values.fluxfence.policy -}}
-{{- if ne $policy.enforce .Values.multiTenancy.enforce -}}
-{{- fail (printf "multiTenancy.enforce=%v but fluxfence.policy.enforce=%v: set both to the same value (or fluxfence.enabled=false)" .Values.multiTenancy.enforce $policy.enforce) -}}
+{{- if and .Values.multiTenancy.enforce (eq (.Values.fluxfence.policy.enforce | toString) "false") -}}
+{{- fail "multiTenancy.enforce=true but fluxfence.policy.enforce=false: the webhook follows multiTenancy.enforce; set multiTenancy.enforce=false to turn off both the lockdown flags and the webhook, or fluxfence.enabled=false to leave the webhook out" -}}
 {{- end -}}
-{{- if .Values.multiTenancy.enforce -}}
-{{- if ne $policy.configNamespace .Values.configNamespace -}}
-{{- fail (printf "configNamespace=%q but fluxfence.policy.configNamespace=%q: set both to the same namespace" .Values.configNamespace $policy.configNamespace) -}}
-{{- end -}}
-{{- $sa := $policy.defaultServiceAccount | default dict -}}
-{{- if ne ($sa.name | default "") .Values.multiTenancy.defaultServiceAccount -}}
-{{- fail (printf "multiTenancy.defaultServiceAccount=%q but fluxfence.policy.defaultServiceAccount.name=%q: set both to the same name" .Values.multiTenancy.defaultServiceAccount ($sa.name | default "")) -}}
-{{- end -}}
-{{- if and .Values.applier.create (not (has .Values.configNamespace ($sa.namespaces | default list))) -}}
-{{- fail (printf "the chart creates %s in %s, but fluxfence.policy.defaultServiceAccount.namespaces does not list it" .Values.multiTenancy.defaultServiceAccount .Values.configNamespace) -}}
-{{- end -}}
+{{- if (.Values.fluxfence.policyConfigMap | default dict).create -}}
+{{- fail "fluxfence.policyConfigMap.create=true: this chart writes the webhook's policy ConfigMap from multiTenancy and configNamespace; leave it false" -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -97,6 +97,56 @@ status updates are never sent). The rules do not cross-multiply groups, versions
 {{- toYaml $rules -}}
 {{- end -}}
 
+{{/*
+The policy the webhook enforces, as a dict: the `policy` values, with what a parent chart passes
+in `global` winning over them. global.multiTenancy.enforce replaces policy.enforce,
+global.configNamespace replaces policy.configNamespace, and global.multiTenancy.defaultServiceAccount
+replaces policy.defaultServiceAccount with that name in the config namespace. Without globals
+(standalone), the policy values as written.
+*/}}
+{{- define "fluxfence.policy" -}}
+{{- $policy := deepCopy .Values.policy -}}
+{{- /* Helm reads YAML 1.1, where an unquoted `off` is false: give the webhook the word. */ -}}
+{{- $rules := dict -}}
+{{- range $code, $severity := .Values.policy.rules -}}
+{{- $_ := set $rules $code (ternary "off" $severity (kindIs "bool" $severity)) -}}
+{{- end -}}
+{{- $_ := set $policy "rules" $rules -}}
+{{- $global := .Values.global | default dict -}}
+{{- $multiTenancy := $global.multiTenancy | default dict -}}
+{{- if hasKey $multiTenancy "enforce" -}}
+{{- $_ := set $policy "enforce" $multiTenancy.enforce -}}
+{{- end -}}
+{{- if $global.configNamespace -}}
+{{- $_ := set $policy "configNamespace" $global.configNamespace -}}
+{{- end -}}
+{{- with $multiTenancy.defaultServiceAccount -}}
+{{- $_ := set $policy "defaultServiceAccount" (dict "name" . "namespaces" (list $policy.configNamespace)) -}}
+{{- end -}}
+{{- toYaml $policy -}}
+{{- end -}}
+
+{{/*
+The policy ConfigMap. The chart writes it unless policyConfigMap.create is false; a parent chart
+can write it instead with this template, given the fluxfence context with its own globals.
+*/}}
+{{- define "fluxfence.policyConfigMap" -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include "fluxfence.policyConfigMapName" . }}
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "fluxfence.labels" . | nindent 4 }}
+    app.kubernetes.io/component: policy
+data:
+  policy.yaml: |
+    # fluxfence policy, rendered from the chart's `policy` values (and the multi-tenancy settings
+    # in `global`, when a parent chart passes them). The webhook re-reads this file when the
+    # ConfigMap changes.
+    {{- include "fluxfence.policy" . | nindent 4 }}
+{{- end -}}
+
 {{/* Fails the render on combinations the schema cannot express. */}}
 {{- define "fluxfence.validate" -}}
 {{- if not (or .Values.webhook.validating.enabled .Values.webhook.mutating.enabled) -}}

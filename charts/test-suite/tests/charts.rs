@@ -166,6 +166,7 @@ fn lint_strict_is_clean_on_every_chart() {
         "",
         "tls: {certManager: {enabled: true}}",
         "metrics: {serviceMonitor: {enabled: true}}\nnetworkPolicy: {enabled: true}",
+        "global: {multiTenancy: {enforce: false}}\npolicyConfigMap: {create: false}",
     ] {
         helm.lint_strict(&fluxfence, values)
             .unwrap_or_else(|e| panic!("fluxfence with {values:?}:\n{e}"));
@@ -174,7 +175,8 @@ fn lint_strict_is_clean_on_every_chart() {
     for values in [
         "",
         "imageAutomation: {enabled: true}",
-        "multiTenancy: {enforce: false}\nfluxfence: {policy: {enforce: false}}",
+        "multiTenancy: {enforce: false}",
+        "configNamespace: gitops\nmultiTenancy: {defaultServiceAccount: deployer}",
     ] {
         helm.lint_strict(&companion.chart, values)
             .unwrap_or_else(|e| panic!("flux-multitenancy with {values:?}:\n{e}"));
@@ -632,9 +634,14 @@ fn every_documented_option_renders() {
             "image-reflector-controller",
         ),
         (
-            "multiTenancy: {enforce: false}\nfluxfence: {policy: {enforce: false}}",
+            "multiTenancy: {enforce: false}",
             "Deployment",
             "helm-controller",
+        ),
+        (
+            "multiTenancy: {enforce: false}\nfluxfence: {policy: {enforce: false}}",
+            "ConfigMap",
+            "flux-fluxfence-policy",
         ),
         (
             "multiTenancy: {enforce: false}\nfluxfence: {enabled: false}",
@@ -667,7 +674,7 @@ fn every_documented_option_renders() {
             "flux-fluxfence-tls",
         ),
         (
-            "configNamespace: gitops\nmultiTenancy: {enforce: true, defaultServiceAccount: deployer}\nfluxfence: {policy: {enforce: true, configNamespace: gitops, defaultServiceAccount: {name: deployer, namespaces: [gitops]}}}",
+            "configNamespace: gitops\nmultiTenancy: {enforce: true, defaultServiceAccount: deployer}",
             "ServiceAccount",
             "deployer",
         ),
@@ -735,6 +742,12 @@ fn schema_rejects_invalid_values() {
         "policy: {defaultServiceAccount: {name: \"\"}}",
         "metrics: {serviceMonitor: {interval: soon}}",
         "webhook: {validating: {enabled: false}, mutating: {enabled: false}}",
+        "global: {multiTenancy: {enforce: maybe}}",
+        "global: {multiTenancy: {unknownKey: 1}}",
+        "global: {configNamespace: Not_A_Namespace}",
+        "global: {multiTenancy: {defaultServiceAccount: Not_A_Name}}",
+        "policyConfigMap: {create: maybe}",
+        "policyConfigMap: {unknownKey: true}",
     ] {
         let result = helm.template(&chart, "fluxfence", NS, values, &[]);
         assert!(result.is_err(), "fluxfence accepted {values:?}");
@@ -751,16 +764,36 @@ fn schema_rejects_invalid_values() {
         ("logLevel: trace", "schema"),
         ("configNamespace: Not_A_Namespace", "schema"),
         ("fluxfence: {webhook: {timeoutSeconds: 30}}", "schema"),
-        ("multiTenancy: {enforce: false}", "fluxfence.policy.enforce"),
-        (
-            "configNamespace: gitops",
-            "fluxfence.policy.configNamespace",
-        ),
-        (
-            "multiTenancy: {defaultServiceAccount: deployer}",
-            "defaultServiceAccount",
-        ),
+        ("global: {multiTenancy: {enforce: nope}}", "schema"),
+        ("global: {multiTenancy: {unknownKey: 1}}", "schema"),
+        ("global: {configNamespace: Not_A_Namespace}", "schema"),
+        ("fluxfence: {policyConfigMap: {create: 1}}", "schema"),
         ("configNamespace: flux-system", "release namespace"),
+        // Written settings that contradict each other still fail, naming the value to set.
+        (
+            "global: {multiTenancy: {enforce: false}}",
+            "global.multiTenancy.enforce=false but multiTenancy.enforce=true",
+        ),
+        (
+            "multiTenancy: {enforce: false}\nglobal: {multiTenancy: {enforce: true}}",
+            "set multiTenancy.enforce only",
+        ),
+        (
+            "global: {multiTenancy: {defaultServiceAccount: deployer}}",
+            "set multiTenancy.defaultServiceAccount only",
+        ),
+        (
+            "global: {configNamespace: gitops}",
+            "set configNamespace only",
+        ),
+        (
+            "fluxfence: {policy: {enforce: false}}",
+            "multiTenancy.enforce=true but fluxfence.policy.enforce=false",
+        ),
+        (
+            "fluxfence: {policyConfigMap: {create: true}}",
+            "fluxfence.policyConfigMap.create=true",
+        ),
     ] {
         match helm.template(&companion.chart, "flux", FLUX_NS, values, &[]) {
             Ok(_) => panic!("flux-multitenancy accepted {values:?}"),
@@ -838,7 +871,7 @@ fn lockdown_flags_are_on_exactly_the_controllers_that_accept_them() {
             &companion.chart,
             "flux",
             FLUX_NS,
-            "multiTenancy: {enforce: true, defaultServiceAccount: deployer}\nfluxfence: {policy: {enforce: true, defaultServiceAccount: {name: deployer, namespaces: [cluster-config]}}}",
+            "multiTenancy: {enforce: true, defaultServiceAccount: deployer}",
             &[],
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -853,7 +886,9 @@ fn enforce_false_removes_every_lockdown_flag() {
     let Some(helm) = helm() else { return };
     let companion = helm.companion_chart();
     for values in [
+        "imageAutomation: {enabled: true}\nmultiTenancy: {enforce: false}",
         "imageAutomation: {enabled: true}\nmultiTenancy: {enforce: false}\nfluxfence: {policy: {enforce: false}}",
+        "imageAutomation: {enabled: true}\nmultiTenancy: {enforce: false}\nglobal: {multiTenancy: {enforce: false}}",
         "imageAutomation: {enabled: true}\nmultiTenancy: {enforce: false}\nfluxfence: {enabled: false}",
     ] {
         let docs = helm
@@ -873,6 +908,153 @@ fn enforce_false_removes_every_lockdown_flag() {
             assert!(!policy.enforce);
         }
     }
+}
+
+/// The fluxfence policy in a render: the one ConfigMap of that name, parsed by fluxfence itself.
+fn rendered_policy(docs: &[Value], name: &str) -> Policy {
+    let configs: Vec<_> = of_kind(docs, "ConfigMap")
+        .into_iter()
+        .filter(|c| c["metadata"]["name"] == name)
+        .collect();
+    assert_eq!(
+        configs.len(),
+        1,
+        "ConfigMap {name} rendered {} times",
+        configs.len()
+    );
+    let text = configs[0]["data"]["policy.yaml"]
+        .as_str()
+        .unwrap_or_else(|| panic!("ConfigMap {name} has no policy.yaml"));
+    Policy::parse(text, "policy.yaml").unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+#[test]
+fn multi_tenancy_enforce_false_alone_turns_off_the_flags_and_the_webhook() {
+    let Some(helm) = helm() else { return };
+    let companion = helm.companion_chart();
+
+    // Defaults: every flag, and the webhook enforcing the Azure default policy.
+    let docs = helm
+        .template(&companion.chart, "flux", FLUX_NS, "", &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        lockdown_flags(&docs)["kustomize-controller"].contains("--no-cross-namespace-refs=true")
+    );
+    assert_eq!(
+        rendered_policy(&docs, "flux-fluxfence-policy"),
+        Policy::azure_default()
+    );
+
+    // The one switch, exactly as a user types it.
+    let docs = helm
+        .template(
+            &companion.chart,
+            "flux",
+            FLUX_NS,
+            "",
+            &["--set", "multiTenancy.enforce=false"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let flags = lockdown_flags(&docs);
+    assert_eq!(flags.len(), 4, "{flags:?}");
+    for (controller, flags) in flags {
+        assert!(flags.is_empty(), "{controller} keeps {flags:?}");
+    }
+    let policy = rendered_policy(&docs, "flux-fluxfence-policy");
+    assert!(!policy.enforce);
+    assert_eq!(
+        policy,
+        Policy {
+            enforce: false,
+            ..Policy::azure_default()
+        }
+    );
+    // The webhook mounts the ConfigMap this chart wrote.
+    let deployment = object(&docs, "Deployment", "flux-fluxfence");
+    let volumes = &deployment["spec"]["template"]["spec"]["volumes"];
+    assert!(
+        volumes.as_array().is_some_and(|v| v
+            .iter()
+            .any(|v| v["configMap"]["name"] == "flux-fluxfence-policy")),
+        "{volumes}"
+    );
+
+    // configNamespace and the default service account reach the policy the same way, and the
+    // rest of fluxfence.policy is kept.
+    let docs = helm
+        .template(
+            &companion.chart,
+            "flux",
+            FLUX_NS,
+            "configNamespace: gitops\nmultiTenancy: {defaultServiceAccount: deployer}\nfluxfence: {policy: {rules: {FF140: off}, exemptNamespaces: [platform]}}",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        lockdown_flags(&docs)["helm-controller"].contains("--default-service-account=deployer")
+    );
+    let policy = rendered_policy(&docs, "flux-fluxfence-policy");
+    assert!(policy.enforce);
+    assert_eq!(policy.config_namespace, "gitops");
+    let account = policy
+        .default_service_account
+        .unwrap_or_else(|| panic!("no default SA"));
+    assert_eq!(account.name, "deployer");
+    assert_eq!(account.namespaces, ["gitops"]);
+    assert_eq!(policy.exempt_namespaces, ["platform"]);
+    assert_eq!(policy.rules.get("FF140"), Some(&fluxfence::Severity::Off));
+}
+
+#[test]
+fn fluxfence_policy_follows_globals_when_set_and_its_own_values_otherwise() {
+    let Some(helm) = helm() else { return };
+    let chart = chart_dir("fluxfence");
+    let render = |values: &str| {
+        helm.template(&chart, "fluxfence", NS, values, &[])
+            .unwrap_or_else(|e| panic!("{values}:\n{e}"))
+    };
+
+    // Globals of other charts change nothing.
+    let docs = render("global: {imageRegistry: example.com, multiTenancy: {}}");
+    assert_eq!(
+        rendered_policy(&docs, "fluxfence-policy"),
+        Policy::azure_default()
+    );
+
+    // Each global wins over its policy value.
+    let docs = render(
+        "global: {configNamespace: gitops, multiTenancy: {enforce: false, defaultServiceAccount: deployer}}\npolicy: {enforce: true, configNamespace: elsewhere, defaultServiceAccount: null}",
+    );
+    let policy = rendered_policy(&docs, "fluxfence-policy");
+    assert!(!policy.enforce);
+    assert_eq!(policy.config_namespace, "gitops");
+    let account = policy
+        .default_service_account
+        .unwrap_or_else(|| panic!("no default SA"));
+    assert_eq!(
+        (account.name.as_str(), account.namespaces),
+        ("deployer", vec!["gitops".to_owned()])
+    );
+
+    // Without globals, the policy values as written.
+    let docs =
+        render("policy: {enforce: false, configNamespace: elsewhere, defaultServiceAccount: null}");
+    let policy = rendered_policy(&docs, "fluxfence-policy");
+    assert!(!policy.enforce);
+    assert_eq!(policy.config_namespace, "elsewhere");
+    assert_eq!(policy.default_service_account, None);
+
+    // policyConfigMap.create=false: no ConfigMap, the Deployment still mounts it.
+    let docs = render("policyConfigMap: {create: false}");
+    assert!(of_kind(&docs, "ConfigMap").is_empty());
+    let deployment = object(&docs, "Deployment", "fluxfence");
+    let volumes = &deployment["spec"]["template"]["spec"]["volumes"];
+    assert!(
+        volumes.as_array().is_some_and(|v| v
+            .iter()
+            .any(|v| v["configMap"]["name"] == "fluxfence-policy")),
+        "{volumes}"
+    );
 }
 
 #[test]
