@@ -103,6 +103,16 @@ impl Inventory {
     /// repository is loaded as context (a file's namespace may come from a kustomization.yaml
     /// or a Flux Kustomization elsewhere) but only the given paths are reported on.
     pub fn load(paths: &[PathBuf]) -> Inventory {
+        Inventory::load_with_context(paths, ContextFiles::Skim)
+    }
+
+    /// Like [`Inventory::load`], but context files are parsed whole: the fixer needs every
+    /// resource near the objects it moves, not only what decides namespaces.
+    pub fn load_for_fix(paths: &[PathBuf]) -> Inventory {
+        Inventory::load_with_context(paths, ContextFiles::Full)
+    }
+
+    fn load_with_context(paths: &[PathBuf], context: ContextFiles) -> Inventory {
         let root = paths.first().map(|p| repository_root(p));
         let mut inventory = Inventory {
             root: root.clone(),
@@ -126,16 +136,20 @@ impl Inventory {
             let covers_root = given
                 .iter()
                 .any(|g| root.canonicalize().is_ok_and(|r| &r == g));
+            let canonical_root = root.canonicalize().unwrap_or_else(|_| root.clone());
             if !covers_root {
                 walk(root, &mut |p| {
-                    let canonical = p.canonicalize().unwrap_or_else(|_| p.clone());
+                    // Walked paths are under `root`: rebase instead of a system call per file.
+                    let canonical = p
+                        .strip_prefix(root)
+                        .map_or_else(|_| p.clone(), |rel| canonical_root.join(rel));
                     if !given.iter().any(|g| canonical.starts_with(g)) {
                         wanted.push((p, false));
                     }
                 });
             }
         }
-        let parsed = parse_in_parallel(&wanted, root.as_deref());
+        let parsed = parse_in_parallel(&wanted, root.as_deref(), context);
         for item in parsed {
             inventory.add(item);
         }
@@ -234,7 +248,7 @@ impl Inventory {
         }
         let mut paths = Vec::new();
         walk(dir, &mut |p| paths.push((p, false)));
-        for parsed in parse_in_parallel(&paths, None) {
+        for parsed in parse_in_parallel(&paths, None, ContextFiles::Full) {
             self.errors.extend(parsed.error);
             self.crds
                 .extend(parsed.crds.into_iter().map(|crd| CrdDocument {
@@ -301,7 +315,19 @@ fn is_helm_templates_dir(path: &Path) -> bool {
             .is_some_and(|chart| chart.join("Chart.yaml").is_file())
 }
 
-fn parse_in_parallel(paths: &[(PathBuf, bool)], root: Option<&Path>) -> Vec<ParsedFile> {
+/// How much of a context-only file to read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ContextFiles {
+    /// Only files that can decide a namespace or declare a service account are parsed.
+    Skim,
+    Full,
+}
+
+fn parse_in_parallel(
+    paths: &[(PathBuf, bool)],
+    root: Option<&Path>,
+    context: ContextFiles,
+) -> Vec<ParsedFile> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(paths.len().max(1));
@@ -317,7 +343,7 @@ fn parse_in_parallel(paths: &[(PathBuf, bool)], root: Option<&Path>) -> Vec<Pars
                         let Some((path, reported)) = paths.get(i) else {
                             break;
                         };
-                        done.push((i, read_and_parse(path, root, *reported)));
+                        done.push((i, read_and_parse(path, root, *reported, context)));
                     }
                     done
                 })
@@ -331,7 +357,12 @@ fn parse_in_parallel(paths: &[(PathBuf, bool)], root: Option<&Path>) -> Vec<Pars
     slots.into_iter().flatten().collect()
 }
 
-fn read_and_parse(path: &Path, root: Option<&Path>, reported: bool) -> ParsedFile {
+fn read_and_parse(
+    path: &Path,
+    root: Option<&Path>,
+    reported: bool,
+    context: ContextFiles,
+) -> ParsedFile {
     let display = path.display().to_string();
     let rel = relative_to(path, root);
     let fail = |line, column, message: String| ParsedFile {
@@ -365,7 +396,18 @@ fn read_and_parse(path: &Path, root: Option<&Path>, reported: bool) -> ParsedFil
         Err(e) => return fail(0, 0, format!("cannot read: {e}")),
     };
     match decode(bytes) {
-        Ok(text) => parse_text(display, rel, text, reported),
+        Ok(text) => {
+            // A context file that is no kustomization, Flux Kustomization, ServiceAccount or CRD
+            // cannot change a verdict: skip its parse (pre-commit runs are one file + context).
+            let irrelevant = !reported
+                && context == ContextFiles::Skim
+                && !kustomize::is_kustomization_file(&rel)
+                && !text.contains("Kustomization")
+                && !text.contains("ServiceAccount")
+                && !text.contains("CustomResourceDefinition");
+            let text = if irrelevant { String::new() } else { text };
+            parse_text(display, rel, text, reported)
+        }
         Err((line, column, message)) => fail(line, column, message),
     }
 }
@@ -402,8 +444,8 @@ pub fn decode(bytes: Vec<u8>) -> Result<String, (usize, usize, String)> {
 }
 
 fn parse_text(display: String, rel: PathBuf, text: String, reported: bool) -> ParsedFile {
-    let lines = LineIndex::new(&text);
     let is_kustomization = kustomize::is_kustomization_file(&rel);
+    let lines = LineIndex::new(&text);
     let mut resources = Vec::new();
     let mut kustomize = None;
     let mut crds = Vec::new();

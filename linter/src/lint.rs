@@ -10,7 +10,7 @@ use crate::rules::{self, Context, SUPPRESSION_WITHOUT_REASON, Subject};
 use crate::yaml::Span;
 
 /// A Flux object whose namespace cannot be known offline; namespace rules skipped it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Unresolved {
     pub file: String,
     pub line: usize,
@@ -59,6 +59,7 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
 
     let mut diagnostics = Vec::new();
     let mut unresolved = Vec::new();
+    let mut unresolved_seen = HashSet::new();
     let mut objects_checked = 0;
     // A patch's namespace only selects its target; the target itself is judged.
     let patch_files = inventory.patch_files();
@@ -99,7 +100,7 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
                         reason: reason.clone(),
                     };
                     // Several paths may apply the file; one note per object and reason.
-                    if !unresolved.contains(&entry) {
+                    if unresolved_seen.insert(entry.clone()) {
                         unresolved.push(entry);
                     }
                 }

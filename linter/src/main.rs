@@ -160,7 +160,7 @@ fn fix(args: LintArgs, flags: FixFlags, then_lint: bool) -> anyhow::Result<ExitC
         !args.paths.iter().any(|p| p == Path::new("-")),
         "fix works on files; stdin (`-`) cannot be rewritten"
     );
-    let inventory = read_input(&args.paths)?;
+    let inventory = read_input_for_fix(&args.paths)?;
     let policy = load_policy(args.policy.as_deref(), inventory.root.as_deref())?;
     if !inventory.errors.is_empty() {
         let errors: Vec<String> = inventory.errors.iter().map(ToString::to_string).collect();
@@ -206,6 +206,19 @@ fn fix(args: LintArgs, flags: FixFlags, then_lint: bool) -> anyhow::Result<ExitC
     Ok(ExitCode::from(
         u8::try_from(report.exit_code()).unwrap_or(2),
     ))
+}
+
+fn read_input_for_fix(paths: &[PathBuf]) -> anyhow::Result<Inventory> {
+    anyhow::ensure!(
+        !paths.iter().any(|p| p == Path::new("-")),
+        "fix works on files; stdin (`-`) cannot be rewritten"
+    );
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        paths.to_vec()
+    };
+    Ok(Inventory::load_for_fix(&paths))
 }
 
 fn read_input(paths: &[PathBuf]) -> anyhow::Result<Inventory> {
