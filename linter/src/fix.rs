@@ -302,7 +302,7 @@ fn plan_moves(
     let config = policy.config_namespace.as_str();
     let cx = Context {
         policy,
-        declared_service_accounts: &declared_service_accounts(inventory, namespaces),
+        declared_service_accounts: &crate::lint::declared_service_accounts(inventory, namespaces),
         trust_explicit_service_accounts: false,
     };
 
@@ -358,10 +358,7 @@ fn plan_moves(
         }
         moving.insert(r, namespace.to_owned());
         for reference in source_references(object) {
-            let Some(kind) = reference
-                .field("kind")
-                .and_then(|k| FluxKind::from_type(source_api(k), k))
-            else {
+            let Some(kind) = reference.field("kind").and_then(FluxKind::from_name) else {
                 continue;
             };
             let ns = reference.field("namespace").unwrap_or(namespace);
@@ -512,10 +509,7 @@ fn plan_moves(
         };
         if stays {
             for reference in source_references(object) {
-                let Some(kind) = reference
-                    .field("kind")
-                    .and_then(|k| FluxKind::from_type(source_api(k), k))
-                else {
+                let Some(kind) = reference.field("kind").and_then(FluxKind::from_name) else {
                     continue;
                 };
                 let Some(name) = reference.field("name") else {
@@ -543,36 +537,6 @@ fn plan_moves(
             }
         }
     }
-}
-
-/// The API group of a source kind named in a reference (references carry only the kind).
-fn source_api(kind: &str) -> &'static str {
-    match kind {
-        "HelmChart" | "GitRepository" | "HelmRepository" | "OCIRepository" | "Bucket"
-        | "ExternalArtifact" => "source.toolkit.fluxcd.io/v1",
-        "ImageRepository" | "ImagePolicy" => "image.toolkit.fluxcd.io/v1",
-        "Kustomization" => "kustomize.toolkit.fluxcd.io/v1",
-        "HelmRelease" => "helm.toolkit.fluxcd.io/v2",
-        _ => "",
-    }
-}
-
-fn declared_service_accounts(
-    inventory: &Inventory,
-    namespaces: &[Vec<EffectiveNamespace>],
-) -> HashSet<(String, String)> {
-    inventory
-        .resources
-        .iter()
-        .zip(namespaces)
-        .filter(|(r, _)| r.kind == "ServiceAccount" && r.api_version == "v1")
-        .flat_map(|(r, candidates)| {
-            candidates.iter().filter_map(move |c| match c {
-                EffectiveNamespace::Known { name, .. } => Some((name.clone(), r.name.clone())),
-                EffectiveNamespace::Unknown { .. } => None,
-            })
-        })
-        .collect()
 }
 
 /// Why a kustomization's `namespace:` cannot simply be changed: it also applies resources that

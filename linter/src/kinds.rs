@@ -165,6 +165,15 @@ impl FluxKind {
             .map(|info| info.kind)
     }
 
+    /// The Flux kind of a reference, which names only the kind (`sourceRef.kind`): every Flux
+    /// kind name is unique across the groups.
+    pub fn from_name(kind: &str) -> Option<FluxKind> {
+        FLUX_KINDS
+            .iter()
+            .map(|info| info.kind)
+            .find(|k| k.as_str() == kind)
+    }
+
     pub fn info(self) -> &'static KindInfo {
         // The table lists every variant; `position` cannot fail, but fall back rather than panic.
         FLUX_KINDS

@@ -138,7 +138,7 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
 }
 
 /// ServiceAccounts of the input, in every namespace they would be created in.
-fn declared_service_accounts(
+pub(crate) fn declared_service_accounts(
     inventory: &Inventory,
     namespaces: &[Vec<EffectiveNamespace>],
 ) -> HashSet<(String, String)> {

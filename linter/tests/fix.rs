@@ -46,6 +46,19 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<Source>) {
     }
 }
 
+/// An inventory of one in-memory file.
+fn single_file(name: &str, text: String) -> Inventory {
+    Inventory::from_sources(
+        None,
+        vec![Source {
+            path: name.into(),
+            rel: name.into(),
+            text,
+            reported: true,
+        }],
+    )
+}
+
 fn fixed_case(case: &str, policy: &Policy, options: &FixOptions) -> fluxfence::fix::FixOutcome {
     let inventory =
         Inventory::from_sources(None, sources(&workspace().join("testdata/fix").join(case)));
@@ -75,15 +88,7 @@ fn the_seed_before_becomes_the_documents_after() {
         std::fs::read_to_string(workspace().join("testdata/seed/before/nginx.yaml")).unwrap();
     let after =
         std::fs::read_to_string(workspace().join("testdata/seed/after/nginx.yaml")).unwrap();
-    let inventory = Inventory::from_sources(
-        None,
-        vec![Source {
-            path: "nginx.yaml".into(),
-            rel: "nginx.yaml".into(),
-            text: before,
-            reported: true,
-        }],
-    );
+    let inventory = single_file("nginx.yaml", before);
     let outcome = fix(inventory, &policy, &unsafe_fixes()).unwrap();
     let fixed = &outcome.changed[0].2;
     let mut expected = documents(&after);
@@ -103,15 +108,7 @@ fn the_seed_before_becomes_the_documents_after() {
 fn the_seed_is_also_migrated_to_the_served_api_versions() {
     let before =
         std::fs::read_to_string(workspace().join("testdata/seed/before/nginx.yaml")).unwrap();
-    let inventory = Inventory::from_sources(
-        None,
-        vec![Source {
-            path: "nginx.yaml".into(),
-            rel: "nginx.yaml".into(),
-            text: before,
-            reported: true,
-        }],
-    );
+    let inventory = single_file("nginx.yaml", before);
     let outcome = fix(inventory, &Policy::azure_default(), &unsafe_fixes()).unwrap();
     let docs = documents(&outcome.changed[0].2);
     assert_eq!(docs[0]["apiVersion"], "helm.toolkit.fluxcd.io/v2");
