@@ -65,6 +65,15 @@ pub fn fix(
     policy: &Policy,
     options: &FixOptions,
 ) -> Result<FixOutcome, String> {
+    if !inventory.is_complete() {
+        // Moving an object needs its neighbours: which kinds a kustomization applies decides
+        // whether its `namespace:` may change.
+        return Err(
+            "the input was loaded for linting, which skips documents no rule reads; \
+                    load it with `Inventory::load_for_fix` to fix it"
+                .into(),
+        );
+    }
     let mut policy = policy.clone();
     if let Some(ns) = &options.config_namespace {
         policy.config_namespace = ns.clone();

@@ -2,11 +2,14 @@
 //! kustomization files and suppressions, each tied to its file and byte range.
 
 use std::collections::HashSet;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::kinds::FluxKind;
 use crate::kustomize::{self, KustomizeFile};
 use crate::model::FluxObject;
+use crate::split::{self, Sniff};
 use crate::suppress::{self, Suppression};
 use crate::yaml::{self, LineIndex, Node, Span};
 
@@ -77,6 +80,8 @@ pub struct Inventory {
     pub errors: Vec<InputError>,
     /// CustomResourceDefinitions, from the input and from [`Inventory::load_crds`].
     pub crds: Vec<CrdDocument>,
+    /// Loaded for a lint verdict: documents no rule reads were skipped (see [`Depth`]).
+    skipped_documents: bool,
 }
 
 /// An `apiextensions.k8s.io` CustomResourceDefinition document: FF001 checks Flux objects
@@ -89,12 +94,20 @@ pub struct CrdDocument {
     pub explicit: bool,
 }
 
-/// What one file yields, before it gets its index in the inventory.
-struct ParsedFile {
-    file: Option<SourceFile>,
+/// A file read and indexed, with the documents the parser is to read.
+struct Prepared {
+    file: SourceFile,
+    is_kustomization: bool,
+    /// Byte ranges of the documents worth parsing (see [`Depth`]).
+    documents: Vec<Range<usize>>,
+}
+
+/// What parsing some documents of one file yields.
+#[derive(Default)]
+struct Parsed {
     resources: Vec<Resource>,
     kustomize: Option<KustomizeFile>,
-    error: Option<InputError>,
+    errors: Vec<InputError>,
     crds: Vec<CrdDocument>,
 }
 
@@ -103,19 +116,20 @@ impl Inventory {
     /// repository is loaded as context (a file's namespace may come from a kustomization.yaml
     /// or a Flux Kustomization elsewhere) but only the given paths are reported on.
     pub fn load(paths: &[PathBuf]) -> Inventory {
-        Inventory::load_with_context(paths, ContextFiles::Skim)
+        Inventory::load_with_context(paths, Depth::Verdicts)
     }
 
     /// Like [`Inventory::load`], but context files are parsed whole: the fixer needs every
     /// resource near the objects it moves, not only what decides namespaces.
     pub fn load_for_fix(paths: &[PathBuf]) -> Inventory {
-        Inventory::load_with_context(paths, ContextFiles::Full)
+        Inventory::load_with_context(paths, Depth::Full)
     }
 
-    fn load_with_context(paths: &[PathBuf], context: ContextFiles) -> Inventory {
+    fn load_with_context(paths: &[PathBuf], depth: Depth) -> Inventory {
         let root = paths.first().map(|p| repository_root(p));
         let mut inventory = Inventory {
             root: root.clone(),
+            skipped_documents: depth == Depth::Verdicts,
             ..Inventory::default()
         };
         let mut wanted: Vec<(PathBuf, bool)> = Vec::new();
@@ -149,9 +163,8 @@ impl Inventory {
                 });
             }
         }
-        let parsed = parse_in_parallel(&wanted, root.as_deref(), context);
-        for item in parsed {
-            inventory.add(item);
+        for (file, parsed) in load_files(&wanted, root.as_deref(), depth) {
+            inventory.add(file, parsed);
         }
         inventory
     }
@@ -159,7 +172,7 @@ impl Inventory {
     /// Loads one in-memory text (stdin, tests, admission reviews rendered as YAML).
     pub fn from_text(name: &str, text: String) -> Inventory {
         let mut inventory = Inventory::default();
-        inventory.add(parse_text(name.to_owned(), PathBuf::from(name), text, true));
+        inventory.add_parsed(name.to_owned(), PathBuf::from(name), text, true);
         inventory
     }
 
@@ -170,14 +183,15 @@ impl Inventory {
             ..Inventory::default()
         };
         for source in sources {
-            inventory.add(parse_text(
-                source.path,
-                source.rel,
-                source.text,
-                source.reported,
-            ));
+            inventory.add_parsed(source.path, source.rel, source.text, source.reported);
         }
         inventory
+    }
+
+    /// Whether every document of every file was parsed, as the fixer needs: false for
+    /// [`Inventory::load`], which skips the documents no lint verdict depends on.
+    pub fn is_complete(&self) -> bool {
+        !self.skipped_documents
     }
 
     /// Files that kustomize applies as patches (`patches[].path`, `patchesStrategicMerge`),
@@ -210,16 +224,22 @@ impl Inventory {
 
     /// Adds a text as if it were a file at `rel` under the root (tests build repositories so).
     pub fn add_text(&mut self, rel: &str, text: String) {
-        self.add(parse_text(rel.to_owned(), PathBuf::from(rel), text, true));
+        self.add_parsed(rel.to_owned(), PathBuf::from(rel), text, true);
     }
 
-    fn add(&mut self, parsed: ParsedFile) {
+    /// Parses a text in memory, every document of it, and adds it.
+    fn add_parsed(&mut self, display: String, rel: PathBuf, text: String, reported: bool) {
+        let prepared = prepare(display, rel, text, reported, Depth::Full);
+        let parsed = parse_documents(&prepared, &prepared.documents);
+        self.add(Some(prepared.file), parsed);
+    }
+
+    fn add(&mut self, file: Option<SourceFile>, parsed: Parsed) {
         // A context file that cannot be parsed only costs context; it is not the user's target.
-        let reported = parsed.file.as_ref().is_none_or(|f| f.reported);
-        if let Some(error) = parsed.error.filter(|_| reported) {
-            self.errors.push(error);
+        if file.as_ref().is_none_or(|f| f.reported) {
+            self.errors.extend(parsed.errors);
         }
-        let Some(file) = parsed.file else { return };
+        let Some(file) = file else { return };
         let index = self.files.len();
         self.files.push(file);
         self.resources
@@ -248,8 +268,8 @@ impl Inventory {
         }
         let mut paths = Vec::new();
         walk(dir, &mut |p| paths.push((p, false)));
-        for parsed in parse_in_parallel(&paths, None, ContextFiles::Full) {
-            self.errors.extend(parsed.error);
+        for (_, parsed) in load_files(&paths, None, Depth::Full) {
+            self.errors.extend(parsed.errors);
             self.crds
                 .extend(parsed.crds.into_iter().map(|crd| CrdDocument {
                     explicit: true,
@@ -295,8 +315,12 @@ fn walk(path: &Path, found: &mut dyn FnMut(PathBuf)) {
         found(path.to_path_buf());
         return;
     }
+    // Only `.gitignore` (and `.git/info/exclude`) decide: not ripgrep's `.ignore` files, nor the
+    // user's global excludes file, which would make results differ between a laptop and CI.
     let walker = ignore::WalkBuilder::new(path)
         .require_git(false)
+        .ignore(false)
+        .git_global(false)
         .sort_by_file_name(|a, b| a.cmp(b))
         .filter_entry(|entry| !is_helm_templates_dir(entry.path()))
         .build();
@@ -315,101 +339,171 @@ fn is_helm_templates_dir(path: &Path) -> bool {
             .is_some_and(|chart| chart.join("Chart.yaml").is_file())
 }
 
-/// How much of a context-only file to read.
+/// How much of the input the parser reads.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum ContextFiles {
-    /// Only files that can decide a namespace or declare a service account are parsed.
-    Skim,
+enum Depth {
+    /// What lint verdicts need: documents that cannot be an object a rule or the namespace
+    /// resolution reads are skipped unparsed (see [`worth_parsing`]), and context files that
+    /// cannot decide a namespace, a service account or a schema are not parsed at all.
+    Verdicts,
+    /// Every document of every file: the fixer moves objects and must see their neighbours.
     Full,
 }
 
-fn parse_in_parallel(
+/// Documents parsed in one piece of work: large files are spread over every core this way,
+/// while the hand-out stays negligible next to the parse.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// Reads, indexes and parses `paths` (each with whether it is reported on) on every core.
+/// Results come in the order of `paths`; a file that could not be read has no `SourceFile`.
+fn load_files(
     paths: &[(PathBuf, bool)],
     root: Option<&Path>,
-    context: ContextFiles,
-) -> Vec<ParsedFile> {
+    depth: Depth,
+) -> Vec<(Option<SourceFile>, Parsed)> {
+    let read = in_parallel(paths, |(path, reported)| {
+        read_file(path, root, *reported, depth)
+    });
+    let mut batches: Vec<(usize, &[Range<usize>])> = Vec::new();
+    for (index, prepared) in read.iter().enumerate() {
+        if let Ok(prepared) = prepared {
+            batches.extend(batch(&prepared.documents).map(|docs| (index, docs)));
+        }
+    }
+    let parsed = in_parallel(&batches, |(index, documents)| match &read[*index] {
+        Ok(prepared) => parse_documents(prepared, documents),
+        Err(_) => Parsed::default(),
+    });
+    let mut per_file: Vec<Parsed> = read.iter().map(|_| Parsed::default()).collect();
+    for ((index, _), part) in batches.iter().zip(parsed) {
+        per_file[*index].extend(part);
+    }
+    read.into_iter()
+        .zip(per_file)
+        .map(|(prepared, mut parsed)| match prepared {
+            Ok(prepared) => (Some(prepared.file), parsed),
+            Err(error) => {
+                parsed.errors.push(error);
+                (None, parsed)
+            }
+        })
+        .collect()
+}
+
+/// Runs of consecutive documents of about [`BATCH_BYTES`].
+fn batch(documents: &[Range<usize>]) -> impl Iterator<Item = &[Range<usize>]> {
+    let mut rest = documents;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let take = rest
+            .iter()
+            .position(|d| {
+                bytes += d.len();
+                bytes >= BATCH_BYTES
+            })
+            .map_or(rest.len(), |i| i + 1);
+        let (head, tail) = rest.split_at(take);
+        rest = tail;
+        Some(head)
+    })
+}
+
+/// `work` on every item, on as many threads as there are cores; results in item order.
+fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(paths.len().max(1));
+        .min(items.len());
+    if workers <= 1 {
+        return items.iter().map(work).collect();
+    }
     let next = AtomicUsize::new(0);
-    let mut slots: Vec<Option<ParsedFile>> = (0..paths.len()).map(|_| None).collect();
-    let results: Vec<Vec<(usize, ParsedFile)>> = std::thread::scope(|scope| {
+    let done: Vec<Vec<(usize, R)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
                     let mut done = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((path, reported)) = paths.get(i) else {
-                            break;
-                        };
-                        done.push((i, read_and_parse(path, root, *reported, context)));
+                        let Some(item) = items.get(i) else { break };
+                        done.push((i, work(item)));
                     }
                     done
                 })
             })
             .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
     });
-    for (i, parsed) in results.into_iter().flatten() {
-        slots[i] = Some(parsed);
+    let mut slots: Vec<Option<R>> = items.iter().map(|_| None).collect();
+    for (i, result) in done.into_iter().flatten() {
+        slots[i] = Some(result);
     }
     slots.into_iter().flatten().collect()
 }
 
-fn read_and_parse(
+/// Reads a file and prepares it for parsing.
+fn read_file(
     path: &Path,
     root: Option<&Path>,
     reported: bool,
-    context: ContextFiles,
-) -> ParsedFile {
+    depth: Depth,
+) -> Result<Prepared, InputError> {
     let display = path.display().to_string();
+    let fail = |line, column, message: String| InputError {
+        file: display.clone(),
+        line,
+        column,
+        message,
+    };
+    let bytes = match read_limited(path) {
+        Ok(Ok(b)) => b,
+        Ok(Err(len)) => {
+            return Err(fail(
+                0,
+                0,
+                format!("file is {len} bytes, over the {MAX_FILE_BYTES}-byte limit"),
+            ));
+        }
+        Err(e) => return Err(fail(0, 0, format!("cannot read: {e}"))),
+    };
+    let text = decode(bytes).map_err(|(line, column, message)| fail(line, column, message))?;
     let rel = relative_to(path, root);
-    let fail = |line, column, message: String| ParsedFile {
-        file: None,
-        resources: Vec::new(),
-        kustomize: None,
-        crds: Vec::new(),
-        error: Some(InputError {
-            file: display.clone(),
-            line,
-            column,
-            message,
-        }),
-    };
-    match std::fs::metadata(path) {
-        Ok(m) if m.len() > MAX_FILE_BYTES => {
-            return fail(
-                0,
-                0,
-                format!(
-                    "file is {} bytes, over the {MAX_FILE_BYTES}-byte limit",
-                    m.len()
-                ),
-            );
-        }
-        Err(e) => return fail(0, 0, format!("cannot read: {e}")),
-        Ok(_) => {}
+    // A context file that is no kustomization, Flux Kustomization, ServiceAccount or CRD
+    // cannot change a verdict: skip it whole (pre-commit runs are one file + context).
+    let irrelevant = !reported
+        && depth == Depth::Verdicts
+        && !kustomize::is_kustomization_file(&rel)
+        && !text.contains("Kustomization")
+        && !text.contains("ServiceAccount")
+        && !text.contains("CustomResourceDefinition");
+    let text = if irrelevant { String::new() } else { text };
+    Ok(prepare(display, rel, text, reported, depth))
+}
+
+/// The file's bytes, or its length when over [`MAX_FILE_BYTES`]. The size comes from the open
+/// handle, so a file is looked up once.
+fn read_limited(path: &Path) -> std::io::Result<Result<Vec<u8>, u64>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > MAX_FILE_BYTES {
+        return Ok(Err(len));
     }
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) => return fail(0, 0, format!("cannot read: {e}")),
-    };
-    match decode(bytes) {
-        Ok(text) => {
-            // A context file that is no kustomization, Flux Kustomization, ServiceAccount or CRD
-            // cannot change a verdict: skip its parse (pre-commit runs are one file + context).
-            let irrelevant = !reported
-                && context == ContextFiles::Skim
-                && !kustomize::is_kustomization_file(&rel)
-                && !text.contains("Kustomization")
-                && !text.contains("ServiceAccount")
-                && !text.contains("CustomResourceDefinition");
-            let text = if irrelevant { String::new() } else { text };
-            parse_text(display, rel, text, reported)
-        }
-        Err((line, column, message)) => fail(line, column, message),
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0) + 1);
+    // `take` bounds files that grow while being read (or lie about their size, like /proc).
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Ok(Err(bytes.len() as u64));
     }
+    Ok(Ok(bytes))
 }
 
 /// `path` relative to the repository root, whichever of the two is spelled absolute.
@@ -443,54 +537,96 @@ pub fn decode(bytes: Vec<u8>) -> Result<String, (usize, usize, String)> {
     })
 }
 
-fn parse_text(display: String, rel: PathBuf, text: String, reported: bool) -> ParsedFile {
+/// Indexes a file's text and picks the documents to parse.
+fn prepare(display: String, rel: PathBuf, text: String, reported: bool, depth: Depth) -> Prepared {
     let is_kustomization = kustomize::is_kustomization_file(&rel);
     let lines = LineIndex::new(&text);
-    let mut resources = Vec::new();
-    let mut kustomize = None;
-    let mut crds = Vec::new();
-    let dir = rel.parent().map(Path::to_path_buf).unwrap_or_default();
-    let loaded = yaml::load_documents(&text, |doc| {
-        if is_kustomization {
-            if kustomize.is_none() {
-                kustomize = Some(KustomizeFile::from_node(0, dir.clone(), &doc.root));
-            }
-            return;
-        }
-        collect_resources(doc.root, doc.span.start, &mut resources, &mut crds);
-    });
-    let error = loaded.err().map(|e| {
-        let (line, column) = lines.position(&text, e.offset);
-        InputError {
-            file: display.clone(),
-            line,
-            column,
-            message: e.message,
-        }
-    });
     let suppressions = suppress::parse(&text, &lines);
-    let crds = crds
-        .into_iter()
-        .map(|root| CrdDocument {
-            path: display.clone(),
-            root,
-            explicit: false,
-        })
-        .collect();
-    ParsedFile {
-        file: Some(SourceFile {
+    let documents = if is_kustomization {
+        // kustomize reads the first document of a kustomization file only.
+        vec![0..text.len()]
+    } else {
+        let mut documents = split::documents(&text);
+        if depth == Depth::Verdicts {
+            documents.retain(|d| worth_parsing(&text[d.clone()], reported));
+        }
+        documents
+    };
+    Prepared {
+        file: SourceFile {
             path: display,
             rel,
             text,
             lines,
             suppressions,
             reported,
-        }),
-        crds,
-        resources,
-        kustomize,
-        error,
+        },
+        is_kustomization,
+        documents,
     }
+}
+
+/// Whether a lint verdict can depend on a document: it may be an object of a kind that a rule,
+/// the schema check or the namespace resolution reads. Deployments, ConfigMaps, dashboards,
+/// Helm values and the like are never parsed when linting, so their YAML errors are not
+/// reported either (`fluxfence fix` parses everything).
+fn worth_parsing(document: &str, reported: bool) -> bool {
+    match split::sniff_kind(document) {
+        Sniff::Unsure => true,
+        Sniff::NoKind => false,
+        Sniff::Kind(kind) if kind.ends_with("List") => true,
+        Sniff::Kind("ServiceAccount" | "CustomResourceDefinition" | "Kustomization") => true,
+        // Of a context file only what decides namespaces and service accounts counts.
+        Sniff::Kind(kind) => reported && FluxKind::from_name(kind).is_some(),
+    }
+}
+
+impl Parsed {
+    fn extend(&mut self, other: Parsed) {
+        self.resources.extend(other.resources);
+        self.kustomize = self.kustomize.take().or(other.kustomize);
+        self.errors.extend(other.errors);
+        self.crds.extend(other.crds);
+    }
+}
+
+/// Parses some documents of a prepared file. A syntax error ends its document only: the
+/// documents after it are still read.
+fn parse_documents(prepared: &Prepared, documents: &[Range<usize>]) -> Parsed {
+    let file = &prepared.file;
+    let text = file.text.as_str();
+    let mut parsed = Parsed::default();
+    let mut roots = Vec::new();
+    for range in documents {
+        let loaded = yaml::load_documents_in(text, range.clone(), |doc| {
+            if prepared.is_kustomization {
+                if parsed.kustomize.is_none() {
+                    let dir = file.rel.parent().map(Path::to_path_buf).unwrap_or_default();
+                    parsed.kustomize = Some(KustomizeFile::from_node(0, dir, &doc.root));
+                }
+                return;
+            }
+            collect_resources(doc.root, doc.span.start, &mut parsed.resources, &mut roots);
+        });
+        if let Err(e) = loaded {
+            let (line, column) = file.lines.position(text, e.offset);
+            parsed.errors.push(InputError {
+                file: file.path.clone(),
+                line,
+                column,
+                message: e.message,
+            });
+        }
+    }
+    parsed.crds = roots
+        .into_iter()
+        .map(|root| CrdDocument {
+            path: file.path.clone(),
+            root,
+            explicit: false,
+        })
+        .collect();
+    parsed
 }
 
 /// A document is one resource, or a `List` of them; anything without `kind` is not a resource.

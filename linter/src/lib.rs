@@ -17,6 +17,7 @@ pub mod remedy;
 pub mod resolve;
 pub mod rules;
 pub mod schema;
+pub mod split;
 pub mod suppress;
 pub mod yaml;
 

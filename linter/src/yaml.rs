@@ -311,11 +311,22 @@ enum Frame {
 /// Parses every document of `text`, calling `on_document` for each non-empty one.
 ///
 /// Streams: only one document's tree is alive at a time unless the callback keeps it.
-pub fn load_documents(text: &str, mut on_document: impl FnMut(Document)) -> Result<(), LoadError> {
+pub fn load_documents(text: &str, on_document: impl FnMut(Document)) -> Result<(), LoadError> {
+    load_documents_in(text, 0..text.len(), on_document)
+}
+
+/// Like [`load_documents`] for the part `range` of `text` (whole documents, as
+/// [`crate::split::documents`] cuts them); spans and errors stay offsets into `text`.
+pub fn load_documents_in(
+    text: &str,
+    range: std::ops::Range<usize>,
+    mut on_document: impl FnMut(Document),
+) -> Result<(), LoadError> {
+    let part = text.get(range.clone()).unwrap_or_default();
     // A byte-order mark is not content; skip it but keep offsets relative to the full text.
-    let (body, base) = match text.strip_prefix('\u{feff}') {
-        Some(rest) => (rest, text.len() - rest.len()),
-        None => (text, 0),
+    let (body, base) = match part.strip_prefix('\u{feff}').filter(|_| range.start == 0) {
+        Some(rest) => (rest, part.len() - rest.len()),
+        None => (part, range.start),
     };
     let offsets = ByteOffsets::new(body);
     let mut parser = Parser::new_from_str(body);
@@ -562,12 +573,7 @@ pub struct LineIndex {
 impl LineIndex {
     pub fn new(text: &str) -> Self {
         let mut line_starts = vec![0];
-        line_starts.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|(_, b)| *b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
+        line_starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
         LineIndex { line_starts }
     }
 

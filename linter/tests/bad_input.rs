@@ -124,6 +124,22 @@ fn documents_before_a_syntax_error_are_still_judged() {
     );
 }
 
+#[test]
+fn documents_no_verdict_reads_are_not_parsed_when_linting() {
+    // The ConfigMap is malformed and the values file is an alias bomb, but neither can be an
+    // object a rule reads, so lint skips them; the HelmRelease between them is judged, and
+    // a malformed document whose kind cannot be read off its lines is parsed and reported.
+    let text = "apiVersion: v1\nkind: ConfigMap\ndata: {a: [\n---\napiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {name: a, namespace: cluster-config}\nspec:\n  serviceAccountName: flux-applier\n  chartRef: {kind: OCIRepository, name: a, namespace: flux-system}\n---\na: &a [x, x]\nb: [*a, *a, *a]\n---\nkind: ConfigMap\nkind: HelmRelease\n";
+    let outcome = lint_one("mixed.yaml", text.as_bytes());
+    assert_eq!(outcome.findings, strings(&["FF101@10:55"]));
+    assert_eq!(
+        outcome.errors,
+        strings(&[
+            "mixed.yaml:16:1: mapping key `kind` is defined twice (kubectl refuses this too)"
+        ])
+    );
+}
+
 // ---------------------------------------------------------------- wrong types, unknown kinds
 
 #[test]
@@ -155,20 +171,21 @@ fn unknown_versions_of_flux_kinds_are_judged_and_other_kinds_ignored() {
 
 #[test]
 fn deep_block_nesting_is_an_error_not_a_stack_overflow() {
-    let text: String = (0..5_000)
-        .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+    // A `kind` the linter reads: documents of other kinds are not parsed at all.
+    let text: String = std::iter::once("kind: HelmRelease\n".to_owned())
+        .chain((0..5_000).map(|i| format!("{}k{i}:\n", " ".repeat(i))))
         .collect();
     let outcome = lint_one("deep.yaml", text.as_bytes());
     assert_eq!(
         outcome.errors,
-        strings(&["deep.yaml:201:201: nesting deeper than 200 levels"])
+        strings(&["deep.yaml:202:201: nesting deeper than 200 levels"])
     );
 }
 
 #[test]
 fn deep_flow_nesting_is_an_error_not_a_stack_overflow() {
     let text = format!(
-        "apiVersion: v1\nkind: ConfigMap\ndata: {}\n",
+        "apiVersion: v1\nkind: HelmRelease\nspec: {}\n",
         "[".repeat(1_000_000)
     );
     let outcome = lint_one("deep.yaml", text.as_bytes());
@@ -195,7 +212,7 @@ fn deep_json_nesting_is_an_error_not_a_stack_overflow() {
 
 #[test]
 fn an_alias_bomb_is_refused_quickly() {
-    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    let mut text = String::from("kind: HelmRelease\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..12 {
         let p = i - 1;
         text.push_str(&format!(
@@ -207,11 +224,11 @@ fn an_alias_bomb_is_refused_quickly() {
     let outcome = lint_one("bomb.yaml", text.as_bytes());
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     // Aliases of a1..a4 cost 110 + 1 110 + 11 110 + 111 110 = 123 440 nodes; the first alias
-    // in a5 (111 111 more) exceeds the budget of 200 000: line 6, the `*` at column 10.
+    // in a5 (111 111 more) exceeds the budget of 200 000: line 7, the `*` at column 10.
     assert_eq!(
         outcome.errors,
         strings(&[
-            "bomb.yaml:6:10: aliases expand to more than 200000 nodes; refusing (alias bomb?)"
+            "bomb.yaml:7:10: aliases expand to more than 200000 nodes; refusing (alias bomb?)"
         ])
     );
 }

@@ -498,7 +498,7 @@ fn sarif_is_valid_against_the_sarif_2_1_0_schema() {
 #[test]
 fn sarif_with_input_errors_is_still_valid() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    write(tmp.path(), "broken.yaml", "a: [\n");
+    write(tmp.path(), "broken.yaml", "kind: [\n");
     let run = run_in(tmp.path(), &["lint", "--format", "sarif", "."]);
     assert_eq!(run.code, 2);
     let log = assert_valid_sarif(&run.stdout);

@@ -216,6 +216,26 @@ fn aliases_of_a_moved_namespace_keep_the_old_value() {
 // ---------------------------------------------------------------------------------------------
 // The corpus: copy each repository, fix it, and check that nothing broke.
 
+#[test]
+fn an_inventory_loaded_for_linting_is_refused() {
+    let dir = workspace().join("testdata/seed/before");
+    let error = fix(
+        Inventory::load(std::slice::from_ref(&dir)),
+        &Policy::azure_default(),
+        &unsafe_fixes(),
+    )
+    .err()
+    .expect("a lint inventory skips documents the fixer needs");
+    assert!(error.contains("Inventory::load_for_fix"), "{error}");
+    let outcome = fix(
+        Inventory::load_for_fix(&[dir]),
+        &Policy::azure_default(),
+        &unsafe_fixes(),
+    )
+    .expect("complete inventory");
+    assert!(!outcome.changed.is_empty());
+}
+
 fn corpus() -> PathBuf {
     workspace().join("../shared/corpus")
 }
@@ -342,7 +362,7 @@ fn every_corpus_repository_survives_fix() {
         let temp = tempfile::tempdir().unwrap();
         copy_tree(&repo, temp.path());
         let root = temp.path().to_path_buf();
-        let before = Inventory::load(std::slice::from_ref(&root));
+        let before = Inventory::load_for_fix(std::slice::from_ref(&root));
         assert!(before.errors.is_empty(), "{name}: {:?}", before.errors);
         let outcome =
             fix(before, &policy, &unsafe_fixes()).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -385,7 +405,7 @@ fn every_corpus_repository_survives_fix() {
         );
         // (c) a second fix is a no-op.
         let again = fix(
-            Inventory::load(std::slice::from_ref(&root)),
+            Inventory::load_for_fix(std::slice::from_ref(&root)),
             &policy,
             &unsafe_fixes(),
         )

@@ -1,0 +1,229 @@
+//! Cheap work before the YAML parser: cutting a stream into its documents and reading a
+//! document's top-level `kind:` line without parsing it.
+//!
+//! Both let the linter spend the parser only where a verdict can come from. A `---` line at
+//! column 0 always starts a new document (YAML forbids it inside any scalar), so documents can
+//! be parsed apart, on several threads. Most documents of a repository are Deployments,
+//! ConfigMaps, dashboards and the like, which no tenancy rule reads: when a document's kind
+//! can be read off its lines with certainty, such a document is not parsed at all.
+
+use std::ops::Range;
+
+/// Byte ranges of the documents of `text`, in order, covering it whole: each starts at its
+/// `---` line (the first at 0). A stream with a `%` directive stays one range: a directive
+/// belongs to the document after it, which the cut would separate it from.
+pub fn documents(text: &str) -> Vec<Range<usize>> {
+    let bytes = text.as_bytes();
+    let mut starts = vec![0];
+    let mut line_start = 0;
+    while line_start < bytes.len() {
+        let line_end = memchr_newline(bytes, line_start);
+        let line = &bytes[line_start..line_end];
+        if line.first() == Some(&b'%') {
+            return vec![0..text.len()];
+        }
+        if line_start > 0 && is_document_start(line) {
+            starts.push(line_start);
+        }
+        line_start = line_end + 1;
+    }
+    let mut ranges: Vec<Range<usize>> = starts.windows(2).map(|pair| pair[0]..pair[1]).collect();
+    if let Some(&last) = starts.last() {
+        ranges.push(last..text.len());
+    }
+    ranges
+}
+
+/// `---` followed by a blank or the end of the line.
+fn is_document_start(line: &[u8]) -> bool {
+    line.starts_with(b"---") && matches!(line.get(3), None | Some(b' ' | b'\t' | b'\r'))
+}
+
+/// Index of the next `\n` at or after `from`, or the length of `bytes`.
+fn memchr_newline(bytes: &[u8], from: usize) -> usize {
+    memchr::memchr(b'\n', &bytes[from..]).map_or(bytes.len(), |i| from + i)
+}
+
+/// What the lines of a document say about its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniff<'a> {
+    /// A block mapping at column 0 with exactly one `kind:` key whose value is a one-line
+    /// plain or quoted word.
+    Kind(&'a str),
+    /// Comments only, or a block mapping at column 0 without a `kind` key: not an object.
+    NoKind,
+    /// Anything else (flow or JSON style, `kind` written another way, twice or not at all):
+    /// only the parser can tell.
+    Unsure,
+}
+
+/// Reads the top-level `kind:` of a document from its lines.
+///
+/// Every column-0 line of a document whose root is a block mapping is one of its keys (or a
+/// comment or marker), so a single `kind: Word` line there is the document's kind. Lines that
+/// could mean something else (flow collections, tags, anchors, complex keys, a value that
+/// continues on the next line) make the answer [`Sniff::Unsure`].
+pub fn sniff_kind(document: &str) -> Sniff<'_> {
+    let bytes = document.as_bytes();
+    let mut kind: Option<&str> = None;
+    let mut kind_line_end = None;
+    let mut line_start = 0;
+    while line_start < bytes.len() {
+        let line_end = memchr_newline(bytes, line_start);
+        let line = &document[line_start..line_end];
+        let after_kind = kind_line_end.take() == Some(line_start);
+        line_start = line_end + 1;
+        let first = line.as_bytes().first().copied();
+        match first {
+            None | Some(b'\r' | b'#') => continue,
+            Some(b' ' | b'\t') => {
+                let content = line.trim_start_matches([' ', '\t']);
+                if after_kind && !(content.is_empty() || content.starts_with(['#', '\r'])) {
+                    // `kind: Helm` continued on an indented line: a multi-line scalar.
+                    return Sniff::Unsure;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if is_document_start(line.as_bytes()) {
+            if line.trim_end().len() > 3 {
+                // `--- value` or `--- !tag`: content on the marker line.
+                return Sniff::Unsure;
+            }
+            continue;
+        }
+        if line.starts_with("...") {
+            // A document end may be followed by another document: not one document.
+            return Sniff::Unsure;
+        }
+        if !starts_plain_key(line) {
+            return Sniff::Unsure;
+        }
+        if line.starts_with("kind ") || line.starts_with("kind\t") {
+            // `kind : Deployment` is a `kind` key too.
+            return Sniff::Unsure;
+        }
+        if let Some(rest) = line.strip_prefix("kind:") {
+            if kind.is_some() {
+                return Sniff::Unsure;
+            }
+            let Some(value) = one_word_value(rest) else {
+                return Sniff::Unsure;
+            };
+            kind = Some(value);
+            kind_line_end = Some(line_end + 1);
+        }
+    }
+    kind.map_or(Sniff::NoKind, Sniff::Kind)
+}
+
+/// A column-0 line that starts a plain block-mapping key (`apiVersion:`, `metadata:`).
+fn starts_plain_key(line: &str) -> bool {
+    line.as_bytes()
+        .first()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+}
+
+/// The value of `kind:` when it is one word, plain or quoted, optionally followed by a
+/// comment: `kind: HelmRelease`, `kind: "HelmRelease" # why`.
+fn one_word_value(rest: &str) -> Option<&str> {
+    let rest = rest.trim_end_matches(['\r', ' ', '\t']);
+    if !rest.starts_with([' ', '\t']) {
+        return None;
+    }
+    let rest = rest.trim_start_matches([' ', '\t']);
+    let (quote, body) = match rest.as_bytes().first()? {
+        b'"' | b'\'' => (Some(&rest[..1]), &rest[1..]),
+        _ => (None, rest),
+    };
+    let end = body
+        .bytes()
+        .position(|b| !b.is_ascii_alphanumeric())
+        .unwrap_or(body.len());
+    let (word, tail) = body.split_at(end);
+    let tail = match quote {
+        Some(q) => tail.strip_prefix(q)?,
+        None => tail,
+    };
+    let tail_ok = tail.is_empty()
+        || (tail.starts_with([' ', '\t']) && tail.trim_start_matches([' ', '\t']).starts_with('#'));
+    (!word.is_empty() && tail_ok).then_some(word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(text: &str) -> Vec<&str> {
+        documents(text).into_iter().map(|r| &text[r]).collect()
+    }
+
+    #[test]
+    fn documents_are_cut_at_column_0_markers_only() {
+        let text = "a: 1\n---\nb: |\n  ---\n  x\n--- # c\nc: 3\n----\n---\n";
+        assert_eq!(
+            pieces(text),
+            [
+                "a: 1\n",
+                "---\nb: |\n  ---\n  x\n",
+                "--- # c\nc: 3\n----\n",
+                "---\n"
+            ]
+        );
+        assert_eq!(pieces("---\na: 1\n"), ["---\na: 1\n"]);
+        assert_eq!(pieces("a: 1\r\n---\r\nb: 2"), ["a: 1\r\n", "---\r\nb: 2"]);
+        assert_eq!(pieces(""), [""]);
+    }
+
+    #[test]
+    fn a_directive_keeps_the_stream_whole() {
+        let text = "a: 1\n...\n%YAML 1.2\n---\nb: 2\n";
+        assert_eq!(pieces(text), [text]);
+    }
+
+    #[test]
+    fn the_kind_line_is_read_in_its_plain_and_quoted_forms() {
+        let doc = "# header\napiVersion: apps/v1\nkind: Deployment # why\nmetadata:\n  kind: x\n";
+        assert_eq!(sniff_kind(doc), Sniff::Kind("Deployment"));
+        assert_eq!(
+            sniff_kind("---\nkind: \"ConfigMap\"\r\n"),
+            Sniff::Kind("ConfigMap")
+        );
+        assert_eq!(
+            sniff_kind("kind: 'Secret'\n\n  # c\nb: 1"),
+            Sniff::Kind("Secret")
+        );
+    }
+
+    #[test]
+    fn anything_the_lines_cannot_settle_is_unsure() {
+        for doc in [
+            "{\"kind\": \"Deployment\"}",
+            "kind: Deployment\nkind: HelmRelease\n",
+            "kind: Helm\n  Release\n",
+            "kind: !!str Deployment\n",
+            "kind: &k Deployment\n",
+            "kind: *k\n",
+            "kind: [Deployment]\n",
+            "kind: \"Deploy ment\"\n",
+            "kind:Deployment\n",
+            "--- {kind: Deployment}\n",
+            "? kind\n: Deployment\n",
+            "- kind: Deployment\n",
+            "kind: Deployment\n...\n---\nkind: HelmRelease\n",
+            "\"kind\": Deployment\n",
+            "kind : Deployment\n",
+            "<<: *base\n",
+        ] {
+            assert_eq!(sniff_kind(doc), Sniff::Unsure, "{doc:?}");
+        }
+    }
+
+    #[test]
+    fn a_block_mapping_without_kind_and_a_comment_are_no_objects() {
+        for doc in ["", "# only\n\n", "---\n", "image:\n  kind: x\nkinds: [a]\n"] {
+            assert_eq!(sniff_kind(doc), Sniff::NoKind, "{doc:?}");
+        }
+    }
+}
