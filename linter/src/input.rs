@@ -544,7 +544,7 @@ fn prepare(display: String, rel: PathBuf, text: String, reported: bool, depth: D
     let suppressions = suppress::parse(&text, &lines);
     let documents = if is_kustomization {
         // kustomize reads the first document of a kustomization file only.
-        vec![0..text.len()]
+        std::iter::once(0..text.len()).collect()
     } else {
         let mut documents = split::documents(&text);
         if depth == Depth::Verdicts {

@@ -20,7 +20,7 @@ pub fn documents(text: &str) -> Vec<Range<usize>> {
         let line_end = memchr_newline(bytes, line_start);
         let line = &bytes[line_start..line_end];
         if line.first() == Some(&b'%') {
-            return vec![0..text.len()];
+            return std::iter::once(0..text.len()).collect();
         }
         if line_start > 0 && is_document_start(line) {
             starts.push(line_start);
