@@ -11,7 +11,7 @@ use crate::kustomize::{self, KustomizeFile};
 use crate::model::FluxObject;
 use crate::split::{self, Sniff};
 use crate::suppress::{self, Suppression};
-use crate::yaml::{self, LineIndex, Node, Span};
+use crate::yaml::{self, Excision, LineIndex, Node, Span};
 
 /// Largest file read (bytes). Larger files are reported, not read: no Kubernetes manifest
 /// comes near it, and it bounds memory.
@@ -98,8 +98,10 @@ pub struct CrdDocument {
 struct Prepared {
     file: SourceFile,
     is_kustomization: bool,
-    /// Byte ranges of the documents worth parsing (see [`Depth`]).
+    /// Byte ranges of its documents.
     documents: Vec<Range<usize>>,
+    /// Which of them to parse, and how much of each.
+    depth: Depth,
 }
 
 /// What parsing some documents of one file yields.
@@ -321,14 +323,27 @@ fn walk(path: &Path, found: &mut dyn FnMut(PathBuf)) {
         .require_git(false)
         .ignore(false)
         .git_global(false)
-        .sort_by_file_name(|a, b| a.cmp(b))
+        .threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
         .filter_entry(|entry| !is_helm_templates_dir(entry.path()))
-        .build();
-    for entry in walker.flatten() {
-        if entry.file_type().is_some_and(|t| t.is_file()) && is_manifest(entry.path()) {
-            found(entry.into_path());
-        }
-    }
+        .build_parallel();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    walker.run(|| {
+        let sender = sender.clone();
+        Box::new(move |entry| {
+            if let Ok(entry) = entry {
+                if entry.file_type().is_some_and(|t| t.is_file()) && is_manifest(entry.path()) {
+                    // The receiver outlives the walk: sending cannot fail.
+                    let _ = sender.send(entry.into_path());
+                }
+            }
+            ignore::WalkState::Continue
+        })
+    });
+    drop(sender);
+    let mut paths: Vec<PathBuf> = receiver.into_iter().collect();
+    // Paths compare component by component: the order of a depth-first walk by name.
+    paths.sort_unstable();
+    paths.into_iter().for_each(found);
 }
 
 /// Helm chart templates are Go templates, not manifests: skip a chart's `templates/` directory.
@@ -546,11 +561,7 @@ fn prepare(display: String, rel: PathBuf, text: String, reported: bool, depth: D
         // kustomize reads the first document of a kustomization file only.
         std::iter::once(0..text.len()).collect()
     } else {
-        let mut documents = split::documents(&text);
-        if depth == Depth::Verdicts {
-            documents.retain(|d| worth_parsing(&text[d.clone()], reported));
-        }
-        documents
+        split::documents(&text)
     };
     Prepared {
         file: SourceFile {
@@ -563,6 +574,7 @@ fn prepare(display: String, rel: PathBuf, text: String, reported: bool, depth: D
         },
         is_kustomization,
         documents,
+        depth,
     }
 }
 
@@ -570,8 +582,8 @@ fn prepare(display: String, rel: PathBuf, text: String, reported: bool, depth: D
 /// the schema check or the namespace resolution reads. Deployments, ConfigMaps, dashboards,
 /// Helm values and the like are never parsed when linting, so their YAML errors are not
 /// reported either (`fluxfence fix` parses everything).
-fn worth_parsing(document: &str, reported: bool) -> bool {
-    match split::sniff_kind(document) {
+fn worth_parsing(sniffed: Sniff<'_>, reported: bool) -> bool {
+    match sniffed {
         Sniff::Unsure => true,
         Sniff::NoKind => false,
         Sniff::Kind(kind) if kind.ends_with("List") => true,
@@ -590,7 +602,8 @@ impl Parsed {
     }
 }
 
-/// Parses some documents of a prepared file. A syntax error ends its document only: the
+/// Parses some documents of a prepared file (when linting, only those [`worth_parsing`], and
+/// HelmReleases without their Helm values). A syntax error ends its document only: the
 /// documents after it are still read.
 fn parse_documents(prepared: &Prepared, documents: &[Range<usize>]) -> Parsed {
     let file = &prepared.file;
@@ -598,7 +611,22 @@ fn parse_documents(prepared: &Prepared, documents: &[Range<usize>]) -> Parsed {
     let mut parsed = Parsed::default();
     let mut roots = Vec::new();
     for range in documents {
-        let loaded = yaml::load_documents_in(text, range.clone(), |doc| {
+        let mut excision = None;
+        if prepared.depth == Depth::Verdicts && !prepared.is_kustomization {
+            let document = &text[range.clone()];
+            let sniffed = split::sniff_kind(document);
+            if !worth_parsing(sniffed, file.reported) {
+                continue;
+            }
+            if sniffed == Sniff::Kind("HelmRelease") {
+                excision = split::helm_values_block(document).map(|values| Excision {
+                    at: range.start + values.key_end,
+                    content_start: range.start + values.content_start,
+                    end: range.start + values.end,
+                });
+            }
+        }
+        let loaded = yaml::load_documents_in(text, range.clone(), excision, |doc| {
             if prepared.is_kustomization {
                 if parsed.kustomize.is_none() {
                     let dir = file.rel.parent().map(Path::to_path_buf).unwrap_or_default();

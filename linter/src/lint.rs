@@ -1,6 +1,6 @@
 //! The linting pipeline: inventory → effective namespaces → rules → located diagnostics.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::diagnostic::{Diagnostic, Finding, Severity};
 use crate::input::{InputError, Inventory, SourceFile};
@@ -119,7 +119,20 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
         }
     }
     diagnostics.extend(crate::schema::check_inventory(&inventory, policy));
-    diagnostics.retain(|d| !is_suppressed(&inventory, d));
+    let with_suppressions: HashMap<&str, usize> = inventory
+        .files
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.suppressions.is_empty())
+        .map(|(i, f)| (f.path.as_str(), i))
+        .collect();
+    if !with_suppressions.is_empty() {
+        diagnostics.retain(|d| {
+            with_suppressions
+                .get(d.file.as_str())
+                .is_none_or(|&file| !is_suppressed(&inventory, file, d))
+        });
+    }
     diagnostics.extend(invalid_suppressions(&inventory, policy));
     diagnostics.sort_by(|a, b| {
         (&a.file, a.line, a.column, a.finding.code).cmp(&(
@@ -174,18 +187,9 @@ pub(crate) fn locate(file: &SourceFile, finding: Finding) -> Diagnostic {
     }
 }
 
-fn is_suppressed(inventory: &Inventory, diagnostic: &Diagnostic) -> bool {
-    let Some((index, file)) = inventory
-        .files
-        .iter()
-        .enumerate()
-        .find(|(_, f)| f.path == diagnostic.file)
-    else {
-        return false;
-    };
-    if file.suppressions.is_empty() {
-        return false;
-    }
+/// Whether a suppression comment of `diagnostic`'s file (`index`) silences it.
+fn is_suppressed(inventory: &Inventory, index: usize, diagnostic: &Diagnostic) -> bool {
+    let file = &inventory.files[index];
     let offset = diagnostic.finding.span.start;
     let document = inventory
         .resources

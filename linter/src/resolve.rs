@@ -52,7 +52,10 @@ impl<'a> Tree<'a> {
             tree.file_by_path.insert(&file.rel, i);
             let mut child = dir;
             while let Some(parent) = child.parent() {
-                tree.subdirs.entry(parent).or_default().insert(child);
+                // Once a directory is known, so are its ancestors.
+                if !tree.subdirs.entry(parent).or_default().insert(child) {
+                    break;
+                }
                 child = parent;
             }
         }
@@ -75,7 +78,7 @@ impl<'a> Tree<'a> {
 /// Works out every effective namespace of every resource (indexed like `inventory.resources`).
 pub fn effective_namespaces(inventory: &Inventory) -> Vec<Vec<EffectiveNamespace>> {
     let tree = Tree::new(inventory);
-    let mut applications: HashMap<usize, HashSet<Application>> = HashMap::new();
+    let mut applications = Applications::new(inventory.files.len());
     let mut reached_kustomizations: HashSet<usize> = HashSet::new();
 
     // Resolve the Flux Kustomizations in order: one applied by another takes its parent's
@@ -113,14 +116,14 @@ pub fn effective_namespaces(inventory: &Inventory) -> Vec<Vec<EffectiveNamespace
                     },
                 ))
             });
-        let start = Application {
+        let start = applications.intern(Application {
             flux_target,
             kustomize_namespace: None,
-        };
+        });
         traverse(
             &tree,
             &dir,
-            &start,
+            start,
             &mut applications,
             &mut reached_kustomizations,
             &mut HashSet::new(),
@@ -145,14 +148,14 @@ pub fn effective_namespaces(inventory: &Inventory) -> Vec<Vec<EffectiveNamespace
         if included.contains(&k) || reached_kustomizations.contains(&k) {
             continue;
         }
-        let start = Application {
+        let start = applications.intern(Application {
             flux_target: None,
             kustomize_namespace: None,
-        };
+        });
         traverse(
             &tree,
             &kustomization.dir.clone(),
-            &start,
+            start,
             &mut applications,
             &mut HashSet::new(),
             &mut HashSet::new(),
@@ -165,14 +168,15 @@ pub fn effective_namespaces(inventory: &Inventory) -> Vec<Vec<EffectiveNamespace
         .map(|resource| {
             let mut result: Vec<EffectiveNamespace> = Vec::new();
             let declared = resource.declared_namespace.as_deref();
-            let contexts = applications.get(&resource.file);
-            let iter: Vec<Option<&Application>> = match contexts {
-                Some(set) if !set.is_empty() => {
-                    let mut v: Vec<&Application> = set.iter().collect();
-                    v.sort_by_key(|a| format!("{a:?}"));
-                    v.into_iter().map(Some).collect()
+            let iter: Vec<Option<&Application>> = match applications.of_file(resource.file) {
+                [] => vec![None],
+                ids => {
+                    let mut ids = ids.to_vec();
+                    ids.sort_by(|a, b| applications.order(*a).cmp(applications.order(*b)));
+                    ids.into_iter()
+                        .map(|id| Some(&applications.distinct[id]))
+                        .collect()
                 }
-                _ => vec![None],
             };
             for application in iter {
                 let ns = decide(application, declared);
@@ -224,11 +228,58 @@ fn flux_path(root: &Node) -> Option<PathBuf> {
     normalize(Path::new(""), path)
 }
 
+/// The distinct ways files are applied (few), and which of them apply each file.
+struct Applications {
+    distinct: Vec<Application>,
+    ids: HashMap<Application, usize>,
+    by_file: Vec<Vec<usize>>,
+    /// A stable order of `distinct` (by their debug text), filled in at the end.
+    order_keys: Vec<String>,
+}
+
+impl Applications {
+    fn new(files: usize) -> Self {
+        Applications {
+            distinct: Vec::new(),
+            ids: HashMap::new(),
+            by_file: vec![Vec::new(); files],
+            order_keys: Vec::new(),
+        }
+    }
+
+    fn intern(&mut self, application: Application) -> usize {
+        if let Some(&id) = self.ids.get(&application) {
+            return id;
+        }
+        let id = self.distinct.len();
+        self.order_keys.push(format!("{application:?}"));
+        self.distinct.push(application.clone());
+        self.ids.insert(application, id);
+        id
+    }
+
+    fn apply(&mut self, file: usize, id: usize) {
+        if let Some(ids) = self.by_file.get_mut(file) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+
+    fn of_file(&self, file: usize) -> &[usize] {
+        self.by_file.get(file).map_or(&[], Vec::as_slice)
+    }
+
+    fn order(&self, id: usize) -> &str {
+        &self.order_keys[id]
+    }
+}
+
 fn traverse(
     tree: &Tree,
     dir: &Path,
-    context: &Application,
-    applications: &mut HashMap<usize, HashSet<Application>>,
+    context: usize,
+    applications: &mut Applications,
     reached: &mut HashSet<usize>,
     visiting: &mut HashSet<PathBuf>,
 ) {
@@ -239,18 +290,21 @@ fn traverse(
         Some(&k) => {
             reached.insert(k);
             let kustomization = &tree.inventory.kustomize_files[k];
-            let mut inner = context.clone();
-            if inner.kustomize_namespace.is_none() {
+            let mut inner = context;
+            let outer = &applications.distinct[context];
+            if outer.kustomize_namespace.is_none() {
                 if let Some((ns, span)) = &kustomization.namespace {
                     let file = &tree.inventory.files[kustomization.file];
                     let (line, _) = file.lines.position(&file.text, span.start);
-                    inner.kustomize_namespace = Some((
+                    let mut application = outer.clone();
+                    application.kustomize_namespace = Some((
                         ns.clone(),
                         NamespaceOrigin::KustomizeFile {
                             location: format!("{}:{line}", file.path),
                             kustomization: k,
                         },
                     ));
+                    inner = applications.intern(application);
                 }
             }
             for entry in &kustomization.entries {
@@ -261,18 +315,15 @@ fn traverse(
                     continue;
                 };
                 if let Some(&file) = tree.file_by_path.get(target.as_path()) {
-                    applications.entry(file).or_default().insert(inner.clone());
+                    applications.apply(file, inner);
                 } else if tree.is_dir(&target) {
-                    traverse(tree, &target, &inner, applications, reached, visiting);
+                    traverse(tree, &target, inner, applications, reached, visiting);
                 }
             }
         }
         None => {
             for &file in tree.files_in_dir.get(dir).into_iter().flatten() {
-                applications
-                    .entry(file)
-                    .or_default()
-                    .insert(context.clone());
+                applications.apply(file, context);
             }
             let children: Vec<&Path> = tree
                 .subdirs

@@ -14,19 +14,15 @@ use std::ops::Range;
 /// belongs to the document after it, which the cut would separate it from.
 pub fn documents(text: &str) -> Vec<Range<usize>> {
     let bytes = text.as_bytes();
-    let mut starts = vec![0];
-    let mut line_start = 0;
-    while line_start < bytes.len() {
-        let line_end = memchr_newline(bytes, line_start);
-        let line = &bytes[line_start..line_end];
-        if line.first() == Some(&b'%') {
-            return std::iter::once(0..text.len()).collect();
-        }
-        if line_start > 0 && is_document_start(line) {
-            starts.push(line_start);
-        }
-        line_start = line_end + 1;
+    if bytes.first() == Some(&b'%') || memchr::memmem::find(bytes, b"\n%").is_some() {
+        return std::iter::once(0..text.len()).collect();
     }
+    let mut starts = vec![0];
+    starts.extend(
+        memchr::memmem::find_iter(bytes, b"\n---")
+            .map(|at| at + 1)
+            .filter(|&line| is_document_start(&bytes[line..])),
+    );
     let mut ranges: Vec<Range<usize>> = starts.windows(2).map(|pair| pair[0]..pair[1]).collect();
     if let Some(&last) = starts.last() {
         ranges.push(last..text.len());
@@ -36,7 +32,7 @@ pub fn documents(text: &str) -> Vec<Range<usize>> {
 
 /// `---` followed by a blank or the end of the line.
 fn is_document_start(line: &[u8]) -> bool {
-    line.starts_with(b"---") && matches!(line.get(3), None | Some(b' ' | b'\t' | b'\r'))
+    line.starts_with(b"---") && matches!(line.get(3), None | Some(b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 /// Index of the next `\n` at or after `from`, or the length of `bytes`.
@@ -151,6 +147,124 @@ fn one_word_value(rest: &str) -> Option<&str> {
     (!word.is_empty() && tail_ok).then_some(word)
 }
 
+/// Where a HelmRelease's `spec.values` block lies, so the parser can leave it out.
+///
+/// Helm values are most of a repository's HelmRelease bytes, and no rule reads them: the CRD
+/// declares them free-form (`x-kubernetes-preserve-unknown-fields`). The block is found by
+/// indentation: `values:` alone on its line at the indentation of `spec`'s keys, followed by
+/// lines indented deeper. Offsets are relative to `document`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValuesBlock {
+    /// Just after `values:`.
+    pub key_end: usize,
+    /// The first byte of the block's first line's content.
+    pub content_start: usize,
+    /// The end of its last line (its line break excluded).
+    pub end: usize,
+}
+
+pub fn helm_values_block(document: &str) -> Option<ValuesBlock> {
+    let mut lines = Lines::new(document);
+    lines.find(|l| l.indent == 0 && is_key_line(l.content, "spec"))?;
+    let mut spec_indent = None;
+    let mut block: Option<ValuesBlock> = None;
+    for line in lines {
+        if line.blank_or_comment() {
+            continue;
+        }
+        if line.tab_indented {
+            return None;
+        }
+        if let Some(found) = block.as_mut() {
+            if line.indent <= spec_indent? {
+                break;
+            }
+            if found.content_start == 0 {
+                // A deeper block mapping; a `-` would make the values a list.
+                if line.content.starts_with('-') {
+                    return None;
+                }
+                found.content_start = line.start + line.indent;
+            }
+            found.end = line.end;
+            continue;
+        }
+        let indent = *spec_indent.get_or_insert(line.indent);
+        if line.indent == 0 || line.indent < indent {
+            return None;
+        }
+        if line.indent == indent && is_key_line(line.content, "values") {
+            block = Some(ValuesBlock {
+                key_end: line.start + indent + "values:".len(),
+                content_start: 0,
+                end: 0,
+            });
+        }
+    }
+    block.filter(|b| b.content_start != 0)
+}
+
+/// `key:` alone on its line, maybe followed by blanks and a comment.
+fn is_key_line(content: &str, key: &str) -> bool {
+    let Some(rest) = content.strip_prefix(key).and_then(|r| r.strip_prefix(':')) else {
+        return false;
+    };
+    let value = rest.trim_matches([' ', '\t', '\r']);
+    // `#` starts a comment only after a blank.
+    value.is_empty() || (value.starts_with('#') && rest.starts_with([' ', '\t']))
+}
+
+struct Line<'a> {
+    start: usize,
+    end: usize,
+    indent: usize,
+    tab_indented: bool,
+    /// The line after its indentation, line break excluded.
+    content: &'a str,
+}
+
+impl Line<'_> {
+    fn blank_or_comment(&self) -> bool {
+        let rest = self.content.trim_start_matches([' ', '\t', '\r']);
+        rest.is_empty() || rest.starts_with('#')
+    }
+}
+
+struct Lines<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Self {
+        Lines { text, at: 0 }
+    }
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = Line<'a>;
+
+    fn next(&mut self) -> Option<Line<'a>> {
+        let bytes = self.text.as_bytes();
+        if self.at >= bytes.len() {
+            return None;
+        }
+        let start = self.at;
+        let end = memchr_newline(bytes, start);
+        self.at = end + 1;
+        let line = &self.text[start..end];
+        let content = line.trim_start_matches(' ');
+        let indent = line.len() - content.len();
+        Some(Line {
+            start,
+            end,
+            indent,
+            tab_indented: content.starts_with('\t'),
+            content,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +331,50 @@ mod tests {
             "<<: *base\n",
         ] {
             assert_eq!(sniff_kind(doc), Sniff::Unsure, "{doc:?}");
+        }
+    }
+
+    fn values_of(doc: &str) -> Option<(&str, &str)> {
+        helm_values_block(doc).map(|b| (&doc[b.key_end..b.end], &doc[b.content_start..b.end]))
+    }
+
+    #[test]
+    fn the_values_block_is_found_by_indentation() {
+        let doc = "kind: HelmRelease\nspec:\n  chart: {}\n  values: # free-form\n    a: 1\n\n    # c\n    b:\n      - x\n  # next\n  interval: 1h\n";
+        assert_eq!(
+            values_of(doc),
+            Some((
+                " # free-form\n    a: 1\n\n    # c\n    b:\n      - x",
+                "a: 1\n\n    # c\n    b:\n      - x"
+            ))
+        );
+        let last = "spec:\n    values:\n      a: |\n        x\n\n       y\nstatus: {}\n";
+        assert_eq!(
+            values_of(last).map(|v| v.1),
+            Some("a: |\n        x\n\n       y")
+        );
+        assert_eq!(
+            values_of("spec:\r\n  values:\r\n    a: 1\r\n").map(|v| v.1),
+            Some("a: 1\r")
+        );
+    }
+
+    #[test]
+    fn values_written_otherwise_are_left_to_the_parser() {
+        for doc in [
+            "spec:\n  values: {a: 1}\n",
+            "spec:\n  values: &v\n    a: 1\n",
+            "spec:\n  values:\n  - a\n",
+            "spec:\n  values:\n    - a\n",
+            "spec:\n  values:\n  next: 1\n",
+            "spec:\n  chart:\n    values:\n      a: 1\n",
+            "metadata:\n  values:\n    a: 1\n",
+            "spec:\n  values:\n\ta: 1\n",
+            "spec: {values: {a: 1}}\n",
+            "spec:\n  values:\n",
+            "spec:\n  values:#c\n    a: 1\n",
+        ] {
+            assert_eq!(values_of(doc), None, "{doc:?}");
         }
     }
 

@@ -32,16 +32,23 @@ impl Suppression {
 
 /// Finds every suppression comment of a file.
 pub fn parse(text: &str, lines: &LineIndex) -> Vec<Suppression> {
-    if !text.contains(MARKER) {
-        return Vec::new();
-    }
+    let bytes = text.as_bytes();
     let mut found = Vec::new();
-    for line_no in 1..=lines.line_count() {
-        let range = lines.line_range(text, line_no);
-        let line = &text[range.start..range.end];
-        let Some(marker_at) = line.find(MARKER) else {
-            continue;
+    let mut previous_line = None;
+    for at in memchr::memmem::find_iter(bytes, MARKER.as_bytes()) {
+        let line_start = memchr::memrchr(b'\n', &bytes[..at]).map_or(0, |i| i + 1);
+        if previous_line.replace(line_start) == Some(line_start) {
+            continue; // one suppression per line: the first marker
+        }
+        let line_end = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i);
+        let range = Span {
+            start: line_start,
+            // The marker is on the line, so it is not empty.
+            end: line_end - usize::from(bytes[line_end - 1] == b'\r'),
         };
+        let line = &text[range.start..range.end];
+        let marker_at = at - line_start;
+        let (line_no, _) = lines.position(text, line_start);
         let Some(hash_at) = line[..marker_at].rfind('#') else {
             continue;
         };
@@ -60,7 +67,7 @@ pub fn parse(text: &str, lines: &LineIndex) -> Vec<Suppression> {
             .map(str::to_owned)
             .collect();
         let target_line = if own_line {
-            next_content_line(text, lines, line_no)
+            next_content_line(&text[line_end..], line_no)
         } else {
             line_no
         };
@@ -78,14 +85,17 @@ pub fn parse(text: &str, lines: &LineIndex) -> Vec<Suppression> {
     found
 }
 
-fn next_content_line(text: &str, lines: &LineIndex, after: usize) -> usize {
-    (after + 1..=lines.line_count())
-        .find(|&n| {
-            let r = lines.line_range(text, n);
-            let t = text[r.start..r.end].trim();
+/// The number of the first line after `line_no` that is neither blank nor a comment, given
+/// the text from the end of line `line_no` on (else `line_no`).
+fn next_content_line(after: &str, line_no: usize) -> usize {
+    after
+        .split('\n')
+        .skip(1)
+        .position(|l| {
+            let t = l.trim();
             !t.is_empty() && !t.starts_with('#')
         })
-        .unwrap_or(after)
+        .map_or(line_no, |i| line_no + 1 + i)
 }
 
 #[cfg(test)]

@@ -286,10 +286,14 @@ impl<'a> ByteOffsets<'a> {
             .map_or(self.text.len(), |(b, _)| base + b)
     }
 
-    fn span(&self, span: &EventSpan, base: usize) -> Span {
+    fn span(&self, span: &EventSpan, base: usize, excision: Option<&Excision>) -> Span {
+        let original = |index| {
+            let offset = base + self.byte(index);
+            excision.map_or(offset, |e| e.original_offset(offset))
+        };
         Span {
-            start: base + self.byte(span.start.index()),
-            end: base + self.byte(span.end.index()),
+            start: original(span.start.index()),
+            end: original(span.end.index()),
         }
     }
 }
@@ -312,15 +316,47 @@ enum Frame {
 ///
 /// Streams: only one document's tree is alive at a time unless the callback keeps it.
 pub fn load_documents(text: &str, on_document: impl FnMut(Document)) -> Result<(), LoadError> {
-    load_documents_in(text, 0..text.len(), on_document)
+    load_documents_in(text, 0..text.len(), None, on_document)
+}
+
+/// A part of a text the parser is not to read (see [`crate::split::helm_values_block`]):
+/// it reads an empty mapping in its place, whose node spans the part's content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Excision {
+    /// Where the part starts (offsets into the whole text, like every span).
+    pub at: usize,
+    /// Where the replaced node's content starts.
+    pub content_start: usize,
+    pub end: usize,
+}
+
+/// What the parser reads instead of an excised part.
+const EXCISED: &str = " {}";
+
+impl Excision {
+    /// Maps an offset of the text with the part replaced back to the original text.
+    fn original_offset(&self, offset: usize) -> usize {
+        if offset >= self.at + EXCISED.len() {
+            offset - EXCISED.len() + (self.end - self.at)
+        } else if offset > self.at {
+            self.content_start
+        } else {
+            offset
+        }
+    }
 }
 
 /// Like [`load_documents`] for the part `range` of `text` (whole documents, as
 /// [`crate::split::documents`] cuts them); spans and errors stay offsets into `text`.
+///
+/// With an `excision` inside `range`, which must then hold one document, the parser skips
+/// that part; should the document not load so (an anchor defined in the part and used
+/// outside it), it is loaded whole.
 pub fn load_documents_in(
     text: &str,
     range: std::ops::Range<usize>,
-    mut on_document: impl FnMut(Document),
+    excision: Option<Excision>,
+    on_document: impl FnMut(Document),
 ) -> Result<(), LoadError> {
     let part = text.get(range.clone()).unwrap_or_default();
     // A byte-order mark is not content; skip it but keep offsets relative to the full text.
@@ -328,8 +364,34 @@ pub fn load_documents_in(
         Some(rest) => (rest, part.len() - rest.len()),
         None => (part, range.start),
     };
-    let offsets = ByteOffsets::new(body);
-    let mut parser = Parser::new_from_str(body);
+    if let Some(excision) = excision.filter(|e| base <= e.at && e.end <= base + body.len()) {
+        let (head, tail) = (&body[..excision.at - base], &body[excision.end - base..]);
+        let mut shortened = String::with_capacity(head.len() + EXCISED.len() + tail.len());
+        shortened.extend([head, EXCISED, tail]);
+        let mut documents = Vec::new();
+        if load_body(body, &shortened, base, Some(&excision), |d| {
+            documents.push(d)
+        })
+        .is_ok()
+        {
+            documents.into_iter().for_each(on_document);
+            return Ok(());
+        }
+    }
+    load_body(body, body, base, None, on_document)
+}
+
+/// Loads `parsed`, which is `body` (at offset `base` of the whole text) or `body` with
+/// `excision` applied; spans and quoted scalars are read against `body`.
+fn load_body(
+    body: &str,
+    parsed: &str,
+    base: usize,
+    excision: Option<&Excision>,
+    mut on_document: impl FnMut(Document),
+) -> Result<(), LoadError> {
+    let offsets = ByteOffsets::new(parsed);
+    let mut parser = Parser::new_from_str(parsed);
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     let mut alias_budget = MAX_ALIAS_NODES;
@@ -339,10 +401,13 @@ pub fn load_documents_in(
 
     while let Some(next) = parser.next_event() {
         let (event, event_span) = next.map_err(|e| LoadError {
-            offset: base + offsets.byte(e.marker().index()),
+            offset: {
+                let offset = base + offsets.byte(e.marker().index());
+                excision.map_or(offset, |x| x.original_offset(offset))
+            },
             message: e.info().to_owned(),
         })?;
-        let span = offsets.span(&event_span, base);
+        let span = offsets.span(&event_span, base, excision);
         let finished: Option<(Node, usize)> = match event {
             Event::StreamStart | Event::Nothing => None,
             Event::StreamEnd => break,
@@ -566,25 +631,49 @@ fn merge_keys(entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
 }
 
 /// Line and column (both 1-based; the column counts characters) of byte offsets.
+///
+/// It keeps how many line breaks precede each [`LINE_BLOCK`]-byte block rather than where
+/// every line starts: a large file has millions of lines and a report needs a few positions,
+/// so building it is one vectorised count and a lookup counts within one block.
 pub struct LineIndex {
-    line_starts: Vec<usize>,
+    /// Line breaks before each block, and the total as the last element.
+    breaks_before_block: Vec<usize>,
+}
+
+const LINE_BLOCK: usize = 4096;
+
+fn count_breaks(bytes: &[u8]) -> usize {
+    bytes.iter().map(|&b| usize::from(b == b'\n')).sum()
 }
 
 impl LineIndex {
     pub fn new(text: &str) -> Self {
-        let mut line_starts = vec![0];
-        line_starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
-        LineIndex { line_starts }
+        let mut breaks_before_block = Vec::with_capacity(text.len() / LINE_BLOCK + 2);
+        let mut breaks = 0;
+        for block in text.as_bytes().chunks(LINE_BLOCK) {
+            breaks_before_block.push(breaks);
+            breaks += count_breaks(block);
+        }
+        breaks_before_block.push(breaks);
+        LineIndex {
+            breaks_before_block,
+        }
     }
 
     /// `(line, column)`, 1-based.
     pub fn position(&self, text: &str, offset: usize) -> (usize, usize) {
-        let offset = offset.min(text.len());
-        let line = self
-            .line_starts
-            .partition_point(|&start| start <= offset)
-            .max(1);
-        let start = self.line_starts[line - 1];
+        let bytes = text.as_bytes();
+        let offset = offset.min(bytes.len());
+        let block = offset / LINE_BLOCK;
+        let before = self
+            .breaks_before_block
+            .get(block)
+            .or(self.breaks_before_block.last())
+            .copied()
+            .unwrap_or(0);
+        let block_start = (block * LINE_BLOCK).min(offset);
+        let line = before + count_breaks(&bytes[block_start..offset]) + 1;
+        let start = memchr::memrchr(b'\n', &bytes[..offset]).map_or(0, |i| i + 1);
         let prefix = text.get(start..offset).unwrap_or_default();
         // A byte-order mark is not a column.
         let prefix = if line == 1 {
@@ -595,36 +684,100 @@ impl LineIndex {
         (line, prefix.chars().count() + 1)
     }
 
+    /// Byte offset where a 1-based line starts (the text's length past the last line).
+    fn line_start(&self, text: &str, line: usize) -> usize {
+        let wanted = line.saturating_sub(1);
+        if wanted == 0 {
+            return 0;
+        }
+        let bytes = text.as_bytes();
+        // The last block with fewer than `wanted` breaks before it holds the break we want.
+        let block = self
+            .breaks_before_block
+            .partition_point(|&b| b < wanted)
+            .saturating_sub(1);
+        let mut seen = self.breaks_before_block.get(block).copied().unwrap_or(0);
+        let from = (block * LINE_BLOCK).min(bytes.len());
+        for i in memchr::memchr_iter(b'\n', &bytes[from..]) {
+            seen += 1;
+            if seen == wanted {
+                return from + i + 1;
+            }
+        }
+        bytes.len()
+    }
+
     /// Byte range of a 1-based line, without its line break.
     pub fn line_range(&self, text: &str, line: usize) -> Span {
-        let start = self
-            .line_starts
-            .get(line.wrapping_sub(1))
-            .copied()
-            .unwrap_or(text.len());
-        let end = self
-            .line_starts
-            .get(line)
-            .map_or(text.len(), |next| next - 1);
-        let end = if end > start && text.as_bytes().get(end - 1) == Some(&b'\r') {
+        let bytes = text.as_bytes();
+        let start = if line == 0 {
+            bytes.len()
+        } else {
+            self.line_start(text, line)
+        };
+        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+        let end = if end > start && bytes.get(end - 1) == Some(&b'\r') {
             end - 1
         } else {
             end
         };
-        Span {
-            start,
-            end: end.max(start),
-        }
+        Span { start, end }
     }
 
     pub fn line_count(&self) -> usize {
-        self.line_starts.len()
+        self.breaks_before_block.last().copied().unwrap_or(0) + 1
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_index_agrees_with_counting_lines_across_blocks() {
+        // Lines of every length up to past a block, CRLF and multi-byte characters among them.
+        let mut text = String::from("\u{feff}");
+        for i in 0..3_000 {
+            text.push_str(&"é".repeat(i % 7));
+            text.push_str(&"x".repeat((i * 37) % 5_000));
+            text.push_str(if i % 3 == 0 { "\r\n" } else { "\n" });
+        }
+        text.push_str("last");
+        let index = LineIndex::new(&text);
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        assert_eq!(index.line_count(), starts.len());
+        for (n, &start) in starts.iter().enumerate() {
+            let line = n + 1;
+            let end = starts.get(line).map_or(text.len(), |next| next - 1);
+            let end = end - usize::from(text[..end].ends_with('\r'));
+            assert_eq!(
+                index.line_range(&text, line),
+                Span { start, end },
+                "line {line}"
+            );
+            let column_of_end = text[start..end]
+                .trim_start_matches('\u{feff}')
+                .chars()
+                .count()
+                + 1;
+            assert_eq!(
+                index.position(&text, end),
+                (line, column_of_end),
+                "line {line}"
+            );
+        }
+        assert_eq!(index.position(&text, 0), (1, 1));
+        assert_eq!(
+            index.position(&text, 3),
+            (1, 1),
+            "after the byte-order mark"
+        );
+        assert_eq!(index.position(&text, usize::MAX), (starts.len(), 5));
+        assert_eq!(index.line_range(&text, starts.len() + 1).start, text.len());
+        assert_eq!(index.line_range(&text, 0).start, text.len());
+    }
 
     fn load(text: &str) -> Result<Vec<Document>, LoadError> {
         let mut docs = Vec::new();

@@ -140,6 +140,24 @@ fn documents_no_verdict_reads_are_not_parsed_when_linting() {
     );
 }
 
+#[test]
+fn helm_values_are_not_parsed_but_positions_after_them_hold() {
+    // The values block holds an unclosed flow sequence no rule would read; the reference after
+    // it is still found at its own line and column.
+    let text = "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {name: a, namespace: cluster-config}\nspec:\n  serviceAccountName: flux-applier\n  values:\n    image: {tag: \"1.0\"}\n    broken: [\n\n    # comment\n    list:\n      - é\n  chartRef: {kind: OCIRepository, name: a, namespace: flux-system}\n";
+    let outcome = lint_one("values.yaml", text.as_bytes());
+    assert_eq!(outcome.findings, strings(&["FF101@13:55"]));
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+}
+
+#[test]
+fn an_anchor_defined_in_helm_values_and_used_outside_still_loads() {
+    let text = "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {name: a, namespace: cluster-config}\nspec:\n  serviceAccountName: flux-applier\n  values:\n    ns: &ns flux-system\n  chartRef: {kind: OCIRepository, name: a, namespace: *ns}\n";
+    let outcome = lint_one("anchor.yaml", text.as_bytes());
+    assert_eq!(outcome.findings, strings(&["FF101@8:55"]));
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+}
+
 // ---------------------------------------------------------------- wrong types, unknown kinds
 
 #[test]
