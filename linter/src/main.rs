@@ -153,7 +153,7 @@ fn lint(args: LintArgs) -> anyhow::Result<ExitCode> {
     }
     let policy = load_policy(args.policy.as_deref(), inventory.root.as_deref())?;
     let report = fluxfence::lint(inventory, &policy);
-    print(&output::render(&report, args.format, args.show_unresolved))?;
+    print_report(&report, args.format, args.show_unresolved)?;
     let code = ExitCode::from(u8::try_from(report.exit_code()).unwrap_or(2));
     // The process ends here: freeing every tree and text one by one only delays the exit.
     std::mem::forget(report);
@@ -208,7 +208,7 @@ fn fix(args: LintArgs, flags: FixFlags, then_lint: bool) -> anyhow::Result<ExitC
         });
     }
     let report = fluxfence::lint(outcome.inventory, &policy);
-    print(&output::render(&report, args.format, args.show_unresolved))?;
+    print_report(&report, args.format, args.show_unresolved)?;
     let code = ExitCode::from(u8::try_from(report.exit_code()).unwrap_or(2));
     // The process ends here: freeing every tree and text one by one only delays the exit.
     std::mem::forget(report);
@@ -265,6 +265,19 @@ fn load_policy(explicit: Option<&Path>, root: Option<&Path>) -> anyhow::Result<P
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn print_report(
+    report: &fluxfence::Report,
+    format: Format,
+    show_unresolved: bool,
+) -> anyhow::Result<()> {
+    let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    match output::write(report, format, show_unresolved, &mut stdout).and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 fn print(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match stdout

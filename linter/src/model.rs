@@ -76,7 +76,7 @@ fn drop_values(root: &mut Node) {
         if key.as_scalar() == Some("values") {
             *value = Node {
                 value: Value::Scalar(crate::yaml::Scalar {
-                    text: String::new(),
+                    text: Box::default(),
                     plain: true,
                 }),
                 span: value.span,

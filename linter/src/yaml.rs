@@ -42,7 +42,8 @@ pub enum Value {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scalar {
-    pub text: String,
+    /// Boxed rather than a `String`: trees are many and never grow.
+    pub text: Box<str>,
     /// Plain (unquoted) scalars may mean null, booleans or numbers; quoted ones are strings.
     pub plain: bool,
 }
@@ -50,7 +51,10 @@ pub struct Scalar {
 impl Node {
     fn scalar(text: String, plain: bool, span: Span) -> Node {
         Node {
-            value: Value::Scalar(Scalar { text, plain }),
+            value: Value::Scalar(Scalar {
+                text: text.into_boxed_str(),
+                plain,
+            }),
             span,
         }
     }
@@ -80,7 +84,7 @@ impl Node {
     pub fn as_scalar(&self) -> Option<&str> {
         match &self.value {
             Value::Scalar(s) if s.is_null() => Some(""),
-            Value::Scalar(s) => Some(&s.text),
+            Value::Scalar(s) => Some(&*s.text),
             _ => None,
         }
     }
@@ -148,19 +152,19 @@ impl Node {
         let span = Span::default();
         let value = match value {
             J::Null => Value::Scalar(Scalar {
-                text: String::new(),
+                text: Box::default(),
                 plain: true,
             }),
             J::Bool(b) => Value::Scalar(Scalar {
-                text: b.to_string(),
+                text: b.to_string().into(),
                 plain: true,
             }),
             J::Number(n) => Value::Scalar(Scalar {
-                text: n.to_string(),
+                text: n.to_string().into(),
                 plain: true,
             }),
             J::String(s) => Value::Scalar(Scalar {
-                text: s.clone(),
+                text: s.as_str().into(),
                 plain: false,
             }),
             J::Array(items) => Value::Seq(
@@ -194,15 +198,15 @@ impl Node {
 
 impl Scalar {
     pub fn is_null(&self) -> bool {
-        self.plain && matches!(self.text.as_str(), "" | "~" | "null" | "Null" | "NULL")
+        self.plain && matches!(&*self.text, "" | "~" | "null" | "Null" | "NULL")
     }
 
     fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         if !self.plain {
-            return J::String(self.text.clone());
+            return J::String(self.text.to_string());
         }
-        match self.text.as_str() {
+        match &*self.text {
             "" | "~" | "null" | "Null" | "NULL" => J::Null,
             "true" | "True" | "TRUE" => J::Bool(true),
             "false" | "False" | "FALSE" => J::Bool(false),
@@ -603,7 +607,7 @@ fn duplicate_key(entries: &[(Node, Node)]) -> Option<&Node> {
 
 /// Expands `<<: *anchor` (and `<<: [*a, *b]`): merged entries never override explicit ones.
 fn merge_keys(entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
-    let is_merge = |k: &Node| matches!(&k.value, Value::Scalar(s) if s.plain && s.text == "<<");
+    let is_merge = |k: &Node| matches!(&k.value, Value::Scalar(s) if s.plain && &*s.text == "<<");
     if !entries.iter().any(|(k, _)| is_merge(k)) {
         return entries;
     }

@@ -22,6 +22,19 @@ pub enum Format {
     Github,
 }
 
+/// Writes the report to `out`; JSON is streamed, the other formats are rendered first.
+pub fn write(
+    report: &Report,
+    format: Format,
+    show_unresolved: bool,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    match format {
+        Format::Json => json::write(report, out),
+        _ => out.write_all(render(report, format, show_unresolved).as_bytes()),
+    }
+}
+
 pub fn render(report: &Report, format: Format, show_unresolved: bool) -> String {
     match format {
         Format::Text => text::render(report, show_unresolved),
