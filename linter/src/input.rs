@@ -111,6 +111,8 @@ struct Parsed {
     kustomize: Option<KustomizeFile>,
     errors: Vec<InputError>,
     crds: Vec<CrdDocument>,
+    /// CRD documents of a context file, parsed only if they define a judged kind.
+    deferred_crds: Vec<Range<usize>>,
 }
 
 impl Inventory {
@@ -232,7 +234,7 @@ impl Inventory {
     /// Parses a text in memory, every document of it, and adds it.
     fn add_parsed(&mut self, display: String, rel: PathBuf, text: String, reported: bool) {
         let prepared = prepare(display, rel, text, reported, Depth::Full);
-        let parsed = parse_documents(&prepared, &prepared.documents);
+        let parsed = parse_documents(&prepared, &prepared.documents, false);
         self.add(Some(prepared.file), parsed);
     }
 
@@ -386,13 +388,14 @@ fn load_files(
         }
     }
     let parsed = in_parallel(&batches, |(index, documents)| match &read[*index] {
-        Ok(prepared) => parse_documents(prepared, documents),
+        Ok(prepared) => parse_documents(prepared, documents, true),
         Err(_) => Parsed::default(),
     });
     let mut per_file: Vec<Parsed> = read.iter().map(|_| Parsed::default()).collect();
     for ((index, _), part) in batches.iter().zip(parsed) {
         per_file[*index].extend(part);
     }
+    parse_deferred_crds(&read, &mut per_file);
     read.into_iter()
         .zip(per_file)
         .map(|(prepared, mut parsed)| match prepared {
@@ -403,6 +406,35 @@ fn load_files(
             }
         })
         .collect()
+}
+
+/// Parses the deferred CRDs of context files that define a kind of a reported Flux object: a
+/// repository's vendored CRDs (`gotk-components.yaml` holds them all) are large, and a
+/// pre-commit run judges one or two kinds.
+fn parse_deferred_crds(read: &[Result<Prepared, InputError>], per_file: &mut [Parsed]) {
+    let needles: HashSet<String> = read
+        .iter()
+        .zip(per_file.iter())
+        .filter(|(prepared, _)| prepared.as_ref().is_ok_and(|p| p.file.reported))
+        .flat_map(|(_, parsed)| &parsed.resources)
+        .filter(|r| r.flux.is_some())
+        .map(|r| format!("kind: {}", r.kind))
+        .collect();
+    for (prepared, parsed) in read.iter().zip(per_file.iter_mut()) {
+        let Ok(prepared) = prepared else { continue };
+        let wanted: Vec<Range<usize>> = std::mem::take(&mut parsed.deferred_crds)
+            .into_iter()
+            .filter(|range| {
+                let document = prepared.file.text[range.clone()].as_bytes();
+                needles
+                    .iter()
+                    .any(|needle| memchr::memmem::find(document, needle.as_bytes()).is_some())
+            })
+            .collect();
+        if !wanted.is_empty() {
+            parsed.extend(parse_documents(prepared, &wanted, false));
+        }
+    }
 }
 
 /// Runs of consecutive documents of about [`BATCH_BYTES`].
@@ -583,14 +615,20 @@ fn prepare(display: String, rel: PathBuf, text: String, reported: bool, depth: D
 /// Helm values and the like are never parsed when linting, so their YAML errors are not
 /// reported either (`fluxfence fix` parses everything).
 fn worth_parsing(sniffed: Sniff<'_>, reported: bool) -> bool {
-    match sniffed {
-        Sniff::Unsure => true,
-        Sniff::NoKind => false,
-        Sniff::Kind(kind) if kind.ends_with("List") => true,
-        Sniff::Kind("ServiceAccount" | "CustomResourceDefinition" | "Kustomization") => true,
-        // Of a context file only what decides namespaces and service accounts counts.
-        Sniff::Kind(kind) => reported && FluxKind::from_name(kind).is_some(),
+    let (kind, api_version) = match sniffed {
+        Sniff::Unsure => return true,
+        Sniff::NoKind => return false,
+        Sniff::Object { kind, api_version } => (kind, api_version),
+    };
+    if kind.ends_with("List") || matches!(kind, "ServiceAccount" | "CustomResourceDefinition") {
+        return true;
     }
+    let flux = match api_version {
+        Some(api_version) => FluxKind::from_type(api_version, kind),
+        None => FluxKind::from_name(kind),
+    };
+    // Of a context file only what decides namespaces counts.
+    flux.is_some_and(|flux| reported || flux == FluxKind::Kustomization)
 }
 
 impl Parsed {
@@ -599,13 +637,16 @@ impl Parsed {
         self.kustomize = self.kustomize.take().or(other.kustomize);
         self.errors.extend(other.errors);
         self.crds.extend(other.crds);
+        self.deferred_crds.extend(other.deferred_crds);
     }
 }
 
 /// Parses some documents of a prepared file (when linting, only those [`worth_parsing`], and
 /// HelmReleases without their Helm values). A syntax error ends its document only: the
 /// documents after it are still read.
-fn parse_documents(prepared: &Prepared, documents: &[Range<usize>]) -> Parsed {
+///
+/// With `defer_crds`, the CRDs of a context file are set aside (see [`parse_deferred_crds`]).
+fn parse_documents(prepared: &Prepared, documents: &[Range<usize>], defer_crds: bool) -> Parsed {
     let file = &prepared.file;
     let text = file.text.as_str();
     let mut parsed = Parsed::default();
@@ -618,7 +659,15 @@ fn parse_documents(prepared: &Prepared, documents: &[Range<usize>]) -> Parsed {
             if !worth_parsing(sniffed, file.reported) {
                 continue;
             }
-            if sniffed == Sniff::Kind("HelmRelease") {
+            let kind = match sniffed {
+                Sniff::Object { kind, .. } => kind,
+                _ => "",
+            };
+            if defer_crds && !file.reported && kind == "CustomResourceDefinition" {
+                parsed.deferred_crds.push(range.clone());
+                continue;
+            }
+            if kind == "HelmRelease" {
                 excision = split::helm_values_block(document).map(|values| Excision {
                     at: range.start + values.key_end,
                     content_start: range.start + values.content_start,

@@ -44,8 +44,11 @@ fn memchr_newline(bytes: &[u8], from: usize) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sniff<'a> {
     /// A block mapping at column 0 with exactly one `kind:` key whose value is a one-line
-    /// plain or quoted word.
-    Kind(&'a str),
+    /// plain or quoted word, and its `apiVersion` when that is written the same simple way.
+    Object {
+        kind: &'a str,
+        api_version: Option<&'a str>,
+    },
     /// Comments only, or a block mapping at column 0 without a `kind` key: not an object.
     NoKind,
     /// Anything else (flow or JSON style, `kind` written another way, twice or not at all):
@@ -62,6 +65,7 @@ pub enum Sniff<'a> {
 pub fn sniff_kind(document: &str) -> Sniff<'_> {
     let bytes = document.as_bytes();
     let mut kind: Option<&str> = None;
+    let mut api_version: Option<Option<&str>> = None;
     let mut kind_line_end = None;
     let mut line_start = 0;
     while line_start < bytes.len() {
@@ -104,14 +108,36 @@ pub fn sniff_kind(document: &str) -> Sniff<'_> {
             if kind.is_some() {
                 return Sniff::Unsure;
             }
-            let Some(value) = one_word_value(rest) else {
+            let Some(value) = one_word_value(rest, |b| b.is_ascii_alphanumeric()) else {
                 return Sniff::Unsure;
             };
             kind = Some(value);
             kind_line_end = Some(line_end + 1);
+        } else if let Some(rest) = line.strip_prefix("apiVersion:") {
+            if api_version.is_some() {
+                return Sniff::Unsure;
+            }
+            // Written otherwise (or continued on the next line), it is only left unknown.
+            api_version = Some(
+                one_word_value(rest, |b| b.is_ascii_alphanumeric() || b"./-".contains(&b))
+                    .filter(|_| !continues(&document[line_end..])),
+            );
         }
     }
-    kind.map_or(Sniff::NoKind, Sniff::Kind)
+    kind.map_or(Sniff::NoKind, |kind| Sniff::Object {
+        kind,
+        api_version: api_version.flatten(),
+    })
+}
+
+/// Whether the text after a line's end continues that line's value (an indented line).
+fn continues(after: &str) -> bool {
+    after.split('\n').nth(1).is_some_and(|next| {
+        next.starts_with([' ', '\t']) && {
+            let content = next.trim_start_matches([' ', '\t']);
+            !(content.is_empty() || content.starts_with(['#', '\r']))
+        }
+    })
 }
 
 /// A column-0 line that starts a plain block-mapping key (`apiVersion:`, `metadata:`).
@@ -123,7 +149,7 @@ fn starts_plain_key(line: &str) -> bool {
 
 /// The value of `kind:` when it is one word, plain or quoted, optionally followed by a
 /// comment: `kind: HelmRelease`, `kind: "HelmRelease" # why`.
-fn one_word_value(rest: &str) -> Option<&str> {
+fn one_word_value(rest: &str, word_byte: impl Fn(u8) -> bool) -> Option<&str> {
     let rest = rest.trim_end_matches(['\r', ' ', '\t']);
     if !rest.starts_with([' ', '\t']) {
         return None;
@@ -135,7 +161,7 @@ fn one_word_value(rest: &str) -> Option<&str> {
     };
     let end = body
         .bytes()
-        .position(|b| !b.is_ascii_alphanumeric())
+        .position(|b| !word_byte(b))
         .unwrap_or(body.len());
     let (word, tail) = body.split_at(end);
     let tail = match quote {
@@ -298,16 +324,32 @@ mod tests {
 
     #[test]
     fn the_kind_line_is_read_in_its_plain_and_quoted_forms() {
+        let object = |kind, api_version| Sniff::Object { kind, api_version };
         let doc = "# header\napiVersion: apps/v1\nkind: Deployment # why\nmetadata:\n  kind: x\n";
-        assert_eq!(sniff_kind(doc), Sniff::Kind("Deployment"));
+        assert_eq!(sniff_kind(doc), object("Deployment", Some("apps/v1")));
         assert_eq!(
             sniff_kind("---\nkind: \"ConfigMap\"\r\n"),
-            Sniff::Kind("ConfigMap")
+            object("ConfigMap", None)
         );
         assert_eq!(
             sniff_kind("kind: 'Secret'\n\n  # c\nb: 1"),
-            Sniff::Kind("Secret")
+            object("Secret", None)
         );
+        let flux = "apiVersion: \"kustomize.toolkit.fluxcd.io/v1\"\r\nkind: Kustomization\r\n";
+        assert_eq!(
+            sniff_kind(flux),
+            object("Kustomization", Some("kustomize.toolkit.fluxcd.io/v1"))
+        );
+        // An apiVersion that is not one simple word is unknown, not a reason to give up.
+        for (doc, kind) in [
+            ("apiVersion: &v v1\nkind: Secret\n", "Secret"),
+            (
+                "apiVersion: kustomize.config.k8s.io/\n  v1beta1\nkind: Kustomization\n",
+                "Kustomization",
+            ),
+        ] {
+            assert_eq!(sniff_kind(doc), object(kind, None), "{doc:?}");
+        }
     }
 
     #[test]
@@ -315,6 +357,7 @@ mod tests {
         for doc in [
             "{\"kind\": \"Deployment\"}",
             "kind: Deployment\nkind: HelmRelease\n",
+            "apiVersion: v1\napiVersion: v2\nkind: Deployment\n",
             "kind: Helm\n  Release\n",
             "kind: !!str Deployment\n",
             "kind: &k Deployment\n",

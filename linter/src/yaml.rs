@@ -644,7 +644,7 @@ pub struct LineIndex {
     breaks_before_block: Vec<usize>,
 }
 
-const LINE_BLOCK: usize = 4096;
+const LINE_BLOCK: usize = 1024;
 
 fn count_breaks(bytes: &[u8]) -> usize {
     bytes.iter().map(|&b| usize::from(b == b'\n')).sum()

@@ -203,7 +203,7 @@ fn deep_block_nesting_is_an_error_not_a_stack_overflow() {
 #[test]
 fn deep_flow_nesting_is_an_error_not_a_stack_overflow() {
     let text = format!(
-        "apiVersion: v1\nkind: HelmRelease\nspec: {}\n",
+        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nspec: {}\n",
         "[".repeat(1_000_000)
     );
     let outcome = lint_one("deep.yaml", text.as_bytes());

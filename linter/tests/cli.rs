@@ -903,3 +903,49 @@ fn a_dot_slash_path_gets_its_context() {
     let run = run_in(repo.path(), &["lint", "./apps"]);
     assert_eq!(run.code, 1, "{}", run.stdout);
 }
+
+#[test]
+fn a_crd_elsewhere_in_the_repository_checks_the_one_file_linted() {
+    let repo = git_repo();
+    let crd = std::fs::read_to_string(
+        workspace().join("testdata/rules/FF001/fires-each-error-kind.yaml"),
+    )
+    .expect("fixture");
+    // The fixture's first document is the Kustomization CRD; a broken CRD of another kind
+    // beside it is never needed, so never parsed.
+    let crd_document = crd.split("\n---").nth(1).expect("a CRD document");
+    write(
+        repo.path(),
+        "crds/kustomization.yaml.crd.yaml",
+        crd_document,
+    );
+    write(
+        repo.path(),
+        "crds/other.yaml",
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nspec: {names: [\n",
+    );
+    write(
+        repo.path(),
+        "apps/ks.yaml",
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: a, namespace: cluster-config}\nspec:\n  serviceAccountName: flux-applier\n  interval: 10m\n  sourceRef: {kind: GitRepository, name: a}\n",
+    );
+    let run = run_in(repo.path(), &["lint", "--format", "json", "apps/ks.yaml"]);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let findings: Vec<String> = report["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .map(|d| format!("{} {}", d["code"], d["message"]))
+        .collect();
+    // The CRD found in crds/ requires `prune` and declares no `serviceAccountName`.
+    assert_eq!(
+        findings,
+        [
+            "\"FF001\" \"Kustomization/a: missing required field `spec.prune`\"",
+            "\"FF001\" \"Kustomization/a: unknown field `spec.serviceAccountName`\""
+        ],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(report["summary"]["inputErrors"], 0);
+}
