@@ -315,7 +315,8 @@ fn is_manifest(path: &Path) -> bool {
 /// Calls `found` for every manifest under `path` (or `path` itself when a file), in a stable
 /// order, skipping hidden entries (`.git`) and what `.gitignore` excludes.
 fn walk(path: &Path, found: &mut dyn FnMut(PathBuf)) {
-    if path.is_file() {
+    // A named file is read whatever it is: a pipe (`<(…)`, /dev/stdin) is input too.
+    if !path.is_dir() {
         found(path.to_path_buf());
         return;
     }
@@ -540,13 +541,21 @@ fn read_file(
 fn read_limited(path: &Path) -> std::io::Result<Result<Vec<u8>, u64>> {
     use std::io::Read as _;
     let file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
+    let metadata = file.metadata()?;
+    let len = metadata.len();
     if len > MAX_FILE_BYTES {
         return Ok(Err(len));
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0) + 1);
-    // `take` bounds files that grow while being read (or lie about their size, like /proc).
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    // A regular file is read up to the size it had when opened, without a last read to find
+    // the end (thousands of files: a system call each). Pipes and /proc files report no
+    // size: they are read to their end, bounded.
+    let limit = if metadata.is_file() && len > 0 {
+        len
+    } else {
+        MAX_FILE_BYTES + 1
+    };
+    file.take(limit).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Ok(Err(bytes.len() as u64));
     }

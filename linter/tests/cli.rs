@@ -299,6 +299,24 @@ fn exit_2_on_a_parse_error_even_with_violations_elsewhere() {
 // ---------------------------------------------------------------- stdin
 
 #[test]
+fn a_pipe_given_by_name_is_read_like_a_file() {
+    // `fluxfence lint <(kustomize build …)` names a pipe; it reports no size and is no regular
+    // file, and must not be passed over.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = run_stdin(
+        tmp.path(),
+        &["lint", "/dev/stdin"],
+        modern_seed().as_bytes(),
+    );
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("  --> /dev/stdin:16:20\n"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
 fn stdin_is_linted_as_one_file() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let run = run_stdin(tmp.path(), &["lint", "-"], modern_seed().as_bytes());
