@@ -1,11 +1,13 @@
-//! Cheap work before the YAML parser: cutting a stream into its documents and reading a
-//! document's top-level `kind:` line without parsing it.
+//! Cheap work before the YAML parser: cutting a stream into its documents, reading a
+//! document's top-level `apiVersion:` and `kind:` lines, and finding a HelmRelease's Helm
+//! values, all without parsing.
 //!
-//! Both let the linter spend the parser only where a verdict can come from. A `---` line at
+//! They let the linter spend the parser only where a verdict can come from. A `---` line at
 //! column 0 always starts a new document (YAML forbids it inside any scalar), so documents can
 //! be parsed apart, on several threads. Most documents of a repository are Deployments,
 //! ConfigMaps, dashboards and the like, which no tenancy rule reads: when a document's kind
-//! can be read off its lines with certainty, such a document is not parsed at all.
+//! can be read off its lines with certainty, such a document is not parsed at all. Every
+//! answer here errs towards parsing: when in doubt, the parser decides.
 
 use std::ops::Range;
 
@@ -56,7 +58,7 @@ pub enum Sniff<'a> {
     Unsure,
 }
 
-/// Reads the top-level `kind:` of a document from its lines.
+/// Reads the top-level `kind:` (and `apiVersion:`) of a document from its lines.
 ///
 /// Every column-0 line of a document whose root is a block mapping is one of its keys (or a
 /// comment or marker), so a single `kind: Word` line there is the document's kind. Lines that
