@@ -419,23 +419,33 @@ fn parse_deferred_crds(read: &[Result<Prepared, InputError>], per_file: &mut [Pa
         .filter(|(prepared, _)| prepared.as_ref().is_ok_and(|p| p.file.reported))
         .flat_map(|(_, parsed)| &parsed.resources)
         .filter(|r| r.flux.is_some())
-        .map(|r| format!("kind: {}", r.kind))
+        .map(|r| r.kind.clone())
         .collect();
     for (prepared, parsed) in read.iter().zip(per_file.iter_mut()) {
         let Ok(prepared) = prepared else { continue };
         let wanted: Vec<Range<usize>> = std::mem::take(&mut parsed.deferred_crds)
             .into_iter()
             .filter(|range| {
-                let document = prepared.file.text[range.clone()].as_bytes();
-                needles
-                    .iter()
-                    .any(|needle| memchr::memmem::find(document, needle.as_bytes()).is_some())
+                let document = &prepared.file.text[range.clone()];
+                needles.iter().any(|kind| has_kind_line(document, kind))
             })
             .collect();
         if !wanted.is_empty() {
             parsed.extend(parse_documents(prepared, &wanted, false));
         }
     }
+}
+
+/// Whether some line of `document` reads `kind: <kind>`, however spaced or quoted (a CRD
+/// declares its kind under `spec.names` so).
+fn has_kind_line(document: &str, kind: &str) -> bool {
+    memchr::memmem::find_iter(document.as_bytes(), kind.as_bytes()).any(|at| {
+        let line_start = document[..at].rfind('\n').map_or(0, |i| i + 1);
+        let before = document[line_start..at].trim_end_matches(['"', '\'']);
+        let after = document[at + kind.len()..].trim_start_matches(['"', '\'']);
+        before.trim() == "kind:"
+            && (after.is_empty() || after.starts_with([' ', '\t', '\r', '\n', '#']))
+    })
 }
 
 /// Runs of consecutive documents of about [`BATCH_BYTES`].
@@ -771,4 +781,28 @@ fn collect_resources(root: Node, doc_start: usize, out: &mut Vec<Resource>, crds
         span,
         header,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kind_line_is_found_however_spaced_or_quoted() {
+        for document in [
+            "spec:\n  names:\n    kind: HelmRelease\n",
+            "names: {plural: x}\n    kind:  \"HelmRelease\" # why\n",
+            "kind: 'HelmRelease'",
+        ] {
+            assert!(has_kind_line(document, "HelmRelease"), "{document:?}");
+        }
+        for document in [
+            "listKind: HelmReleaseList\n",
+            "    kind: HelmReleaseList\n",
+            "description: the kind: HelmRelease of it\n",
+            "enum: [HelmRelease]\n",
+        ] {
+            assert!(!has_kind_line(document, "HelmRelease"), "{document:?}");
+        }
+    }
 }
