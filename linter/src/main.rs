@@ -152,8 +152,12 @@ fn lint(args: LintArgs) -> anyhow::Result<ExitCode> {
         inventory.load_crds(dir);
     }
     let policy = load_policy(args.policy.as_deref(), inventory.root.as_deref())?;
-    let report = fluxfence::lint(inventory, &policy);
-    print_report(&report, args.format, args.show_unresolved)?;
+    finish(fluxfence::lint(inventory, &policy), &args)
+}
+
+/// Prints the report and gives the exit code: what `lint` and `lint --fix` end with.
+fn finish(report: fluxfence::Report, args: &LintArgs) -> anyhow::Result<ExitCode> {
+    to_stdout(|out| output::write(&report, args.format, args.show_unresolved, out))?;
     let code = ExitCode::from(u8::try_from(report.exit_code()).unwrap_or(2));
     // The process ends here: freeing every tree and text one by one only delays the exit.
     std::mem::forget(report);
@@ -162,10 +166,6 @@ fn lint(args: LintArgs) -> anyhow::Result<ExitCode> {
 
 /// `fix`, or `lint --fix` (`then_lint`): fix, write (or diff), then report what is left.
 fn fix(args: LintArgs, flags: FixFlags, then_lint: bool) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        !args.paths.iter().any(|p| p == Path::new("-")),
-        "fix works on files; stdin (`-`) cannot be rewritten"
-    );
     let inventory = read_input_for_fix(&args.paths)?;
     let policy = load_policy(args.policy.as_deref(), inventory.root.as_deref())?;
     if !inventory.errors.is_empty() {
@@ -207,12 +207,7 @@ fn fix(args: LintArgs, flags: FixFlags, then_lint: bool) -> anyhow::Result<ExitC
             ExitCode::SUCCESS
         });
     }
-    let report = fluxfence::lint(outcome.inventory, &policy);
-    print_report(&report, args.format, args.show_unresolved)?;
-    let code = ExitCode::from(u8::try_from(report.exit_code()).unwrap_or(2));
-    // The process ends here: freeing every tree and text one by one only delays the exit.
-    std::mem::forget(report);
-    Ok(code)
+    finish(fluxfence::lint(outcome.inventory, &policy), &args)
 }
 
 fn read_input_for_fix(paths: &[PathBuf]) -> anyhow::Result<Inventory> {
@@ -220,20 +215,20 @@ fn read_input_for_fix(paths: &[PathBuf]) -> anyhow::Result<Inventory> {
         !paths.iter().any(|p| p == Path::new("-")),
         "fix works on files; stdin (`-`) cannot be rewritten"
     );
-    let paths = if paths.is_empty() {
+    Ok(Inventory::load_for_fix(&or_current_dir(paths)))
+}
+
+/// The paths given, or the current directory when none are.
+fn or_current_dir(paths: &[PathBuf]) -> Vec<PathBuf> {
+    if paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
         paths.to_vec()
-    };
-    Ok(Inventory::load_for_fix(&paths))
+    }
 }
 
 fn read_input(paths: &[PathBuf]) -> anyhow::Result<Inventory> {
-    let paths = if paths.is_empty() {
-        vec![PathBuf::from(".")]
-    } else {
-        paths.to_vec()
-    };
+    let paths = or_current_dir(paths);
     if !paths.iter().any(|p| p == Path::new("-")) {
         return Ok(Inventory::load(&paths));
     }
@@ -264,26 +259,14 @@ fn load_policy(explicit: Option<&Path>, root: Option<&Path>) -> anyhow::Result<P
     }
 }
 
-/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
-fn print_report(
-    report: &fluxfence::Report,
-    format: Format,
-    show_unresolved: bool,
-) -> anyhow::Result<()> {
-    let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    match output::write(report, format, show_unresolved, &mut stdout).and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
-    }
+fn print(text: &str) -> anyhow::Result<()> {
+    to_stdout(|out| out.write_all(text.as_bytes()))
 }
 
-fn print(text: &str) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+/// Runs `write` on a buffered stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn to_stdout(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> anyhow::Result<()> {
+    let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    match write(&mut stdout).and_then(|()| stdout.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }
