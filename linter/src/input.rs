@@ -11,7 +11,7 @@ use crate::kustomize::{self, KustomizeFile};
 use crate::model::FluxObject;
 use crate::split::{self, Sniff};
 use crate::suppress::{self, Suppression};
-use crate::yaml::{self, Excision, LineIndex, Node, Span};
+use crate::yaml::{self, LineIndex, Node, Span};
 
 /// Largest file read (bytes). Larger files are reported, not read: no Kubernetes manifest
 /// comes near it, and it bounds memory.
@@ -427,25 +427,15 @@ fn parse_deferred_crds(read: &[Result<Prepared, InputError>], per_file: &mut [Pa
             .into_iter()
             .filter(|range| {
                 let document = &prepared.file.text[range.clone()];
-                needles.iter().any(|kind| has_kind_line(document, kind))
+                needles
+                    .iter()
+                    .any(|kind| split::has_kind_line(document, kind))
             })
             .collect();
         if !wanted.is_empty() {
             parsed.extend(parse_documents(prepared, &wanted, false));
         }
     }
-}
-
-/// Whether some line of `document` reads `kind: <kind>`, however spaced or quoted (a CRD
-/// declares its kind under `spec.names` so).
-fn has_kind_line(document: &str, kind: &str) -> bool {
-    memchr::memmem::find_iter(document.as_bytes(), kind.as_bytes()).any(|at| {
-        let line_start = document[..at].rfind('\n').map_or(0, |i| i + 1);
-        let before = document[line_start..at].trim_end_matches(['"', '\'']);
-        let after = document[at + kind.len()..].trim_start_matches(['"', '\'']);
-        before.trim() == "kind:"
-            && (after.is_empty() || after.starts_with([' ', '\t', '\r', '\n', '#']))
-    })
 }
 
 /// Runs of consecutive documents of about [`BATCH_BYTES`].
@@ -687,11 +677,7 @@ fn parse_documents(prepared: &Prepared, documents: &[Range<usize>], defer_crds: 
                 continue;
             }
             if kind == "HelmRelease" {
-                excision = split::helm_values_block(document).map(|values| Excision {
-                    at: range.start + values.key_end,
-                    content_start: range.start + values.content_start,
-                    end: range.start + values.end,
-                });
+                excision = split::helm_values_block(document).map(|v| v.shifted(range.start));
             }
         }
         let loaded = yaml::load_documents_in(text, range.clone(), excision, |doc| {
@@ -781,28 +767,4 @@ fn collect_resources(root: Node, doc_start: usize, out: &mut Vec<Resource>, crds
         span,
         header,
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_kind_line_is_found_however_spaced_or_quoted() {
-        for document in [
-            "spec:\n  names:\n    kind: HelmRelease\n",
-            "names: {plural: x}\n    kind:  \"HelmRelease\" # why\n",
-            "kind: 'HelmRelease'",
-        ] {
-            assert!(has_kind_line(document, "HelmRelease"), "{document:?}");
-        }
-        for document in [
-            "listKind: HelmReleaseList\n",
-            "    kind: HelmReleaseList\n",
-            "description: the kind: HelmRelease of it\n",
-            "enum: [HelmRelease]\n",
-        ] {
-            assert!(!has_kind_line(document, "HelmRelease"), "{document:?}");
-        }
-    }
 }

@@ -11,6 +11,8 @@
 
 use std::ops::Range;
 
+use crate::yaml::Excision;
+
 /// Byte ranges of the documents of `text`, in order, covering it whole: each starts at its
 /// `---` line (the first at 0). A stream with a `%` directive stays one range: a directive
 /// belongs to the document after it, which the cut would separate it from.
@@ -175,27 +177,32 @@ fn one_word_value(rest: &str, word_byte: impl Fn(u8) -> bool) -> Option<&str> {
     (!word.is_empty() && tail_ok).then_some(word)
 }
 
-/// Where a HelmRelease's `spec.values` block lies, so the parser can leave it out.
+/// Whether some line of `document` reads `kind: <kind>`, however spaced or quoted (a CRD
+/// declares its kind under `spec.names` so).
+pub fn has_kind_line(document: &str, kind: &str) -> bool {
+    memchr::memmem::find_iter(document.as_bytes(), kind.as_bytes()).any(|at| {
+        let line_start = document[..at].rfind('\n').map_or(0, |i| i + 1);
+        let before = document[line_start..at].trim_end_matches(['"', '\'']);
+        let after = document[at + kind.len()..].trim_start_matches(['"', '\'']);
+        before.trim() == "kind:"
+            && (after.is_empty() || after.starts_with([' ', '\t', '\r', '\n', '#']))
+    })
+}
+
+/// Where a HelmRelease's `spec.values` block lies, as an [`Excision`] so the parser can leave
+/// it out: from just after `values:` to the end of the block's last line (its line break
+/// excluded), the content starting on the first line after the key. Offsets are relative to
+/// `document`.
 ///
 /// Helm values are most of a repository's HelmRelease bytes, and no rule reads them: the CRD
 /// declares them free-form (`x-kubernetes-preserve-unknown-fields`). The block is found by
 /// indentation: `values:` alone on its line at the indentation of `spec`'s keys, followed by
-/// lines indented deeper. Offsets are relative to `document`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ValuesBlock {
-    /// Just after `values:`.
-    pub key_end: usize,
-    /// The first byte of the block's first line's content.
-    pub content_start: usize,
-    /// The end of its last line (its line break excluded).
-    pub end: usize,
-}
-
-pub fn helm_values_block(document: &str) -> Option<ValuesBlock> {
+/// lines indented deeper.
+pub fn helm_values_block(document: &str) -> Option<Excision> {
     let mut lines = Lines::new(document);
     lines.find(|l| l.indent == 0 && is_key_line(l.content, "spec"))?;
     let mut spec_indent = None;
-    let mut block: Option<ValuesBlock> = None;
+    let mut block: Option<Excision> = None;
     for line in lines {
         if line.blank_or_comment() {
             continue;
@@ -222,8 +229,8 @@ pub fn helm_values_block(document: &str) -> Option<ValuesBlock> {
             return None;
         }
         if line.indent == indent && is_key_line(line.content, "values") {
-            block = Some(ValuesBlock {
-                key_end: line.start + indent + "values:".len(),
+            block = Some(Excision {
+                at: line.start + indent + "values:".len(),
                 content_start: 0,
                 end: 0,
             });
@@ -380,7 +387,7 @@ mod tests {
     }
 
     fn values_of(doc: &str) -> Option<(&str, &str)> {
-        helm_values_block(doc).map(|b| (&doc[b.key_end..b.end], &doc[b.content_start..b.end]))
+        helm_values_block(doc).map(|b| (&doc[b.at..b.end], &doc[b.content_start..b.end]))
     }
 
     #[test]
@@ -427,6 +434,25 @@ mod tests {
     fn a_block_mapping_without_kind_and_a_comment_are_no_objects() {
         for doc in ["", "# only\n\n", "---\n", "image:\n  kind: x\nkinds: [a]\n"] {
             assert_eq!(sniff_kind(doc), Sniff::NoKind, "{doc:?}");
+        }
+    }
+
+    #[test]
+    fn a_kind_line_is_found_however_spaced_or_quoted() {
+        for document in [
+            "spec:\n  names:\n    kind: HelmRelease\n",
+            "names: {plural: x}\n    kind:  \"HelmRelease\" # why\n",
+            "kind: 'HelmRelease'",
+        ] {
+            assert!(has_kind_line(document, "HelmRelease"), "{document:?}");
+        }
+        for document in [
+            "listKind: HelmReleaseList\n",
+            "    kind: HelmReleaseList\n",
+            "description: the kind: HelmRelease of it\n",
+            "enum: [HelmRelease]\n",
+        ] {
+            assert!(!has_kind_line(document, "HelmRelease"), "{document:?}");
         }
     }
 }

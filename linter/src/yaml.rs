@@ -248,18 +248,21 @@ pub struct LoadError {
     pub message: String,
 }
 
-/// Maps the parser's character indices to byte offsets without a per-character table:
-/// a checkpoint every [`CHECKPOINT`] characters, then a short walk.
+/// Maps the parser's character indices in `text` to byte offsets of the whole original text
+/// (`text` starts at `base` of it, and may have an excision applied) without a per-character
+/// table: a checkpoint every [`CHECKPOINT`] characters, then a short walk.
 struct ByteOffsets<'a> {
     text: &'a str,
     ascii: bool,
     checkpoints: Vec<usize>,
+    base: usize,
+    excision: Option<&'a Excision>,
 }
 
 const CHECKPOINT: usize = 64;
 
 impl<'a> ByteOffsets<'a> {
-    fn new(text: &'a str) -> Self {
+    fn new(text: &'a str, base: usize, excision: Option<&'a Excision>) -> Self {
         let ascii = text.is_ascii();
         let checkpoints = if ascii {
             Vec::new()
@@ -273,6 +276,8 @@ impl<'a> ByteOffsets<'a> {
             text,
             ascii,
             checkpoints,
+            base,
+            excision,
         }
     }
 
@@ -290,14 +295,16 @@ impl<'a> ByteOffsets<'a> {
             .map_or(self.text.len(), |(b, _)| base + b)
     }
 
-    fn span(&self, span: &EventSpan, base: usize, excision: Option<&Excision>) -> Span {
-        let original = |index| {
-            let offset = base + self.byte(index);
-            excision.map_or(offset, |e| e.original_offset(offset))
-        };
+    /// The offset in the original text of the character at `char_index`.
+    fn offset(&self, char_index: usize) -> usize {
+        let offset = self.base + self.byte(char_index);
+        self.excision.map_or(offset, |e| e.original_offset(offset))
+    }
+
+    fn span(&self, span: &EventSpan) -> Span {
         Span {
-            start: original(span.start.index()),
-            end: original(span.end.index()),
+            start: self.offset(span.start.index()),
+            end: self.offset(span.end.index()),
         }
     }
 }
@@ -327,7 +334,8 @@ pub fn load_documents(text: &str, on_document: impl FnMut(Document)) -> Result<(
 /// it reads an empty mapping in its place, whose node spans the part's content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Excision {
-    /// Where the part starts (offsets into the whole text, like every span).
+    /// Where the part starts; like `content_start` and `end`, an offset into the text handed
+    /// to [`load_documents_in`] (see [`Excision::shifted`]).
     pub at: usize,
     /// Where the replaced node's content starts.
     pub content_start: usize,
@@ -338,6 +346,15 @@ pub struct Excision {
 const EXCISED: &str = " {}";
 
 impl Excision {
+    /// The same part, for offsets counted from `base` earlier (a document's to its file's).
+    pub fn shifted(self, base: usize) -> Excision {
+        Excision {
+            at: base + self.at,
+            content_start: base + self.content_start,
+            end: base + self.end,
+        }
+    }
+
     /// Maps an offset of the text with the part replaced back to the original text.
     fn original_offset(&self, offset: usize) -> usize {
         if offset >= self.at + EXCISED.len() {
@@ -394,7 +411,7 @@ fn load_body(
     excision: Option<&Excision>,
     mut on_document: impl FnMut(Document),
 ) -> Result<(), LoadError> {
-    let offsets = ByteOffsets::new(parsed);
+    let offsets = ByteOffsets::new(parsed, base, excision);
     let mut parser = Parser::new_from_str(parsed);
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
@@ -405,13 +422,10 @@ fn load_body(
 
     while let Some(next) = parser.next_event() {
         let (event, event_span) = next.map_err(|e| LoadError {
-            offset: {
-                let offset = base + offsets.byte(e.marker().index());
-                excision.map_or(offset, |x| x.original_offset(offset))
-            },
+            offset: offsets.offset(e.marker().index()),
             message: e.info().to_owned(),
         })?;
-        let span = offsets.span(&event_span, base, excision);
+        let span = offsets.span(&event_span);
         let finished: Option<(Node, usize)> = match event {
             Event::StreamStart | Event::Nothing => None,
             Event::StreamEnd => break,
