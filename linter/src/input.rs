@@ -11,6 +11,7 @@ use crate::kustomize::{self, KustomizeFile};
 use crate::model::FluxObject;
 use crate::split::{self, Sniff};
 use crate::suppress::{self, Suppression};
+use crate::walk;
 use crate::yaml::{self, LineIndex, Node, Span};
 
 /// Largest file read (bytes). Larger files are reported, not read: no Kubernetes manifest
@@ -136,38 +137,32 @@ impl Inventory {
             skipped_documents: depth == Depth::Verdicts,
             ..Inventory::default()
         };
-        let mut wanted: Vec<(PathBuf, bool)> = Vec::new();
+        let mut read: Vec<Result<Prepared, InputError>> = Vec::new();
         for path in paths {
-            if !path.exists() {
+            if path.exists() {
+                read_path(path, root.as_deref(), true, depth, &|_| false, &mut read);
+            } else {
                 inventory.errors.push(InputError {
                     file: path.display().to_string(),
                     line: 0,
                     column: 0,
                     message: "no such file or directory".into(),
                 });
-                continue;
             }
-            walk(path, &mut |p| wanted.push((p, true)));
         }
         if let Some(root) = root.as_ref().filter(|r| r.join(".git").exists()) {
             let given: Vec<PathBuf> = paths.iter().filter_map(|p| p.canonicalize().ok()).collect();
             let covers_root = given
                 .iter()
                 .any(|g| root.canonicalize().is_ok_and(|r| &r == g));
-            let canonical_root = root.canonicalize().unwrap_or_else(|_| root.clone());
             if !covers_root {
-                walk(root, &mut |p| {
-                    // Walked paths are under `root`: rebase instead of a system call per file.
-                    let canonical = p
-                        .strip_prefix(root)
-                        .map_or_else(|_| p.clone(), |rel| canonical_root.join(rel));
-                    if !given.iter().any(|g| canonical.starts_with(g)) {
-                        wanted.push((p, false));
-                    }
-                });
+                // The walk sees canonical paths. A given file or directory was read above, as
+                // reported: it is left out here, and not entered.
+                let is_given = |p: &Path| given.iter().any(|g| g == p);
+                read_path(root, Some(root), false, depth, &is_given, &mut read);
             }
         }
-        for (file, parsed) in load_files(&wanted, root.as_deref(), depth) {
+        for (file, parsed) in load_files(read) {
             inventory.add(file, parsed);
         }
         inventory
@@ -270,9 +265,9 @@ impl Inventory {
             });
             return;
         }
-        let mut paths = Vec::new();
-        walk(dir, &mut |p| paths.push((p, false)));
-        for (_, parsed) in load_files(&paths, None, Depth::Full) {
+        let mut read = Vec::new();
+        read_path(dir, None, false, Depth::Full, &|_| false, &mut read);
+        for (_, parsed) in load_files(read) {
             self.errors.extend(parsed.errors);
             self.crds
                 .extend(parsed.crds.into_iter().map(|crd| CrdDocument {
@@ -307,54 +302,32 @@ fn repository_root(path: &Path) -> PathBuf {
     start
 }
 
-fn is_manifest(path: &Path) -> bool {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    matches!(ext, "yaml" | "yml" | "json") || kustomize::is_kustomization_file(path)
-}
-
-/// Calls `found` for every manifest under `path` (or `path` itself when a file), in a stable
-/// order, skipping hidden entries (`.git`) and what `.gitignore` excludes.
-fn walk(path: &Path, found: &mut dyn FnMut(PathBuf)) {
-    // A named file is read whatever it is: a pipe (`<(…)`, /dev/stdin) is input too.
+/// Reads `path`, a file or the manifests under a directory (see [`walk::manifests`]), into
+/// `read`. A named file is read whatever it is: a pipe (`<(…)`, /dev/stdin) is input too.
+fn read_path(
+    path: &Path,
+    root: Option<&Path>,
+    reported: bool,
+    depth: Depth,
+    skip: &(dyn Fn(&Path) -> bool + Sync),
+    read: &mut Vec<Result<Prepared, InputError>>,
+) {
     if !path.is_dir() {
-        found(path.to_path_buf());
+        read.push(read_file(path, root, reported, depth));
         return;
     }
-    // Only `.gitignore` (and `.git/info/exclude`) decide: not ripgrep's `.ignore` files, nor the
-    // user's global excludes file, which would make results differ between a laptop and CI.
-    let walker = ignore::WalkBuilder::new(path)
-        .require_git(false)
-        .ignore(false)
-        .git_global(false)
-        .threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .filter_entry(|entry| !is_helm_templates_dir(entry.path()))
-        .build_parallel();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    walker.run(|| {
-        let sender = sender.clone();
-        Box::new(move |entry| {
-            if let Ok(entry) = entry {
-                if entry.file_type().is_some_and(|t| t.is_file()) && is_manifest(entry.path()) {
-                    // The receiver outlives the walk: sending cannot fail.
-                    let _ = sender.send(entry.into_path());
-                }
-            }
-            ignore::WalkState::Continue
-        })
+    let walked = walk::manifests(path, root, skip, &|file| {
+        read_file(file, root, reported, depth)
     });
-    drop(sender);
-    let mut paths: Vec<PathBuf> = receiver.into_iter().collect();
-    // Paths compare component by component: the order of a depth-first walk by name.
-    paths.sort_unstable();
-    paths.into_iter().for_each(found);
-}
-
-/// Helm chart templates are Go templates, not manifests: skip a chart's `templates/` directory.
-fn is_helm_templates_dir(path: &Path) -> bool {
-    path.file_name().is_some_and(|n| n == "templates")
-        && path
-            .parent()
-            .is_some_and(|chart| chart.join("Chart.yaml").is_file())
+    read.extend(walked.unlisted.into_iter().map(|(dir, error)| {
+        Err(InputError {
+            file: dir.display().to_string(),
+            line: 0,
+            column: 0,
+            message: format!("cannot list directory: {error}"),
+        })
+    }));
+    read.extend(walked.files.into_iter().map(|(_, prepared)| prepared));
 }
 
 /// How much of the input the parser reads.
@@ -372,16 +345,9 @@ enum Depth {
 /// while the hand-out stays negligible next to the parse.
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// Reads, indexes and parses `paths` (each with whether it is reported on) on every core.
-/// Results come in the order of `paths`; a file that could not be read has no `SourceFile`.
-fn load_files(
-    paths: &[(PathBuf, bool)],
-    root: Option<&Path>,
-    depth: Depth,
-) -> Vec<(Option<SourceFile>, Parsed)> {
-    let read = in_parallel(paths, |(path, reported)| {
-        read_file(path, root, *reported, depth)
-    });
+/// Parses files read and indexed (or the errors reading them) on every core. Results come in
+/// the order given; a file that could not be read has no `SourceFile`.
+fn load_files(read: Vec<Result<Prepared, InputError>>) -> Vec<(Option<SourceFile>, Parsed)> {
     let mut batches: Vec<(usize, &[Range<usize>])> = Vec::new();
     for (index, prepared) in read.iter().enumerate() {
         if let Ok(prepared) = prepared {

@@ -19,6 +19,7 @@ pub mod rules;
 pub mod schema;
 pub mod split;
 pub mod suppress;
+pub mod walk;
 pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Finding, Severity};

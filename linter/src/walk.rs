@@ -1,0 +1,371 @@
+//! Finding manifests under a directory.
+//!
+//! Directories are listed on every core, and each manifest is handed to a visitor on the thread
+//! that listed it, so reading files overlaps listing directories. Hidden entries (`.git`), Helm
+//! chart `templates/` (Go templates, not manifests) and what `.gitignore` excludes are skipped.
+//! Only `.gitignore` files and `.git/info/exclude` decide, as Git does: a `.gitignore` is read
+//! only where a listing shows one, and the user's global excludes file is not read, so results
+//! do not differ between a laptop and CI. Symbolic links are not followed.
+
+use std::ffi::OsString;
+use std::fs::FileType;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+use ignore::Match;
+use ignore::gitignore::Gitignore;
+
+use crate::kustomize;
+
+/// What a walk found: files with what the visitor made of them, sorted by path, and the
+/// directories that could not be listed.
+pub struct Walked<T> {
+    pub files: Vec<(PathBuf, T)>,
+    pub unlisted: Vec<(PathBuf, std::io::Error)>,
+}
+
+/// Whether a walk reads a file: YAML, JSON, and kustomize's extension-less `Kustomization`.
+pub fn is_manifest(path: &Path) -> bool {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    matches!(ext, "yaml" | "yml" | "json") || kustomize::is_kustomization_file(path)
+}
+
+/// Walks `start` (a directory) and calls `visit` on each manifest under it, with the path
+/// spelled as `start` is. `repository_root` is where `.gitignore` files start to apply (the
+/// ancestors of `start` up to it count). `skip` sees canonical paths, and a directory it
+/// skips is not entered.
+pub fn manifests<T: Send>(
+    start: &Path,
+    repository_root: Option<&Path>,
+    skip: &(dyn Fn(&Path) -> bool + Sync),
+    visit: &(dyn Fn(&Path) -> T + Sync),
+) -> Walked<T> {
+    // Walked paths are absolute and canonical so that `.gitignore` patterns and `skip` see one
+    // spelling; what is reported and opened is the user's spelling.
+    let absolute = match start.canonicalize() {
+        Ok(absolute) => absolute,
+        Err(error) => {
+            return Walked {
+                files: Vec::new(),
+                unlisted: vec![(start.to_path_buf(), error)],
+            };
+        }
+    };
+    let walk = Walk {
+        start,
+        absolute: &absolute,
+        skip,
+        visit,
+        queue: Mutex::new(Queue {
+            jobs: vec![Job {
+                dir: absolute.clone(),
+                rules: inherited_rules(&absolute, repository_root),
+            }],
+            listing: 0,
+        }),
+        changed: Condvar::new(),
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut walked = Walked {
+        files: Vec::new(),
+        unlisted: Vec::new(),
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(|| walk.work())).collect();
+        for handle in handles {
+            let done = handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            walked.files.extend(done.files);
+            walked.unlisted.extend(done.unlisted);
+        }
+    });
+    // Paths compare component by component: the order of a depth-first walk by name.
+    walked.files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    walked.unlisted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    walked
+}
+
+/// The `.gitignore` rules in force in a directory: its own, then its parent's, and so on up to
+/// `.git/info/exclude`. The first that matches a path decides, as in Git.
+struct Rules {
+    matcher: Gitignore,
+    parent: Option<Arc<Rules>>,
+}
+
+fn is_ignored(mut rules: Option<&Rules>, path: &Path, is_dir: bool) -> bool {
+    while let Some(level) = rules {
+        match level.matcher.matched(path, is_dir) {
+            Match::Ignore(_) => return true,
+            Match::Whitelist(_) => return false,
+            Match::None => rules = level.parent.as_deref(),
+        }
+    }
+    false
+}
+
+fn push_rules(parent: Option<Arc<Rules>>, file: &Path) -> Option<Arc<Rules>> {
+    // A file with a bad pattern still applies its other patterns, as Git does.
+    let (matcher, _error) = Gitignore::new(file);
+    if matcher.is_empty() {
+        return parent;
+    }
+    Some(Arc::new(Rules { matcher, parent }))
+}
+
+/// Rules from above `dir`: the repository's `.git/info/exclude` and the `.gitignore` of each
+/// directory from the repository root down to `dir`'s parent.
+fn inherited_rules(dir: &Path, repository_root: Option<&Path>) -> Option<Arc<Rules>> {
+    let root = repository_root.and_then(|r| r.canonicalize().ok())?;
+    let below = dir.strip_prefix(&root).ok()?;
+    let mut rules = None;
+    let exclude = root.join(".git/info/exclude");
+    if exclude.is_file() {
+        rules = push_rules(rules, &exclude);
+    }
+    let mut ancestor = root.clone();
+    for component in below.components() {
+        let gitignore = ancestor.join(".gitignore");
+        if gitignore.is_file() {
+            rules = push_rules(rules, &gitignore);
+        }
+        ancestor.push(component);
+    }
+    rules
+}
+
+struct Job {
+    /// Absolute and canonical.
+    dir: PathBuf,
+    rules: Option<Arc<Rules>>,
+}
+
+struct Queue {
+    jobs: Vec<Job>,
+    /// Directories being listed: while any is, more jobs may come.
+    listing: usize,
+}
+
+struct Walk<'a, T> {
+    start: &'a Path,
+    absolute: &'a Path,
+    skip: &'a (dyn Fn(&Path) -> bool + Sync),
+    visit: &'a (dyn Fn(&Path) -> T + Sync),
+    queue: Mutex<Queue>,
+    changed: Condvar,
+}
+
+impl<T> Walk<'_, T> {
+    /// One worker: takes directories until none is left and none is being listed.
+    fn work(&self) -> Walked<T> {
+        let mut done = Walked {
+            files: Vec::new(),
+            unlisted: Vec::new(),
+        };
+        while let Some(job) = self.next_job() {
+            let found = self.list(&job, &mut done);
+            let mut queue = self.lock();
+            queue.jobs.extend(found);
+            queue.listing -= 1;
+            drop(queue);
+            self.changed.notify_all();
+        }
+        done
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // A worker that panicked holding the lock re-raises its panic at the join.
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn next_job(&self) -> Option<Job> {
+        let mut queue = self.lock();
+        loop {
+            if let Some(job) = queue.jobs.pop() {
+                queue.listing += 1;
+                return Some(job);
+            }
+            if queue.listing == 0 {
+                return None;
+            }
+            queue = self
+                .changed
+                .wait(queue)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    /// Lists one directory: visits its manifests, returns its subdirectories to walk.
+    fn list(&self, job: &Job, done: &mut Walked<T>) -> Vec<Job> {
+        let entries = match read_entries(&job.dir) {
+            Ok(entries) => entries,
+            Err(error) => {
+                done.unlisted.push((self.spelled(&job.dir), error));
+                return Vec::new();
+            }
+        };
+        let has_file = |name: &str| entries.iter().any(|(n, t)| n == name && t.is_file());
+        let rules = if has_file(".gitignore") {
+            push_rules(job.rules.clone(), &job.dir.join(".gitignore"))
+        } else {
+            job.rules.clone()
+        };
+        let is_chart = has_file("Chart.yaml");
+        let mut subdirs = Vec::new();
+        for (name, file_type) in &entries {
+            if name.as_encoded_bytes().starts_with(b".") {
+                continue;
+            }
+            let path = job.dir.join(name);
+            if file_type.is_dir() {
+                let templates = is_chart && name == "templates";
+                if !templates && !is_ignored(rules.as_deref(), &path, true) && !(self.skip)(&path) {
+                    subdirs.push(Job {
+                        dir: path,
+                        rules: rules.clone(),
+                    });
+                }
+            } else if file_type.is_file()
+                && is_manifest(&path)
+                && !is_ignored(rules.as_deref(), &path, false)
+                && !(self.skip)(&path)
+            {
+                let spelled = self.spelled(&path);
+                let visited = (self.visit)(&spelled);
+                done.files.push((spelled, visited));
+            }
+        }
+        subdirs
+    }
+
+    /// `path` (absolute, under the start) as the user spelled the start.
+    fn spelled(&self, path: &Path) -> PathBuf {
+        match path.strip_prefix(self.absolute) {
+            Ok(rel) if rel.as_os_str().is_empty() => self.start.to_path_buf(),
+            Ok(rel) => self.start.join(rel),
+            Err(_) => path.to_path_buf(),
+        }
+    }
+}
+
+fn read_entries(dir: &Path) -> std::io::Result<Vec<(OsString, FileType)>> {
+    std::fs::read_dir(dir)?
+        .map(|entry| {
+            let entry = entry?;
+            Ok((entry.file_name(), entry.file_type()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn walked(start: &Path, root: Option<&Path>) -> Vec<String> {
+        let walked = manifests(start, root, &|_| false, &|p| p.to_path_buf());
+        assert!(walked.unlisted.is_empty());
+        walked
+            .files
+            .into_iter()
+            .map(|(path, visited)| {
+                assert_eq!(path, visited, "the visitor sees the reported spelling");
+                path.strip_prefix(start).unwrap().display().to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn honours_gitignore_hidden_entries_and_chart_templates() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join(".git")).unwrap();
+        write(root, ".git/info/exclude", "excluded.yaml\n");
+        write(root, ".gitignore", "/build/\n*.generated.yaml\n");
+        write(
+            root,
+            "apps/.gitignore",
+            "secret.yaml\n!keep.generated.yaml\n",
+        );
+        for rel in [
+            "a.yaml",
+            "b.yml",
+            "c.json",
+            "notes.txt",
+            "excluded.yaml",
+            "build/out.yaml",
+            "x.generated.yaml",
+            "apps/secret.yaml",
+            "apps/keep.generated.yaml",
+            "apps/drop.generated.yaml",
+            "apps/base/Kustomization",
+            "apps/z/deep/d.yaml",
+            ".hidden/h.yaml",
+            "apps/.h.yaml",
+            "chart/Chart.yaml",
+            "chart/templates/t.yaml",
+            "other/templates/t.yaml",
+        ] {
+            write(root, rel, "kind: X\n");
+        }
+        assert_eq!(
+            walked(root, Some(root)),
+            [
+                "a.yaml",
+                "apps/base/Kustomization",
+                "apps/keep.generated.yaml",
+                "apps/z/deep/d.yaml",
+                "b.yml",
+                "c.json",
+                "chart/Chart.yaml",
+                "other/templates/t.yaml",
+            ]
+        );
+        // Walking a subdirectory still applies the repository's rules above it.
+        assert_eq!(
+            walked(&root.join("apps"), Some(root)),
+            ["base/Kustomization", "keep.generated.yaml", "z/deep/d.yaml"]
+        );
+    }
+
+    #[test]
+    fn skip_prunes_directories_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        for rel in ["a/one.yaml", "a/two.yaml", "b/three.yaml"] {
+            write(&root, rel, "kind: X\n");
+        }
+        let skipped = [root.join("a/one.yaml"), root.join("b")];
+        let walked = manifests(&root, None, &|p| skipped.iter().any(|s| s == p), &|_| ());
+        let files: Vec<_> = walked.files.into_iter().map(|(p, ())| p).collect();
+        assert_eq!(files, [root.join("a/two.yaml")]);
+    }
+
+    #[test]
+    fn keeps_a_relative_spelling() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "sub/a.yaml", "kind: X\n");
+        let start = PathBuf::from(dir.path()).join("sub/../sub");
+        let walked = manifests(&start, None, &|_| false, &|_| ());
+        assert_eq!(walked.files.len(), 1);
+        assert_eq!(walked.files[0].0, start.join("a.yaml"));
+    }
+
+    #[test]
+    fn reports_a_start_it_cannot_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        let walked = manifests(&gone, None, &|_| false, &|_| ());
+        assert!(walked.files.is_empty());
+        assert_eq!(walked.unlisted.len(), 1);
+        assert_eq!(walked.unlisted[0].0, gone);
+        assert_eq!(walked.unlisted[0].1.kind(), std::io::ErrorKind::NotFound);
+    }
+}
