@@ -229,7 +229,7 @@ impl Inventory {
     /// Parses a text in memory, every document of it, and adds it.
     fn add_parsed(&mut self, display: String, rel: PathBuf, text: String, reported: bool) {
         let prepared = prepare(display, rel, text, reported, Depth::Full);
-        let parsed = parse_documents(&prepared, &prepared.documents, false);
+        let parsed = parse_documents(&prepared, &prepared.documents, None);
         self.add(Some(prepared.file), parsed);
     }
 
@@ -354,8 +354,9 @@ fn load_files(read: Vec<Result<Prepared, InputError>>) -> Vec<(Option<SourceFile
             batches.extend(batch(&prepared.documents).map(|docs| (index, docs)));
         }
     }
+    let judged = judged_kinds(&read);
     let parsed = in_parallel(&batches, |(index, documents)| match &read[*index] {
-        Ok(prepared) => parse_documents(prepared, documents, true),
+        Ok(prepared) => parse_documents(prepared, documents, Some(&judged)),
         Err(_) => Parsed::default(),
     });
     let mut per_file: Vec<Parsed> = read.iter().map(|_| Parsed::default()).collect();
@@ -371,6 +372,30 @@ fn load_files(read: Vec<Result<Prepared, InputError>>) -> Vec<(Option<SourceFile
                 parsed.errors.push(error);
                 (None, parsed)
             }
+        })
+        .collect()
+}
+
+/// The Flux kinds that the documents of reported files name on their `kind:` lines, known
+/// before parsing: a context CRD of one of these kinds is parsed with everything else, not
+/// after. (Kinds only the parser can find still get their CRDs, see [`parse_deferred_crds`].)
+fn judged_kinds(read: &[Result<Prepared, InputError>]) -> HashSet<&str> {
+    let prepared = || read.iter().filter_map(|p| p.as_ref().ok());
+    if prepared().all(|p| p.file.reported) {
+        return HashSet::new();
+    }
+    prepared()
+        .filter(|p| p.file.reported)
+        .flat_map(|p| p.documents.iter().map(|range| &p.file.text[range.clone()]))
+        .filter_map(|document| match split::sniff_kind(document) {
+            Sniff::Object { kind, api_version } => {
+                let flux = match api_version {
+                    Some(api_version) => FluxKind::from_type(api_version, kind),
+                    None => FluxKind::from_name(kind),
+                };
+                flux.map(|_| kind)
+            }
+            _ => None,
         })
         .collect()
 }
@@ -399,7 +424,7 @@ fn parse_deferred_crds(read: &[Result<Prepared, InputError>], per_file: &mut [Pa
             })
             .collect();
         if !wanted.is_empty() {
-            parsed.extend(parse_documents(prepared, &wanted, false));
+            parsed.extend(parse_documents(prepared, &wanted, None));
         }
     }
 }
@@ -620,8 +645,13 @@ impl Parsed {
 /// HelmReleases without their Helm values). A syntax error ends its document only: the
 /// documents after it are still read.
 ///
-/// With `defer_crds`, the CRDs of a context file are set aside (see [`parse_deferred_crds`]).
-fn parse_documents(prepared: &Prepared, documents: &[Range<usize>], defer_crds: bool) -> Parsed {
+/// With `crds_now`, a CRD of a context file is parsed only when it has one of those kinds, and
+/// set aside otherwise (see [`parse_deferred_crds`]); without, every CRD is parsed.
+fn parse_documents(
+    prepared: &Prepared,
+    documents: &[Range<usize>],
+    crds_now: Option<&HashSet<&str>>,
+) -> Parsed {
     let file = &prepared.file;
     let text = file.text.as_str();
     let mut parsed = Parsed::default();
@@ -638,9 +668,13 @@ fn parse_documents(prepared: &Prepared, documents: &[Range<usize>], defer_crds: 
                 Sniff::Object { kind, .. } => kind,
                 _ => "",
             };
-            if defer_crds && !file.reported && kind == "CustomResourceDefinition" {
-                parsed.deferred_crds.push(range.clone());
-                continue;
+            if let Some(kinds) = crds_now.filter(|_| !file.reported) {
+                if kind == "CustomResourceDefinition"
+                    && !kinds.iter().any(|k| split::has_kind_line(document, k))
+                {
+                    parsed.deferred_crds.push(range.clone());
+                    continue;
+                }
             }
             if kind == "HelmRelease" {
                 excision = split::helm_values_block(document).map(|v| v.shifted(range.start));

@@ -67,6 +67,10 @@ pub enum Sniff<'a> {
 /// could mean something else (flow collections, tags, anchors, complex keys, a value that
 /// continues on the next line) make the answer [`Sniff::Unsure`].
 pub fn sniff_kind(document: &str) -> Sniff<'_> {
+    let content = document.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n']);
+    if content.starts_with('{') {
+        return sniff_json(content);
+    }
     let bytes = document.as_bytes();
     let mut kind: Option<&str> = None;
     let mut api_version: Option<Option<&str>> = None;
@@ -132,6 +136,27 @@ pub fn sniff_kind(document: &str) -> Sniff<'_> {
         kind,
         api_version: api_version.flatten(),
     })
+}
+
+/// The top-level `kind` and `apiVersion` of a JSON object, its other members skipped without
+/// being built. Text that is not plain JSON (comments, YAML flow style, a `kind` that is not a
+/// string, a duplicate key, an escape in the kind) is left to the parser.
+fn sniff_json(document: &str) -> Sniff<'_> {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        kind: Option<&'a str>,
+        #[serde(rename = "apiVersion", borrow)]
+        api_version: Option<&'a str>,
+    }
+    match serde_json::from_str::<Head<'_>>(document) {
+        Ok(Head {
+            kind: Some(kind),
+            api_version,
+        }) => Sniff::Object { kind, api_version },
+        Ok(Head { kind: None, .. }) => Sniff::NoKind,
+        Err(_) => Sniff::Unsure,
+    }
 }
 
 /// Whether the text after a line's end continues that line's value (an indented line).
@@ -362,9 +387,38 @@ mod tests {
     }
 
     #[test]
+    fn a_json_object_is_read_for_its_top_level_kind_only() {
+        let review = r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"object": {"apiVersion": "helm.toolkit.fluxcd.io/v2",
+            "kind": "HelmRelease", "spec": {"values": [1, {"kind": "x"}]}}}}"#;
+        assert_eq!(
+            sniff_kind(review),
+            Sniff::Object {
+                kind: "AdmissionReview",
+                api_version: Some("admission.k8s.io/v1")
+            }
+        );
+        assert_eq!(
+            sniff_kind("\u{feff}\n {\"kind\": \"HelmRelease\"}\n"),
+            Sniff::Object {
+                kind: "HelmRelease",
+                api_version: None
+            }
+        );
+        let schema = r#"{"$schema": "x", "properties": {"kind": {"type": "string"}}}"#;
+        assert_eq!(sniff_kind(schema), Sniff::NoKind);
+        assert_eq!(sniff_kind(r#"{"kind": null}"#), Sniff::NoKind);
+    }
+
+    #[test]
     fn anything_the_lines_cannot_settle_is_unsure() {
         for doc in [
-            "{\"kind\": \"Deployment\"}",
+            "{kind: Deployment}",
+            "{\"kind\": \"Deployment\"} # a comment",
+            "{\"kind\": \"Deployment\", \"kind\": \"HelmRelease\"}",
+            "{\"kind\": \"Helm\\u0052elease\"}",
+            "{\"kind\": 7}",
+            "{\"kind\": \"Deployment\"",
             "kind: Deployment\nkind: HelmRelease\n",
             "apiVersion: v1\napiVersion: v2\nkind: Deployment\n",
             "kind: Helm\n  Release\n",
