@@ -10,7 +10,11 @@
 //! kustomization of every manifest below it, where sub-directories that have their own
 //! kustomization file are included as a whole.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+
+// Paths and applications are hashed many times per run; no map here takes keys chosen to
+// collide (they are the input's own paths), so a fast hash beats SipHash's flood resistance.
+use foldhash::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::input::Inventory;
@@ -41,10 +45,10 @@ impl<'a> Tree<'a> {
     fn new(inventory: &'a Inventory) -> Tree<'a> {
         let mut tree = Tree {
             inventory,
-            files_in_dir: HashMap::new(),
-            subdirs: HashMap::new(),
-            kustomization_in_dir: HashMap::new(),
-            file_by_path: HashMap::new(),
+            files_in_dir: HashMap::default(),
+            subdirs: HashMap::default(),
+            kustomization_in_dir: HashMap::default(),
+            file_by_path: HashMap::default(),
         };
         for (i, file) in inventory.files.iter().enumerate() {
             let dir = file.rel.parent().unwrap_or(Path::new(""));
@@ -79,7 +83,7 @@ impl<'a> Tree<'a> {
 pub fn effective_namespaces(inventory: &Inventory) -> Vec<Vec<EffectiveNamespace>> {
     let tree = Tree::new(inventory);
     let mut applications = Applications::new(inventory.files.len());
-    let mut reached_kustomizations: HashSet<usize> = HashSet::new();
+    let mut reached_kustomizations: HashSet<usize> = HashSet::default();
 
     // Resolve the Flux Kustomizations in order: one applied by another takes its parent's
     // context for its own namespace, but its targetNamespace governs what *it* applies
@@ -126,7 +130,7 @@ pub fn effective_namespaces(inventory: &Inventory) -> Vec<Vec<EffectiveNamespace
             start,
             &mut applications,
             &mut reached_kustomizations,
-            &mut HashSet::new(),
+            &mut HashSet::default(),
         );
     }
 
@@ -157,8 +161,8 @@ pub fn effective_namespaces(inventory: &Inventory) -> Vec<Vec<EffectiveNamespace
             &kustomization.dir.clone(),
             start,
             &mut applications,
-            &mut HashSet::new(),
-            &mut HashSet::new(),
+            &mut HashSet::default(),
+            &mut HashSet::default(),
         );
     }
 
@@ -241,7 +245,7 @@ impl Applications {
     fn new(files: usize) -> Self {
         Applications {
             distinct: Vec::new(),
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             by_file: vec![Vec::new(); files],
             order_keys: Vec::new(),
         }

@@ -80,10 +80,32 @@ pub fn manifests<T: Send>(
             walked.unlisted.extend(done.unlisted);
         }
     });
-    // Paths compare component by component: the order of a depth-first walk by name.
-    walked.files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    walked.unlisted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     walked
+        .files
+        .sort_unstable_by(|a, b| depth_first(&a.0, &b.0));
+    walked
+        .unlisted
+        .sort_unstable_by(|a, b| depth_first(&a.0, &b.0));
+    walked
+}
+
+/// The order of a depth-first walk by name, which is how `Path` compares (component by
+/// component), computed on the bytes: a separator sorts before any other byte, so `a/b` comes
+/// before `a.b`. Equal to `Path::cmp` for the walk's paths (one separator between components,
+/// no `.`), and many times faster on thousands of them.
+fn depth_first(a: &Path, b: &Path) -> std::cmp::Ordering {
+    let key = |byte: &u8| {
+        if std::path::is_separator(char::from(*byte)) {
+            0
+        } else {
+            u16::from(*byte) + 1
+        }
+    };
+    let (a, b) = (
+        a.as_os_str().as_encoded_bytes(),
+        b.as_os_str().as_encoded_bytes(),
+    );
+    a.iter().map(key).cmp(b.iter().map(key))
 }
 
 /// The `.gitignore` rules in force in a directory: its own, then its parent's, and so on up to
@@ -333,6 +355,20 @@ mod tests {
             walked(&root.join("apps"), Some(root)),
             ["base/Kustomization", "keep.generated.yaml", "z/deep/d.yaml"]
         );
+    }
+
+    #[test]
+    fn sorts_like_paths_compare() {
+        let mut paths: Vec<PathBuf> = [
+            "a.b", "a/b", "a", "a-b/c", "a/b/c", "ab", "a/b.yaml", "a/b/a", "B", "a/c", "/x",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        let mut expected = paths.clone();
+        expected.sort();
+        paths.sort_by(|a, b| depth_first(a, b));
+        assert_eq!(paths, expected);
     }
 
     #[test]
