@@ -10,8 +10,6 @@
 //! kustomization of every manifest below it, where sub-directories that have their own
 //! kustomization file are included as a whole.
 
-use std::collections::BTreeSet;
-
 // Paths and applications are hashed many times per run; no map here takes keys chosen to
 // collide (they are the input's own paths), so a fast hash beats SipHash's flood resistance.
 use foldhash::{HashMap, HashSet};
@@ -32,50 +30,82 @@ struct Application {
     kustomize_namespace: Option<(String, NamespaceOrigin)>,
 }
 
-/// The file tree, by directory relative to the root.
+/// The file tree. Directories (relative to the root) are numbered once; traversals then
+/// follow numbers, not paths: a repository's Flux Kustomizations walk the same directories
+/// many times over.
 struct Tree<'a> {
     inventory: &'a Inventory,
-    files_in_dir: HashMap<&'a Path, Vec<usize>>,
-    subdirs: HashMap<&'a Path, BTreeSet<&'a Path>>,
-    kustomization_in_dir: HashMap<&'a Path, usize>,
+    dir_ids: HashMap<&'a Path, DirId>,
+    dirs: Vec<Dir<'a>>,
     file_by_path: HashMap<&'a Path, usize>,
+}
+
+type DirId = usize;
+
+/// A directory that holds input files, or is an ancestor of one that does.
+struct Dir<'a> {
+    path: &'a Path,
+    files: Vec<usize>,
+    /// In the order of their paths.
+    subdirs: Vec<DirId>,
+    /// The kustomization file kustomize reads here (index into `kustomize_files`).
+    kustomization: Option<usize>,
 }
 
 impl<'a> Tree<'a> {
     fn new(inventory: &'a Inventory) -> Tree<'a> {
         let mut tree = Tree {
             inventory,
-            files_in_dir: HashMap::default(),
-            subdirs: HashMap::default(),
-            kustomization_in_dir: HashMap::default(),
+            dir_ids: HashMap::default(),
+            dirs: Vec::new(),
             file_by_path: HashMap::default(),
         };
         for (i, file) in inventory.files.iter().enumerate() {
             let dir = file.rel.parent().unwrap_or(Path::new(""));
-            tree.files_in_dir.entry(dir).or_default().push(i);
+            let id = tree.add_dir(dir);
+            tree.dirs[id].files.push(i);
             tree.file_by_path.insert(&file.rel, i);
-            let mut child = dir;
-            while let Some(parent) = child.parent() {
-                // Once a directory is known, so are its ancestors.
-                if !tree.subdirs.entry(parent).or_default().insert(child) {
-                    break;
-                }
-                child = parent;
-            }
         }
         for (k, kustomization) in inventory.kustomize_files.iter().enumerate() {
-            // kustomize prefers kustomization.yaml, then .yml, then Kustomization.
             let dir = inventory.files[kustomization.file]
                 .rel
                 .parent()
                 .unwrap_or(Path::new(""));
-            tree.kustomization_in_dir.entry(dir).or_insert(k);
+            if let Some(&id) = tree.dir_ids.get(dir) {
+                // kustomize refuses a directory with two kustomization files; keep the first.
+                tree.dirs[id].kustomization.get_or_insert(k);
+            }
+        }
+        for id in 0..tree.dirs.len() {
+            let mut subdirs = std::mem::take(&mut tree.dirs[id].subdirs);
+            subdirs.sort_by(|a, b| tree.dirs[*a].path.cmp(tree.dirs[*b].path));
+            tree.dirs[id].subdirs = subdirs;
         }
         tree
     }
 
-    fn is_dir(&self, path: &Path) -> bool {
-        self.files_in_dir.contains_key(path) || self.subdirs.contains_key(path)
+    /// Numbers `path` and, once, each of its ancestors.
+    fn add_dir(&mut self, path: &'a Path) -> DirId {
+        if let Some(&id) = self.dir_ids.get(path) {
+            return id;
+        }
+        let id = self.dirs.len();
+        self.dirs.push(Dir {
+            path,
+            files: Vec::new(),
+            subdirs: Vec::new(),
+            kustomization: None,
+        });
+        self.dir_ids.insert(path, id);
+        if let Some(parent) = path.parent() {
+            let parent = self.add_dir(parent);
+            self.dirs[parent].subdirs.push(id);
+        }
+        id
+    }
+
+    fn dir(&self, path: &Path) -> Option<DirId> {
+        self.dir_ids.get(path).copied()
     }
 }
 
@@ -84,6 +114,8 @@ pub fn effective_namespaces(inventory: &Inventory) -> Vec<Vec<EffectiveNamespace
     let tree = Tree::new(inventory);
     let mut applications = Applications::new(inventory.files.len());
     let mut reached_kustomizations: HashSet<usize> = HashSet::default();
+    // Directories on the current traversal's path; each traversal leaves it all false.
+    let mut visiting = vec![false; tree.dirs.len()];
 
     // Resolve the Flux Kustomizations in order: one applied by another takes its parent's
     // context for its own namespace, but its targetNamespace governs what *it* applies
@@ -96,12 +128,9 @@ pub fn effective_namespaces(inventory: &Inventory) -> Vec<Vec<EffectiveNamespace
         else {
             continue;
         };
-        let Some(dir) = flux_path(&object.root) else {
+        let Some(dir) = flux_path(&object.root).and_then(|path| tree.dir(&path)) else {
             continue;
         };
-        if !tree.is_dir(&dir) {
-            continue;
-        }
         let file = &inventory.files[resource.file];
         let flux_target = object
             .root
@@ -126,11 +155,11 @@ pub fn effective_namespaces(inventory: &Inventory) -> Vec<Vec<EffectiveNamespace
         });
         traverse(
             &tree,
-            &dir,
+            dir,
             start,
             &mut applications,
             &mut reached_kustomizations,
-            &mut HashSet::default(),
+            &mut visiting,
         );
     }
 
@@ -144,7 +173,7 @@ pub fn effective_namespaces(inventory: &Inventory) -> Vec<Vec<EffectiveNamespace
             k.entries
                 .iter()
                 .filter_map(|e| normalize(dir, &e.value))
-                .filter_map(|p| tree.kustomization_in_dir.get(p.as_path()).copied())
+                .filter_map(|p| tree.dirs[tree.dir(&p)?].kustomization)
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -152,17 +181,20 @@ pub fn effective_namespaces(inventory: &Inventory) -> Vec<Vec<EffectiveNamespace
         if included.contains(&k) || reached_kustomizations.contains(&k) {
             continue;
         }
+        let Some(dir) = tree.dir(&kustomization.dir) else {
+            continue;
+        };
         let start = applications.intern(Application {
             flux_target: None,
             kustomize_namespace: None,
         });
         traverse(
             &tree,
-            &kustomization.dir.clone(),
+            dir,
             start,
             &mut applications,
             &mut HashSet::default(),
-            &mut HashSet::default(),
+            &mut visiting,
         );
     }
 
@@ -281,17 +313,18 @@ impl Applications {
 
 fn traverse(
     tree: &Tree,
-    dir: &Path,
+    dir: DirId,
     context: usize,
     applications: &mut Applications,
     reached: &mut HashSet<usize>,
-    visiting: &mut HashSet<PathBuf>,
+    visiting: &mut [bool],
 ) {
-    if !visiting.insert(dir.to_path_buf()) {
+    if std::mem::replace(&mut visiting[dir], true) {
         return; // a kustomization cycle; kustomize itself would fail on it
     }
-    match tree.kustomization_in_dir.get(dir) {
-        Some(&k) => {
+    let node = &tree.dirs[dir];
+    match node.kustomization {
+        Some(k) => {
             reached.insert(k);
             let kustomization = &tree.inventory.kustomize_files[k];
             let mut inner = context;
@@ -315,31 +348,24 @@ fn traverse(
                 if is_remote(&entry.value) {
                     continue;
                 }
-                let Some(target) = normalize(dir, &entry.value) else {
+                let Some(target) = normalize(node.path, &entry.value) else {
                     continue;
                 };
                 if let Some(&file) = tree.file_by_path.get(target.as_path()) {
                     applications.apply(file, inner);
-                } else if tree.is_dir(&target) {
-                    traverse(tree, &target, inner, applications, reached, visiting);
+                } else if let Some(target) = tree.dir(&target) {
+                    traverse(tree, target, inner, applications, reached, visiting);
                 }
             }
         }
         None => {
-            for &file in tree.files_in_dir.get(dir).into_iter().flatten() {
+            for &file in &node.files {
                 applications.apply(file, context);
             }
-            let children: Vec<&Path> = tree
-                .subdirs
-                .get(dir)
-                .into_iter()
-                .flatten()
-                .copied()
-                .collect();
-            for child in children {
+            for &child in &node.subdirs {
                 traverse(tree, child, context, applications, reached, visiting);
             }
         }
     }
-    visiting.remove(dir);
+    visiting[dir] = false;
 }

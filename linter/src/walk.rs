@@ -82,30 +82,25 @@ pub fn manifests<T: Send>(
     });
     walked
         .files
-        .sort_unstable_by(|a, b| depth_first(&a.0, &b.0));
+        .sort_by_cached_key(|(path, _)| depth_first_key(path));
     walked
         .unlisted
-        .sort_unstable_by(|a, b| depth_first(&a.0, &b.0));
+        .sort_by_cached_key(|(path, _)| depth_first_key(path));
     walked
 }
 
-/// The order of a depth-first walk by name, which is how `Path` compares (component by
-/// component), computed on the bytes: a separator sorts before any other byte, so `a/b` comes
-/// before `a.b`. Equal to `Path::cmp` for the walk's paths (one separator between components,
-/// no `.`), and many times faster on thousands of them.
-fn depth_first(a: &Path, b: &Path) -> std::cmp::Ordering {
-    let key = |byte: &u8| {
+/// A key that orders paths as a depth-first walk by name, which is how `Path` compares
+/// (component by component): the path's bytes with each separator made the lowest byte, so
+/// `a/b` comes before `a.b`. Equal to `Path::cmp` for the walk's paths (one separator between
+/// components, no `.`), and compared with one `memcmp` instead of component by component.
+fn depth_first_key(path: &Path) -> Vec<u8> {
+    let mut key = path.as_os_str().as_encoded_bytes().to_vec();
+    for byte in &mut key {
         if std::path::is_separator(char::from(*byte)) {
-            0
-        } else {
-            u16::from(*byte) + 1
+            *byte = 0;
         }
-    };
-    let (a, b) = (
-        a.as_os_str().as_encoded_bytes(),
-        b.as_os_str().as_encoded_bytes(),
-    );
-    a.iter().map(key).cmp(b.iter().map(key))
+    }
+    key
 }
 
 /// The `.gitignore` rules in force in a directory: its own, then its parent's, and so on up to
@@ -367,7 +362,7 @@ mod tests {
         .collect();
         let mut expected = paths.clone();
         expected.sort();
-        paths.sort_by(|a, b| depth_first(a, b));
+        paths.sort_by_cached_key(|p| depth_first_key(p));
         assert_eq!(paths, expected);
     }
 
