@@ -676,6 +676,12 @@ fn parse_documents(
                     continue;
                 }
             }
+            if kind == "CustomResourceDefinition" && !file.reported {
+                if let Some(root) = parse_schema_only(document) {
+                    roots.push(root);
+                    continue;
+                }
+            }
             if kind == "HelmRelease" {
                 excision = split::helm_values_block(document).map(|v| v.shifted(range.start));
             }
@@ -709,6 +715,26 @@ fn parse_documents(
         })
         .collect();
     parsed
+}
+
+/// A context file's CRD serves the schema check alone: it is parsed without its descriptions
+/// (see [`split::without_descriptions`]), and not listed as a resource (its positions are
+/// those of the shortened text). `None` to parse it as any other document: nothing to leave
+/// out, or the shortened text is not one `apiextensions.k8s.io` document (then the whole
+/// parse reports any error where it truly is).
+fn parse_schema_only(document: &str) -> Option<Node> {
+    let shortened = split::without_descriptions(document)?;
+    let mut roots = Vec::new();
+    yaml::load_documents_in(&shortened, 0..shortened.len(), None, |doc| {
+        roots.push(doc.root);
+    })
+    .ok()?;
+    let [root] = <[Node; 1]>::try_from(roots).ok()?;
+    let is_crd = root
+        .get("apiVersion")
+        .and_then(Node::as_str)
+        .is_some_and(|v| v.starts_with("apiextensions.k8s.io/"));
+    is_crd.then_some(root)
 }
 
 /// A document is one resource, or a `List` of them; anything without `kind` is not a resource.

@@ -967,3 +967,72 @@ fn a_crd_elsewhere_in_the_repository_checks_the_one_file_linted() {
     );
     assert_eq!(report["summary"]["inputErrors"], 0);
 }
+
+#[test]
+fn a_context_crd_is_checked_without_its_descriptions_but_with_a_property_named_description() {
+    let repo = git_repo();
+    write(
+        repo.path(),
+        "crds/kustomizations.yaml",
+        "\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: kustomizations.kustomize.toolkit.fluxcd.io
+spec:
+  group: kustomize.toolkit.fluxcd.io
+  names:
+    kind: Kustomization
+  versions:
+  - name: v1
+    served: true
+    schema:
+      openAPIV3Schema:
+        description: Kustomization, with a description
+          over two lines.
+        type: object
+        properties:
+          apiVersion: {type: string}
+          kind: {type: string}
+          metadata: {type: object}
+          spec:
+            description: |-
+              The spec.
+
+              With a blank line.
+            type: object
+            required: [interval]
+            properties:
+              description:
+                description: A property that is called description.
+                type: string
+              interval:
+                description: How often.
+                type: string
+",
+    );
+    write(
+        repo.path(),
+        "apps/ks.yaml",
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: a, namespace: cluster-config}\nspec:\n  description: 5\n",
+    );
+    let run = run_in(repo.path(), &["lint", "--format", "json", "apps/ks.yaml"]);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let findings: Vec<String> = report["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .filter(|d| d["code"] == "FF001")
+        .map(|d| d["message"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        findings,
+        [
+            "Kustomization/a: missing required field `spec.interval`",
+            "Kustomization/a: `spec.description` must be a string, not a number (5)",
+        ],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(report["summary"]["inputErrors"], 0);
+}
