@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::kinds::FluxKind;
 use crate::kustomize::{self, KustomizeFile};
 use crate::model::FluxObject;
+use crate::parallel;
 use crate::split::{self, Sniff};
 use crate::suppress::{self, Suppression};
 use crate::walk;
@@ -452,34 +453,15 @@ fn batch(documents: &[Range<usize>]) -> impl Iterator<Item = &[Range<usize>]> {
 
 /// `work` on every item, on as many threads as there are cores; results in item order.
 fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(items.len());
-    if workers <= 1 {
-        return items.iter().map(work).collect();
-    }
     let next = AtomicUsize::new(0);
-    let done: Vec<Vec<(usize, R)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(item) = items.get(i) else { break };
-                        done.push((i, work(item)));
-                    }
-                    done
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+    let done = parallel::on_every_core(items.len(), || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else { break };
+            done.push((i, work(item)));
+        }
+        done
     });
     let mut slots: Vec<Option<R>> = items.iter().map(|_| None).collect();
     for (i, result) in done.into_iter().flatten() {

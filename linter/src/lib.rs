@@ -12,6 +12,7 @@ pub mod kustomize;
 pub mod lint;
 pub mod model;
 pub mod output;
+pub mod parallel;
 pub mod policy;
 pub mod remedy;
 pub mod resolve;

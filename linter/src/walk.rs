@@ -16,6 +16,7 @@ use ignore::Match;
 use ignore::gitignore::Gitignore;
 
 use crate::kustomize;
+use crate::parallel;
 
 /// What a walk found: files with what the visitor made of them, sorted by path, and the
 /// directories that could not be listed.
@@ -65,21 +66,14 @@ pub fn manifests<T: Send>(
         }),
         changed: Condvar::new(),
     };
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut walked = Walked {
         files: Vec::new(),
         unlisted: Vec::new(),
     };
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(|| walk.work())).collect();
-        for handle in handles {
-            let done = handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            walked.files.extend(done.files);
-            walked.unlisted.extend(done.unlisted);
-        }
-    });
+    for done in parallel::on_every_core(usize::MAX, || walk.work()) {
+        walked.files.extend(done.files);
+        walked.unlisted.extend(done.unlisted);
+    }
     walked
         .files
         .sort_by_cached_key(|(path, _)| depth_first_key(path));

@@ -1,0 +1,44 @@
+//! Work on every core. The calling thread is one of the workers, so a small input pays for
+//! one thread start at most (a pre-commit run is a few milliseconds all told).
+
+use std::sync::OnceLock;
+
+/// The cores to use, read once: the standard library reads the cgroup's CPU limit from files
+/// at every call.
+pub fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Runs `work` on the calling thread and on up to `cores() - 1` more (no more than `at_most`
+/// in all), and returns what each run returned. A panic in any run is raised again here.
+pub fn on_every_core<R: Send>(at_most: usize, work: impl Fn() -> R + Sync) -> Vec<R> {
+    let helpers = cores().min(at_most).saturating_sub(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..helpers).map(|_| scope.spawn(&work)).collect();
+        let mut done = vec![work()];
+        done.extend(handles.into_iter().map(|handle| {
+            handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }));
+        done
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn runs_once_per_core_up_to_the_bound() {
+        let runs = AtomicUsize::new(0);
+        let done = on_every_core(usize::MAX, || runs.fetch_add(1, Ordering::Relaxed));
+        assert_eq!(done.len(), cores());
+        assert_eq!(runs.load(Ordering::Relaxed), cores());
+        assert_eq!(on_every_core(1, || 7), [7]);
+        // Even a bound of 0 runs the work on the calling thread.
+        assert_eq!(on_every_core(0, || 7), [7]);
+    }
+}
