@@ -63,6 +63,7 @@ pub fn manifests<T: Send>(
                 rules: inherited_rules(&absolute, repository_root),
             }],
             listing: 0,
+            waiting: 0,
         }),
         changed: Condvar::new(),
     };
@@ -155,6 +156,8 @@ struct Queue {
     jobs: Vec<Job>,
     /// Directories being listed: while any is, more jobs may come.
     listing: usize,
+    /// Workers waiting for a job: only they need waking (a wake-up is a system call).
+    waiting: usize,
 }
 
 struct Walk<'a, T> {
@@ -174,12 +177,11 @@ impl<T> Walk<'_, T> {
             unlisted: Vec::new(),
         };
         while let Some(job) = self.next_job() {
-            let found = self.list(&job, &mut done);
-            let mut queue = self.lock();
-            queue.jobs.extend(found);
-            queue.listing -= 1;
-            drop(queue);
-            self.changed.notify_all();
+            let mut listed = Listed {
+                walk: self,
+                subdirs: Vec::new(),
+            };
+            listed.subdirs = self.list(&job, &mut done);
         }
         done
     }
@@ -201,10 +203,12 @@ impl<T> Walk<'_, T> {
             if queue.listing == 0 {
                 return None;
             }
+            queue.waiting += 1;
             queue = self
                 .changed
                 .wait(queue)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            queue.waiting -= 1;
         }
     }
 
@@ -257,6 +261,27 @@ impl<T> Walk<'_, T> {
             Ok(rel) if rel.as_os_str().is_empty() => self.start.to_path_buf(),
             Ok(rel) => self.start.join(rel),
             Err(_) => path.to_path_buf(),
+        }
+    }
+}
+
+/// The end of listing a directory: its subdirectories join the queue, and waiting workers
+/// wake if there is work for them or nothing left at all. Done on drop, so that a visitor that
+/// panics cannot leave the other workers waiting forever (the panic is raised at the join).
+struct Listed<'w, 'a, T> {
+    walk: &'w Walk<'a, T>,
+    subdirs: Vec<Job>,
+}
+
+impl<T> Drop for Listed<'_, '_, T> {
+    fn drop(&mut self) {
+        let mut queue = self.walk.lock();
+        queue.jobs.append(&mut self.subdirs);
+        queue.listing -= 1;
+        let wake = queue.waiting > 0 && (!queue.jobs.is_empty() || queue.listing == 0);
+        drop(queue);
+        if wake {
+            self.walk.changed.notify_all();
         }
     }
 }
@@ -381,6 +406,20 @@ mod tests {
         let walked = manifests(&start, None, &|_| false, &|_| ());
         assert_eq!(walked.files.len(), 1);
         assert_eq!(walked.files[0].0, start.join("a.yaml"));
+    }
+
+    #[test]
+    fn a_visitor_that_panics_ends_the_walk_with_its_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..20 {
+            write(dir.path(), &format!("d{i}/e/f/a.yaml"), "kind: X\n");
+        }
+        let walked = std::panic::catch_unwind(|| {
+            manifests(dir.path(), None, &|_| false, &|path| {
+                assert!(!path.ends_with("d7/e/f/a.yaml"), "the visitor fails");
+            })
+        });
+        assert!(walked.is_err());
     }
 
     #[test]
