@@ -1,13 +1,16 @@
-//! Links the `fluxfence` binary as a position-dependent executable on Linux.
+//! Links the `fluxfence` binary as a position-dependent executable on Linux with glibc.
 //!
 //! A position-independent executable has every pointer in its read-only data relocated by the
 //! dynamic loader at each start: about 19,000 of them here, a millisecond of a pre-commit run
-//! that lints one file in under ten. Go-built Kubernetes CLIs (kubectl, helm, flux) ship
-//! position-dependent for the same reason. The webhook stays position-independent: it is a
-//! long-running server, where address randomisation is worth more than a millisecond.
+//! that lints one file (BENCHMARKS.md). Go, which kubectl, helm and flux are written in, links
+//! Linux executables position-dependent by default too. The webhook stays
+//! position-independent: a long-running server, where address randomisation is worth more
+//! than a millisecond.
 
 fn main() {
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+    let target = |key: &str| std::env::var(key).unwrap_or_default();
+    // glibc targets only: musl builds are static (and position-independent) by design.
+    if target("CARGO_CFG_TARGET_OS") == "linux" && target("CARGO_CFG_TARGET_ENV") == "gnu" {
         println!("cargo:rustc-link-arg-bin=fluxfence=-no-pie");
     }
 }
