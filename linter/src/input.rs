@@ -153,9 +153,8 @@ impl Inventory {
         }
         if let Some(root) = root.as_ref().filter(|r| r.join(".git").exists()) {
             let given: Vec<PathBuf> = paths.iter().filter_map(|p| p.canonicalize().ok()).collect();
-            let covers_root = given
-                .iter()
-                .any(|g| root.canonicalize().is_ok_and(|r| &r == g));
+            let canonical_root = root.canonicalize().ok();
+            let covers_root = given.iter().any(|g| canonical_root.as_ref() == Some(g));
             if !covers_root {
                 // The walk sees canonical paths. A given file or directory was read above, as
                 // reported: it is left out here, and not entered.
@@ -390,11 +389,7 @@ fn judged_kinds(read: &[Result<Prepared, InputError>]) -> HashSet<&str> {
         .flat_map(|p| p.documents.iter().map(|range| &p.file.text[range.clone()]))
         .filter_map(|document| match split::sniff_kind(document) {
             Sniff::Object { kind, api_version } => {
-                let flux = match api_version {
-                    Some(api_version) => FluxKind::from_type(api_version, kind),
-                    None => FluxKind::from_name(kind),
-                };
-                flux.map(|_| kind)
+                sniffed_flux_kind(kind, api_version).map(|_| kind)
             }
             _ => None,
         })
@@ -605,12 +600,17 @@ fn worth_parsing(sniffed: Sniff<'_>, reported: bool) -> bool {
     if kind.ends_with("List") || matches!(kind, "ServiceAccount" | "CustomResourceDefinition") {
         return true;
     }
-    let flux = match api_version {
+    // Of a context file only what decides namespaces counts.
+    sniffed_flux_kind(kind, api_version)
+        .is_some_and(|flux| reported || flux == FluxKind::Kustomization)
+}
+
+/// The Flux kind a document's `kind:` (and `apiVersion:`, when it could be read) lines name.
+fn sniffed_flux_kind(kind: &str, api_version: Option<&str>) -> Option<FluxKind> {
+    match api_version {
         Some(api_version) => FluxKind::from_type(api_version, kind),
         None => FluxKind::from_name(kind),
-    };
-    // Of a context file only what decides namespaces counts.
-    flux.is_some_and(|flux| reported || flux == FluxKind::Kustomization)
+    }
 }
 
 impl Parsed {
@@ -650,15 +650,13 @@ fn parse_documents(
                 Sniff::Object { kind, .. } => kind,
                 _ => "",
             };
-            if let Some(kinds) = crds_now.filter(|_| !file.reported) {
-                if kind == "CustomResourceDefinition"
-                    && !kinds.iter().any(|k| split::has_kind_line(document, k))
-                {
+            if kind == "CustomResourceDefinition" && !file.reported {
+                let wanted_now = crds_now
+                    .is_none_or(|kinds| kinds.iter().any(|k| split::has_kind_line(document, k)));
+                if !wanted_now {
                     parsed.deferred_crds.push(range.clone());
                     continue;
                 }
-            }
-            if kind == "CustomResourceDefinition" && !file.reported {
                 if let Some(root) = parse_schema_only(document) {
                     roots.push(root);
                     continue;

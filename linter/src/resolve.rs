@@ -269,7 +269,8 @@ struct Applications {
     distinct: Vec<Application>,
     ids: HashMap<Application, usize>,
     by_file: Vec<Vec<usize>>,
-    /// A stable order of `distinct` (by their debug text), filled in at the end.
+    /// Each of `distinct` as debug text: the stable order in which a file's applications
+    /// are reported.
     order_keys: Vec<String>,
 }
 

@@ -25,8 +25,17 @@ pub struct Walked<T> {
     pub unlisted: Vec<(PathBuf, std::io::Error)>,
 }
 
+impl<T> Default for Walked<T> {
+    fn default() -> Self {
+        Walked {
+            files: Vec::new(),
+            unlisted: Vec::new(),
+        }
+    }
+}
+
 /// Whether a walk reads a file: YAML, JSON, and kustomize's extension-less `Kustomization`.
-pub fn is_manifest(path: &Path) -> bool {
+fn is_manifest(path: &Path) -> bool {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     matches!(ext, "yaml" | "yml" | "json") || kustomize::is_kustomization_file(path)
 }
@@ -47,8 +56,8 @@ pub fn manifests<T: Send>(
         Ok(absolute) => absolute,
         Err(error) => {
             return Walked {
-                files: Vec::new(),
                 unlisted: vec![(start.to_path_buf(), error)],
+                ..Walked::default()
             };
         }
     };
@@ -67,10 +76,7 @@ pub fn manifests<T: Send>(
         }),
         changed: Condvar::new(),
     };
-    let mut walked = Walked {
-        files: Vec::new(),
-        unlisted: Vec::new(),
-    };
+    let mut walked = Walked::default();
     for done in parallel::on_every_core(usize::MAX, || walk.work()) {
         walked.files.extend(done.files);
         walked.unlisted.extend(done.unlisted);
@@ -172,10 +178,7 @@ struct Walk<'a, T> {
 impl<T> Walk<'_, T> {
     /// One worker: takes directories until none is left and none is being listed.
     fn work(&self) -> Walked<T> {
-        let mut done = Walked {
-            files: Vec::new(),
-            unlisted: Vec::new(),
-        };
+        let mut done = Walked::default();
         while let Some(job) = self.next_job() {
             let mut listed = Listed {
                 walk: self,
