@@ -39,23 +39,25 @@ use crate::yaml::{Node, Span, Value as YamlValue};
 pub const MAX_VIOLATIONS_PER_OBJECT: usize = 20;
 
 /// The served versions of one CRD kind.
-struct CrdKind {
+struct CrdKind<'a> {
     /// Where the CRD was read from.
     source: String,
-    versions: Vec<CrdVersion>,
+    versions: Vec<CrdVersion<'a>>,
 }
 
-struct CrdVersion {
+struct CrdVersion<'a> {
     name: String,
-    /// The version's `openAPIV3Schema`, as written in the CRD.
-    schema: Option<Value>,
+    /// The version's `openAPIV3Schema`, as written in the CRD. It is turned into JSON when an
+    /// object of the version is first checked: a repository's CRDs hold a dozen kinds of a few
+    /// versions each, and a pre-commit run judges one or two of them.
+    schema: Option<&'a Node>,
     compiled: OnceLock<Result<jsonschema::Validator, String>>,
 }
 
-/// The schemas of every CRD of a lint run, keyed by (group, kind).
+/// The schemas of every CRD of a lint run, keyed by (group, kind), borrowed from the CRDs.
 #[derive(Default)]
-pub struct Schemas {
-    kinds: HashMap<(String, String), CrdKind>,
+pub struct Schemas<'a> {
+    kinds: HashMap<(String, String), CrdKind<'a>>,
 }
 
 /// What a schema says about one object.
@@ -93,14 +95,14 @@ pub enum ViolationKind {
     Other,
 }
 
-impl Schemas {
+impl<'a> Schemas<'a> {
     /// The schemas of the inventory's CRDs. A version defined twice keeps the first
     /// definition, except that CRDs given with `--crds` replace those of the input.
-    pub fn from_inventory(inventory: &Inventory) -> Schemas {
+    pub fn from_inventory(inventory: &'a Inventory) -> Schemas<'a> {
         Schemas::from_crds(&inventory.crds)
     }
 
-    pub fn from_crds(crds: &[CrdDocument]) -> Schemas {
+    pub fn from_crds(crds: &'a [CrdDocument]) -> Schemas<'a> {
         let mut schemas = Schemas::default();
         for crd in crds.iter().filter(|c| c.explicit) {
             schemas.add(crd);
@@ -116,7 +118,7 @@ impl Schemas {
     }
 
     /// Adds a CRD's served versions that are not defined yet.
-    fn add(&mut self, crd: &CrdDocument) {
+    fn add(&mut self, crd: &'a CrdDocument) {
         let Some(spec) = crd.root.get("spec") else {
             return;
         };
@@ -127,9 +129,7 @@ impl Schemas {
             return;
         };
         // apiextensions.k8s.io/v1beta1 CRDs may hold one schema for every version.
-        let shared = spec
-            .path(&["validation", "openAPIV3Schema"])
-            .map(Node::to_json);
+        let shared = spec.path(&["validation", "openAPIV3Schema"]);
         let mut versions: Vec<CrdVersion> = spec
             .get("versions")
             .and_then(Node::as_seq)
@@ -139,10 +139,7 @@ impl Schemas {
             .filter_map(|v| {
                 Some(CrdVersion {
                     name: v.get("name")?.as_str()?.to_owned(),
-                    schema: v
-                        .path(&["schema", "openAPIV3Schema"])
-                        .map(Node::to_json)
-                        .or_else(|| shared.clone()),
+                    schema: v.path(&["schema", "openAPIV3Schema"]).or(shared),
                     compiled: OnceLock::new(),
                 })
             })
@@ -192,7 +189,7 @@ impl Schemas {
             // A served version without a schema accepts anything (apiextensions v1beta1).
             return Verdict::Checked(Vec::new());
         };
-        let compiled = served.compiled.get_or_init(|| compile(raw));
+        let compiled = served.compiled.get_or_init(|| compile(&raw.to_json()));
         let validator = match compiled {
             Ok(v) => v,
             Err(reason) => {

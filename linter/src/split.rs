@@ -76,17 +76,16 @@ pub fn sniff_kind(document: &str) -> Sniff<'_> {
     let mut api_version: Option<Option<&str>> = None;
     let mut kind_line_end = None;
     let mut line_start = 0;
-    while line_start < bytes.len() {
+    while let Some(&first) = bytes.get(line_start) {
         let line_end = memchr_newline(bytes, line_start);
-        let line = &document[line_start..line_end];
         let after_kind = kind_line_end.take() == Some(line_start);
+        let this_line = line_start..line_end;
         line_start = line_end + 1;
-        let first = line.as_bytes().first().copied();
+        // Most lines are indented: they are looked at byte-wise, never sliced as text.
         match first {
-            None | Some(b'\r' | b'#') => continue,
-            Some(b' ' | b'\t') => {
-                let content = line.trim_start_matches([' ', '\t']);
-                if after_kind && !(content.is_empty() || content.starts_with(['#', '\r'])) {
+            b'\n' | b'\r' | b'#' => continue,
+            b' ' | b'\t' => {
+                if after_kind && has_content(&bytes[this_line]) {
                     // `kind: Helm` continued on an indented line: a multi-line scalar.
                     return Sniff::Unsure;
                 }
@@ -94,6 +93,7 @@ pub fn sniff_kind(document: &str) -> Sniff<'_> {
             }
             _ => {}
         }
+        let line = &document[this_line];
         if is_document_start(line.as_bytes()) {
             if line.trim_end().len() > 3 {
                 // `--- value` or `--- !tag`: content on the marker line.
@@ -161,12 +161,17 @@ fn sniff_json(document: &str) -> Sniff<'_> {
 
 /// Whether the text after a line's end continues that line's value (an indented line).
 fn continues(after: &str) -> bool {
-    after.split('\n').nth(1).is_some_and(|next| {
-        next.starts_with([' ', '\t']) && {
-            let content = next.trim_start_matches([' ', '\t']);
-            !(content.is_empty() || content.starts_with(['#', '\r']))
-        }
-    })
+    after
+        .split('\n')
+        .nth(1)
+        .is_some_and(|next| next.starts_with([' ', '\t']) && has_content(next.as_bytes()))
+}
+
+/// Whether a line holds more than blanks and a comment.
+fn has_content(line: &[u8]) -> bool {
+    line.iter()
+        .find(|b| !matches!(b, b' ' | b'\t'))
+        .is_some_and(|b| !matches!(b, b'#' | b'\r'))
 }
 
 /// A column-0 line that starts a plain block-mapping key (`apiVersion:`, `metadata:`).
