@@ -13,6 +13,7 @@
 // Paths and applications are hashed many times per run; no map here takes keys chosen to
 // collide (they are the input's own paths), so a fast hash beats SipHash's flood resistance.
 use foldhash::{HashMap, HashSet};
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use crate::input::Inventory;
@@ -35,12 +36,49 @@ struct Application {
 /// many times over.
 struct Tree<'a> {
     inventory: &'a Inventory,
-    dir_ids: HashMap<&'a Path, DirId>,
+    dir_ids: HashMap<PathKey<'a>, DirId>,
     dirs: Vec<Dir<'a>>,
-    file_by_path: HashMap<&'a Path, usize>,
+    file_by_path: HashMap<PathKey<'a>, usize>,
+    /// What each kustomization file's local entries name (indexed like `kustomize_files`),
+    /// looked up once: a kustomization is reached by many Flux Kustomizations.
+    targets: Vec<Vec<Target>>,
 }
 
 type DirId = usize;
+
+/// A path as a map key: its bytes, which `Path` would hash and compare component by
+/// component instead, far more slowly. The paths met here are almost always normalised
+/// already (no `.` inside, no doubled or trailing separator); the rare other one is rebuilt
+/// from its components so that keys stay equal exactly when the paths are.
+type PathKey<'a> = Cow<'a, [u8]>;
+
+fn key(path: &Path) -> PathKey<'_> {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    // Each separator followed by a component other than `.`. (On Windows `\\` separates
+    // too: every key is rebuilt there.)
+    let normalised = cfg!(unix)
+        && !bytes.iter().enumerate().any(|(at, &byte)| {
+            byte == b'/'
+                && matches!(
+                    &bytes[at + 1..],
+                    [] | [b'/', ..] | [b'.'] | [b'.', b'/', ..]
+                )
+        });
+    if normalised {
+        return Cow::Borrowed(bytes);
+    }
+    let rebuilt: PathBuf = path.components().collect();
+    Cow::Owned(rebuilt.into_os_string().into_encoded_bytes())
+}
+
+/// What a local `resources`/`bases`/`components` entry names.
+#[derive(Clone, Copy)]
+enum Target {
+    File(usize),
+    Dir(DirId),
+    /// Not in the input (a missing path, or one outside the repository).
+    Absent,
+}
 
 /// A directory that holds input files, or is an ancestor of one that does.
 struct Dir<'a> {
@@ -59,19 +97,20 @@ impl<'a> Tree<'a> {
             dir_ids: HashMap::default(),
             dirs: Vec::new(),
             file_by_path: HashMap::default(),
+            targets: Vec::new(),
         };
         for (i, file) in inventory.files.iter().enumerate() {
             let dir = file.rel.parent().unwrap_or(Path::new(""));
             let id = tree.add_dir(dir);
             tree.dirs[id].files.push(i);
-            tree.file_by_path.insert(&file.rel, i);
+            tree.file_by_path.insert(key(&file.rel), i);
         }
         for (k, kustomization) in inventory.kustomize_files.iter().enumerate() {
             let dir = inventory.files[kustomization.file]
                 .rel
                 .parent()
                 .unwrap_or(Path::new(""));
-            if let Some(&id) = tree.dir_ids.get(dir) {
+            if let Some(id) = tree.dir(dir) {
                 // kustomize refuses a directory with two kustomization files; keep the first.
                 tree.dirs[id].kustomization.get_or_insert(k);
             }
@@ -81,12 +120,39 @@ impl<'a> Tree<'a> {
             subdirs.sort_by(|a, b| tree.dirs[*a].path.cmp(tree.dirs[*b].path));
             tree.dirs[id].subdirs = subdirs;
         }
+        tree.targets = inventory
+            .kustomize_files
+            .iter()
+            .map(|k| {
+                k.entries
+                    .iter()
+                    .map(|e| tree.target(&k.dir, &e.value))
+                    .collect()
+            })
+            .collect();
         tree
+    }
+
+    /// What the entry `reference` of a kustomization file in `dir` names.
+    fn target(&self, dir: &Path, reference: &str) -> Target {
+        if is_remote(reference) {
+            return Target::Absent;
+        }
+        let Some(path) = normalize(dir, reference) else {
+            return Target::Absent;
+        };
+        if let Some(&file) = self.file_by_path.get(&key(&path)) {
+            Target::File(file)
+        } else if let Some(dir) = self.dir(&path) {
+            Target::Dir(dir)
+        } else {
+            Target::Absent
+        }
     }
 
     /// Numbers `path` and, once, each of its ancestors.
     fn add_dir(&mut self, path: &'a Path) -> DirId {
-        if let Some(&id) = self.dir_ids.get(path) {
+        if let Some(id) = self.dir(path) {
             return id;
         }
         let id = self.dirs.len();
@@ -96,7 +162,7 @@ impl<'a> Tree<'a> {
             subdirs: Vec::new(),
             kustomization: None,
         });
-        self.dir_ids.insert(path, id);
+        self.dir_ids.insert(key(path), id);
         if let Some(parent) = path.parent() {
             let parent = self.add_dir(parent);
             self.dirs[parent].subdirs.push(id);
@@ -105,7 +171,7 @@ impl<'a> Tree<'a> {
     }
 
     fn dir(&self, path: &Path) -> Option<DirId> {
-        self.dir_ids.get(path).copied()
+        self.dir_ids.get(&key(path)).copied()
     }
 }
 
@@ -165,16 +231,13 @@ pub fn effective_namespaces(inventory: &Inventory) -> Vec<Vec<EffectiveNamespace
 
     // kustomization.yaml trees that no Flux Kustomization in the input applies: their
     // outermost kustomization decides.
-    let included: HashSet<usize> = inventory
-        .kustomize_files
+    let included: HashSet<usize> = tree
+        .targets
         .iter()
-        .flat_map(|k| {
-            let dir = &k.dir;
-            k.entries
-                .iter()
-                .filter_map(|e| normalize(dir, &e.value))
-                .filter_map(|p| tree.dirs[tree.dir(&p)?].kustomization)
-                .collect::<Vec<_>>()
+        .flatten()
+        .filter_map(|target| match target {
+            Target::Dir(dir) => tree.dirs[*dir].kustomization,
+            Target::File(_) | Target::Absent => None,
         })
         .collect();
     for (k, kustomization) in inventory.kustomize_files.iter().enumerate() {
@@ -345,17 +408,13 @@ fn traverse(
                     inner = applications.intern(application);
                 }
             }
-            for entry in &kustomization.entries {
-                if is_remote(&entry.value) {
-                    continue;
-                }
-                let Some(target) = normalize(node.path, &entry.value) else {
-                    continue;
-                };
-                if let Some(&file) = tree.file_by_path.get(target.as_path()) {
-                    applications.apply(file, inner);
-                } else if let Some(target) = tree.dir(&target) {
-                    traverse(tree, target, inner, applications, reached, visiting);
+            for target in &tree.targets[k] {
+                match *target {
+                    Target::File(file) => applications.apply(file, inner),
+                    Target::Dir(target) => {
+                        traverse(tree, target, inner, applications, reached, visiting);
+                    }
+                    Target::Absent => {}
                 }
             }
         }
@@ -369,4 +428,32 @@ fn traverse(
         }
     }
     visiting[dir] = false;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_keys_are_equal_exactly_when_the_paths_are() {
+        let paths = [
+            "apps/base",
+            "apps//base",
+            "apps/./base",
+            "apps/base/",
+            "apps/base/.",
+            "./apps/base",
+            "apps/bas",
+            "apps",
+            "",
+        ];
+        for a in paths {
+            for b in paths {
+                let (a, b) = (Path::new(a), Path::new(b));
+                assert_eq!(key(a) == key(b), a == b, "{a:?} vs {b:?}");
+            }
+        }
+        // The common case borrows.
+        assert!(matches!(key(Path::new("apps/base")), Cow::Borrowed(_)));
+    }
 }

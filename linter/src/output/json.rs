@@ -48,8 +48,12 @@ pub fn write(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
             input_errors: report.errors().len(),
         },
     };
-    serde_json::to_writer_pretty(&mut *out, &document)?;
-    out.write_all(b"\n")
+    // serde_json writes a few bytes at a time; buffered here, those writes are plain copies
+    // rather than calls through `dyn Write`.
+    let mut buffered = std::io::BufWriter::with_capacity(64 * 1024, out);
+    serde_json::to_writer_pretty(&mut buffered, &document)?;
+    buffered.write_all(b"\n")?;
+    buffered.flush()
 }
 
 pub fn render(report: &Report) -> String {
