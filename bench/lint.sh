@@ -87,7 +87,8 @@ mean = {}
 for line in open(sys.argv[1]):
     cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)]
     if len(cells) > 3 and cells[1].startswith("`"):
-        key = "floor" if "floor.py" in cells[1] else "fluxfence" if "fluxfence" in cells[1] else None
+        # FLUXFENCE may name a binary called anything: the command is known by its arguments.
+        key = "floor" if "floor.py" in cells[1] else "fluxfence" if " lint " in cells[1] else None
         if key:
             mean[key] = float(cells[2].split()[0])
 print(f"{mean['floor'] / mean['fluxfence']:.1f}")

@@ -151,7 +151,13 @@ impl Inventory {
                 });
             }
         }
-        if let Some(root) = root.as_ref().filter(|r| r.join(".git").exists()) {
+        // The rest of the repository can only change what is said about Flux objects (their
+        // namespace, service account, schema): given files without one need no context.
+        let needs_context = depth == Depth::Full || may_hold_flux_objects(&read);
+        if let Some(root) = root
+            .as_ref()
+            .filter(|r| needs_context && r.join(".git").exists())
+        {
             let given: Vec<PathBuf> = paths.iter().filter_map(|p| p.canonicalize().ok()).collect();
             let canonical_root = root.canonicalize().ok();
             let covers_root = given.iter().any(|g| canonical_root.as_ref() == Some(g));
@@ -328,6 +334,29 @@ fn read_path(
         })
     }));
     read.extend(walked.files.into_iter().map(|(_, prepared)| prepared));
+}
+
+/// Whether a document of the files read may be a Flux object, as far as its `kind:` line
+/// tells: a Flux kind, a `List`, or a document the sniffing cannot read. Kustomization
+/// files configure kustomize and are never objects.
+fn may_hold_flux_objects(read: &[Result<Prepared, InputError>]) -> bool {
+    read.iter()
+        .filter_map(|prepared| prepared.as_ref().ok())
+        .filter(|prepared| !prepared.is_kustomization)
+        .flat_map(|prepared| {
+            let text = prepared.file.text.as_str();
+            prepared
+                .documents
+                .iter()
+                .map(move |range| &text[range.clone()])
+        })
+        .any(|document| match split::sniff_kind(document) {
+            Sniff::Unsure => true,
+            Sniff::NoKind => false,
+            Sniff::Object { kind, api_version } => {
+                kind.ends_with("List") || sniffed_flux_kind(kind, api_version).is_some()
+            }
+        })
 }
 
 /// How much of the input the parser reads.

@@ -820,6 +820,43 @@ fn an_invalid_discovered_policy_is_exit_2_not_a_silent_default() {
 
 // ---------------------------------------------------------------- pre-commit
 
+/// Only what is said of Flux objects depends on the rest of the repository (their namespace,
+/// service account and schema), so a pre-commit run over other manifests does not read it.
+#[test]
+fn files_without_flux_objects_are_linted_without_reading_the_repository() {
+    let repo = git_repo();
+    write(
+        repo.path(),
+        "apps/deployment.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n",
+    );
+    write(
+        repo.path(),
+        "apps/kustomization.yaml",
+        "namespace: team-a\nresources: [deployment.yaml, nginx.yaml]\n",
+    );
+    write(repo.path(), "apps/nginx.yaml", &modern_seed());
+    // `kind :` is a kind key the sniffing does not read: it may be a Flux object.
+    write(
+        repo.path(),
+        "apps/unsure.yaml",
+        "apiVersion: v1\nkind : ConfigMap\n",
+    );
+    let files_read = |rel: &str| {
+        fluxfence::Inventory::load(&[repo.path().join(rel)])
+            .files
+            .len()
+    };
+    assert_eq!(files_read("apps/deployment.yaml"), 1);
+    assert_eq!(files_read("apps/kustomization.yaml"), 1);
+    assert_eq!(files_read("apps/nginx.yaml"), 4);
+    assert_eq!(files_read("apps/unsure.yaml"), 4);
+    // The report on the Deployment is the same either way: nothing to judge.
+    let run = run_in(repo.path(), &["lint", "apps/deployment.yaml"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.stdout, "No problems in 0 Flux objects from 1 file.\n");
+}
+
 /// pre-commit passes the changed files only: a HelmRelease whose namespace comes from a
 /// kustomization.yaml beside it is still judged in that namespace.
 #[test]
