@@ -64,7 +64,12 @@ pub struct InputError {
 }
 
 impl std::fmt::Display for InputError {
+    /// `file:line:column: message`, or `file: message` for what concerns the whole file (one
+    /// that cannot be read, a directory that cannot be listed): line 0.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            return write!(f, "{}: {}", self.file, self.message);
+        }
         write!(
             f,
             "{}:{}:{}: {}",

@@ -168,8 +168,15 @@ fn finish(report: fluxfence::Report, args: &LintArgs) -> anyhow::Result<ExitCode
 fn fix(args: LintArgs, flags: FixFlags, then_lint: bool) -> anyhow::Result<ExitCode> {
     let inventory = read_input_for_fix(&args.paths)?;
     let policy = load_policy(args.policy.as_deref(), inventory.root.as_deref())?;
-    if !inventory.errors.is_empty() {
-        let errors: Vec<String> = inventory.errors.iter().map(ToString::to_string).collect();
+    // The report after `lint --fix` checks schemas like `lint` does; the CRDs are read first,
+    // so that a wrong `--crds` stops the run before any file is written.
+    let mut crds = Inventory::default();
+    if let (true, Some(dir)) = (then_lint, &args.crds) {
+        crds.load_crds(dir);
+    }
+    let unreadable = inventory.errors.iter().chain(&crds.errors);
+    let errors: Vec<String> = unreadable.map(ToString::to_string).collect();
+    if !errors.is_empty() {
         anyhow::bail!(
             "not fixing while files cannot be read or parsed:\n{}",
             errors.join("\n")
@@ -207,7 +214,9 @@ fn fix(args: LintArgs, flags: FixFlags, then_lint: bool) -> anyhow::Result<ExitC
             ExitCode::SUCCESS
         });
     }
-    finish(fluxfence::lint(outcome.inventory, &policy), &args)
+    let mut fixed = outcome.inventory;
+    fixed.crds.extend(crds.crds);
+    finish(fluxfence::lint(fixed, &policy), &args)
 }
 
 fn read_input_for_fix(paths: &[PathBuf]) -> anyhow::Result<Inventory> {
