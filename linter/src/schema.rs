@@ -189,7 +189,7 @@ impl<'a> Schemas<'a> {
             // A served version without a schema accepts anything (apiextensions v1beta1).
             return Verdict::Checked(Vec::new());
         };
-        let compiled = served.compiled.get_or_init(|| compile(&raw.to_json()));
+        let compiled = served.compiled.get_or_init(|| compile(raw));
         let validator = match compiled {
             Ok(v) => v,
             Err(reason) => {
@@ -265,8 +265,8 @@ pub fn check_inventory(inventory: &Inventory, policy: &Policy) -> Vec<Diagnostic
     diagnostics
 }
 
-fn compile(k8s_schema: &Value) -> Result<jsonschema::Validator, String> {
-    let schema = to_json_schema(k8s_schema);
+fn compile(k8s_schema: &Node) -> Result<jsonschema::Validator, String> {
+    let schema = to_json_schema(without_status(k8s_schema));
     jsonschema::options()
         .with_draft(jsonschema::Draft::Draft4)
         .should_validate_formats(true)
@@ -277,14 +277,42 @@ fn compile(k8s_schema: &Value) -> Result<jsonschema::Validator, String> {
 
 /// The JSON Schema (draft 4) that judges an object as the apiserver judges it against a
 /// CRD's structural `openAPIV3Schema` (see the module documentation).
-pub fn to_json_schema(k8s_schema: &Value) -> Value {
-    let mut schema = k8s_schema.clone();
+pub fn to_json_schema(mut schema: Value) -> Value {
     convert(&mut schema, false, 0);
     if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
         properties.insert("metadata".into(), object_meta_schema());
         properties.remove("status");
     }
     schema
+}
+
+/// A CRD version's schema as JSON, its top-level `status` left out unbuilt: the controller
+/// writes it and the check never reads it, and in Flux's CRDs it is a third of the schema.
+fn without_status(k8s_schema: &Node) -> Value {
+    let Some(entries) = k8s_schema.as_map() else {
+        return k8s_schema.to_json();
+    };
+    let json = |entries: &[(Node, Node)], skip: &str| -> Map<String, Value> {
+        entries
+            .iter()
+            .filter(|(key, _)| key.as_scalar() != Some(skip))
+            .map(|(key, value)| {
+                (
+                    key.as_scalar().unwrap_or_default().to_owned(),
+                    value.to_json(),
+                )
+            })
+            .collect()
+    };
+    let mut schema = json(entries, "properties");
+    if let Some(properties) = k8s_schema.get("properties") {
+        let properties = match properties.as_map() {
+            Some(entries) => Value::Object(json(entries, "status")),
+            None => properties.to_json(),
+        };
+        schema.insert("properties".to_owned(), properties);
+    }
+    Value::Object(schema)
 }
 
 /// Deeper schemas are left as they are (no CRD comes near; this bounds recursion).
@@ -664,7 +692,7 @@ mod tests {
                 "status": {"type": "object"}
             }
         });
-        let schema = to_json_schema(&k8s);
+        let schema = to_json_schema(k8s.clone());
         let spec = &schema["properties"]["spec"];
         assert_eq!(spec["additionalProperties"], json!(false));
         assert_eq!(
@@ -676,7 +704,7 @@ mod tests {
             spec["properties"]["note"]["type"],
             json!(["string", "null"])
         );
-        let required = to_json_schema(&json!({
+        let required = to_json_schema(json!({
             "type": "object",
             "required": ["a"],
             "properties": {"a": {"type": "string"}, "b": {"type": "string", "enum": ["x"]}}
