@@ -15,8 +15,8 @@
 #            parse, namespace resolution, the remaining checks), an approximation of the
 #            parser's floor (DESIGN 8: within 2x)
 #   onefile  one file, as pre-commit runs it (target < 10 ms): outside any repository, inside
-#            this repository, and inside a copy of a corpus repository (context loading reads
-#            the whole repository)
+#            this repository (the seed, a v2 HelmRelease, a file without Flux objects), and
+#            inside a copy of a corpus repository (context loading reads the whole repository)
 #
 # Environment: CORPUS (../shared/corpus), RUNS (runs of the long cases, default 5), BIG_MB (40),
 # FLUXFENCE (a binary to use instead of building target/release/fluxfence), KEEP=1 keeps the
@@ -198,15 +198,24 @@ if has onefile; then
   one=${one#./}
   nfiles=$(cd "$repo" && find . -type f \( -name '*.yaml' -o -name '*.yml' -o -name '*.json' \) | wc -l)
   echo "repository: auricom__home-ops ($nfiles manifests), file: $one"
+  # In this repository, the three kinds of file a pre-commit hook hands over: Flux objects of
+  # removed versions (FF001 has no served schema to compile), a current HelmRelease (FF001
+  # compiles the v2 schema of the CRD vendored under charts/), and no Flux object at all
+  # (no context is read).
+  v2=testdata/repos/kustomize-namespace-overrides-metadata/apps/team-c/podinfo.yaml
+  plain=testdata/rules/FF101/ok-not-flux-kinds.yaml
   hf -N -i --warmup 20 --runs 200 --export-json "$tmp/one-hf.json" \
     -n "lint nginx.yaml, outside any repository" "$ff lint $tmp/alone/nginx.yaml" \
-    -n "lint testdata/seed/before/nginx.yaml (in this repository)" "$ff lint testdata/seed/before/nginx.yaml"
+    -n "lint testdata/seed/before/nginx.yaml (in this repository)" "$ff lint testdata/seed/before/nginx.yaml" \
+    -n "lint a v2 HelmRelease (in this repository)" "$ff lint $v2" \
+    -n "lint a file without Flux objects (in this repository)" "$ff lint $plain"
   (cd "$repo" && hf -N -i --warmup 5 --runs $((runs * 10)) --export-json "$tmp/repo-hf.json" \
     -n "lint $one (in a corpus repository)" "$ff lint $one" \
     -n "lint . (the whole corpus repository)" "$ff lint .")
   ms() { "$py" -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][int(sys.argv[2])]; print("%.1f ms (median %.1f)" % (r["mean"]*1000, r["median"]*1000))' "$@"; }
   note "one file outside a repository: $(ms "$tmp/one-hf.json" 0) (target < 10 ms)"
   note "one file in this repository: $(ms "$tmp/one-hf.json" 1) (target < 10 ms)"
+  note "  a v2 HelmRelease: $(ms "$tmp/one-hf.json" 2); a file without Flux objects: $(ms "$tmp/one-hf.json" 3)"
   note "one file in auricom__home-ops: $(ms "$tmp/repo-hf.json" 0); the whole repository: $(ms "$tmp/repo-hf.json" 1); ratio $(ratio "$tmp/repo-hf.json" 0 1)"
 fi
 
