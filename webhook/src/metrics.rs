@@ -21,7 +21,8 @@ pub const FINDINGS: &str = "fluxfence_webhook_findings_total";
 pub const LATENCY: &str = "fluxfence_webhook_request_duration_seconds";
 /// Policy file reloads after a change, by result (`success`, `error`).
 pub const POLICY_RELOADS: &str = "fluxfence_webhook_policy_reloads_total";
-/// Certificate/key reloads after a change, by result (`success`, `error`).
+/// Reloads of the serving certificate/key or of the client CA after a change, by result
+/// (`success`, `error`).
 pub const CERTIFICATE_RELOADS: &str = "fluxfence_webhook_certificate_reloads_total";
 /// Requests that could not be judged normally, by endpoint and reason.
 pub const ERRORS: &str = "fluxfence_webhook_errors_total";

@@ -1,4 +1,4 @@
-//! Reloads the serving certificate and the policy when their files change.
+//! Reloads the serving certificate, the client CA and the policy when their files change.
 //!
 //! Kubernetes updates Secret and ConfigMap volumes by writing a new directory and swapping the
 //! `..data` symlink; a watch on the old files never fires again. So we poll: read the files
@@ -17,17 +17,20 @@ use fluxfence::Policy;
 
 use crate::metrics::{Metrics, ReloadResult};
 use crate::state::AppState;
-use crate::tls::{self, CertStore};
+use crate::tls::{self, CertStore, ClientCaStore};
 
 pub struct Reloader {
     cert_file: PathBuf,
     key_file: PathBuf,
     policy_file: Option<PathBuf>,
     certs: Arc<CertStore>,
+    /// The client CA file and what checks against it, when client certificates are required.
+    client_ca: Option<(PathBuf, Arc<ClientCaStore>)>,
     metrics: Arc<Metrics>,
     /// Hashes of the contents last tried, loaded or not: a broken file is reported once, not
     /// on every poll, and a fix to it is picked up as a change.
     cert_hash: Option<u64>,
+    client_ca_hash: Option<u64>,
     policy_hash: Option<u64>,
 }
 
@@ -54,10 +57,22 @@ impl Reloader {
             key_file,
             policy_file,
             certs,
+            client_ca: None,
             metrics,
             cert_hash: None,
+            client_ca_hash: None,
             policy_hash: None,
         }
+    }
+
+    /// Loads the CA bundle that client certificates must chain to, and watches it from then
+    /// on; an error here is a startup error.
+    pub fn load_client_ca(&mut self, path: PathBuf) -> anyhow::Result<Arc<ClientCaStore>> {
+        let pem = read(&path)?;
+        let store = Arc::new(ClientCaStore::new(&pem, &path)?);
+        self.client_ca_hash = Some(hash(&[&pem]));
+        self.client_ca = Some((path, Arc::clone(&store)));
+        Ok(store)
     }
 
     /// Loads the certificate; an error here is a startup error.
@@ -83,6 +98,7 @@ impl Reloader {
     /// One poll: reloads whatever changed.
     pub fn poll(&mut self, state: &AppState) {
         self.poll_certificate();
+        self.poll_client_ca();
         self.poll_policy(state);
     }
 
@@ -109,6 +125,36 @@ impl Reloader {
             Err(e) => {
                 self.metrics.certificate_reload(ReloadResult::Error);
                 tracing::error!(error = %e, "new serving certificate rejected; still serving the previous one");
+            }
+        }
+    }
+
+    /// A new CA bundle applies to the handshakes after it; a bundle that does not load is
+    /// counted as a failed certificate reload and the previous one keeps checking.
+    fn poll_client_ca(&mut self) {
+        let Some((path, store)) = &self.client_ca else {
+            return;
+        };
+        let pem = match read(path) {
+            Ok(pem) => pem,
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "client CA not readable this poll");
+                return;
+            }
+        };
+        let fingerprint = hash(&[&pem]);
+        if self.client_ca_hash == Some(fingerprint) {
+            return;
+        }
+        self.client_ca_hash = Some(fingerprint);
+        match store.set(&pem, path) {
+            Ok(()) => {
+                self.metrics.certificate_reload(ReloadResult::Success);
+                tracing::info!(client_ca = %path.display(), "client CA reloaded");
+            }
+            Err(e) => {
+                self.metrics.certificate_reload(ReloadResult::Error);
+                tracing::error!(error = %e, "new client CA rejected; still checking against the previous one");
             }
         }
     }

@@ -55,20 +55,15 @@ impl Server {
         let policy = reloader
             .load_policy()
             .context("cannot load the policy (--policy-file)")?;
-        let client_ca = match &config.client_ca_file {
-            Some(path) => Some((
-                std::fs::read(path)
-                    .with_context(|| format!("cannot read --client-ca-file {}", path.display()))?,
-                path.clone(),
-            )),
+        let client_cas = match &config.client_ca_file {
+            Some(path) => Some(
+                reloader
+                    .load_client_ca(path.clone())
+                    .context("cannot load the client CA (--client-ca-file)")?,
+            ),
             None => None,
         };
-        let tls = tls::server_config(
-            certs,
-            client_ca
-                .as_ref()
-                .map(|(pem, path)| (pem.as_slice(), path.as_path())),
-        )?;
+        let tls = tls::server_config(certs, client_cas)?;
         let state = Arc::new(AppState::new(
             policy,
             metrics,

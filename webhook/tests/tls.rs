@@ -294,6 +294,58 @@ async fn a_client_ca_requires_the_api_servers_certificate() {
     let _ = server.stop.send(());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_ca_rotates_like_the_serving_certificate() {
+    let pki = Pki::new("serving CA");
+    let old_clients = Pki::new("old front-proxy CA");
+    let new_clients = Pki::new("new front-proxy CA");
+    let tmp = tempfile::tempdir().unwrap();
+    let tls_dir = tmp.path().join("tls");
+    write_pair(&tls_dir, "1", &pki.server("webhook"));
+    let ca_dir = tmp.path().join("client-ca");
+    write_volume(&ca_dir, "1", &[("ca.crt", old_clients.ca_pem.as_bytes())]);
+    let server = start(config(&tls_dir, None, Some(ca_dir.join("ca.crt")))).await;
+    let (old_apiserver, new_apiserver) = (
+        old_clients.client("kube-apiserver"),
+        new_clients.client("kube-apiserver"),
+    );
+    let served = |identity| {
+        let roots = pki.roots();
+        async move {
+            once(
+                server.addr,
+                roots,
+                Some(identity),
+                "GET",
+                "/healthz",
+                Vec::new(),
+            )
+            .await
+            .is_ok_and(|answer| answer.status == 200)
+        }
+    };
+    assert!(served(&old_apiserver).await);
+    assert!(!served(&new_apiserver).await);
+
+    write_volume(&ca_dir, "2", &[("ca.crt", new_clients.ca_pem.as_bytes())]);
+    eventually(Duration::from_secs(5), "the new client CA", || {
+        served(&new_apiserver)
+    })
+    .await;
+    assert!(!served(&old_apiserver).await, "the old CA still trusted");
+
+    // A bundle without a certificate is refused; the last good one keeps checking.
+    write_volume(
+        &ca_dir,
+        "3",
+        &[("ca.crt", b"not a certificate\n".as_slice())],
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(served(&new_apiserver).await);
+    assert!(!served(&old_apiserver).await);
+    let _ = server.stop.send(());
+}
+
 #[tokio::test]
 async fn startup_fails_clearly_on_a_bad_certificate_or_policy() {
     let pki = Pki::new("test CA");
