@@ -44,6 +44,32 @@ fn hash(parts: &[&[u8]]) -> u64 {
     hasher.finish()
 }
 
+/// The contents of `paths` when they changed since `last` (their hash when last tried, which
+/// this updates); `None` while they are unchanged, or while one cannot be read (mid-rotation
+/// or a transient volume problem: tried again next poll).
+fn changed<const N: usize>(
+    paths: [&Path; N],
+    last: &mut Option<u64>,
+    what: &str,
+) -> Option<[Vec<u8>; N]> {
+    let mut contents: [Vec<u8>; N] = std::array::from_fn(|_| Vec::new());
+    for (content, path) in contents.iter_mut().zip(paths) {
+        match read(path) {
+            Ok(bytes) => *content = bytes,
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "{what} not readable this poll");
+                return None;
+            }
+        }
+    }
+    let fingerprint = hash(&contents.each_ref().map(Vec::as_slice));
+    if *last == Some(fingerprint) {
+        return None;
+    }
+    *last = Some(fingerprint);
+    Some(contents)
+}
+
 impl Reloader {
     pub fn new(
         cert_file: PathBuf,
@@ -103,19 +129,10 @@ impl Reloader {
     }
 
     fn poll_certificate(&mut self) {
-        let (cert, key) = match (read(&self.cert_file), read(&self.key_file)) {
-            (Ok(cert), Ok(key)) => (cert, key),
-            // Mid-rotation or a transient volume problem: try again next poll.
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::debug!(error = %format!("{e:#}"), "certificate not readable this poll");
-                return;
-            }
-        };
-        let fingerprint = hash(&[&cert, &key]);
-        if self.cert_hash == Some(fingerprint) {
+        let files = [self.cert_file.as_path(), self.key_file.as_path()];
+        let Some([cert, key]) = changed(files, &mut self.cert_hash, "certificate") else {
             return;
-        }
-        self.cert_hash = Some(fingerprint);
+        };
         match tls::certified_key(&cert, &key, &self.cert_file, &self.key_file) {
             Ok(pair) => {
                 self.certs.set(pair);
@@ -135,18 +152,9 @@ impl Reloader {
         let Some((path, store)) = &self.client_ca else {
             return;
         };
-        let pem = match read(path) {
-            Ok(pem) => pem,
-            Err(e) => {
-                tracing::debug!(error = %format!("{e:#}"), "client CA not readable this poll");
-                return;
-            }
-        };
-        let fingerprint = hash(&[&pem]);
-        if self.client_ca_hash == Some(fingerprint) {
+        let Some([pem]) = changed([path], &mut self.client_ca_hash, "client CA") else {
             return;
-        }
-        self.client_ca_hash = Some(fingerprint);
+        };
         match store.set(&pem, path) {
             Ok(()) => {
                 self.metrics.certificate_reload(ReloadResult::Success);
@@ -163,18 +171,9 @@ impl Reloader {
         let Some(path) = &self.policy_file else {
             return;
         };
-        let text = match read(path) {
-            Ok(text) => text,
-            Err(e) => {
-                tracing::debug!(error = %format!("{e:#}"), "policy not readable this poll");
-                return;
-            }
-        };
-        let fingerprint = hash(&[&text]);
-        if self.policy_hash == Some(fingerprint) {
+        let Some([text]) = changed([path], &mut self.policy_hash, "policy") else {
             return;
-        }
-        self.policy_hash = Some(fingerprint);
+        };
         match parse_policy(&text, path) {
             Ok(policy) => {
                 state.set_policy(policy);
