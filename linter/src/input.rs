@@ -348,13 +348,7 @@ fn may_hold_flux_objects(read: &[Result<Prepared, InputError>]) -> bool {
     read.iter()
         .filter_map(|prepared| prepared.as_ref().ok())
         .filter(|prepared| !prepared.is_kustomization)
-        .flat_map(|prepared| {
-            let text = prepared.file.text.as_str();
-            prepared
-                .documents
-                .iter()
-                .map(move |range| &text[range.clone()])
-        })
+        .flat_map(Prepared::document_texts)
         .any(|document| match split::sniff_kind(document) {
             Sniff::Unsure => true,
             Sniff::NoKind => false,
@@ -420,7 +414,7 @@ fn judged_kinds(read: &[Result<Prepared, InputError>]) -> HashSet<&str> {
     }
     prepared()
         .filter(|p| p.file.reported)
-        .flat_map(|p| p.documents.iter().map(|range| &p.file.text[range.clone()]))
+        .flat_map(Prepared::document_texts)
         .filter_map(|document| match split::sniff_kind(document) {
             Sniff::Object { kind, api_version } => {
                 sniffed_flux_kind(kind, api_version).map(|_| kind)
@@ -644,6 +638,15 @@ fn sniffed_flux_kind(kind: &str, api_version: Option<&str>) -> Option<FluxKind> 
     match api_version {
         Some(api_version) => FluxKind::from_type(api_version, kind),
         None => FluxKind::from_name(kind),
+    }
+}
+
+impl Prepared {
+    /// The text of each of its documents.
+    fn document_texts(&self) -> impl Iterator<Item = &str> {
+        self.documents
+            .iter()
+            .map(|range| &self.file.text[range.clone()])
     }
 }
 
