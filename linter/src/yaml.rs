@@ -14,6 +14,8 @@ use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as EventSpan};
 
+mod block;
+
 /// Deepest nesting accepted. Kubernetes objects rarely go past 20; this bounds recursion when
 /// nodes are cloned or dropped.
 pub const MAX_DEPTH: usize = 200;
@@ -409,6 +411,21 @@ fn load_body(
     parsed: &str,
     base: usize,
     excision: Option<&Excision>,
+    on_document: impl FnMut(Document),
+) -> Result<(), LoadError> {
+    if let Some(document) = block::load(parsed, base, excision) {
+        document.into_iter().for_each(on_document);
+        return Ok(());
+    }
+    parse_events(body, parsed, base, excision, on_document)
+}
+
+/// [`load_body`] by `saphyr-parser`'s events: every YAML document, and the errors.
+fn parse_events(
+    body: &str,
+    parsed: &str,
+    base: usize,
+    excision: Option<&Excision>,
     mut on_document: impl FnMut(Document),
 ) -> Result<(), LoadError> {
     let offsets = ByteOffsets::new(parsed, base, excision);
@@ -560,7 +577,18 @@ fn quoted_span(body: &str, base: usize, span: Span) -> Span {
     let Some(slice) = body.get(span.start - base..span.end - base) else {
         return span;
     };
-    let Some(open) = slice.find(['"', '\'']) else {
+    // The span starts at the node's anchor or tag, if it has one, whose name may hold quotes.
+    let mut properties = 0;
+    while slice[properties..].starts_with(['&', '!']) {
+        let name_end = slice[properties..]
+            .find(' ')
+            .map_or(slice.len(), |i| properties + i);
+        properties = name_end + slice[name_end..].len() - slice[name_end..].trim_start().len();
+    }
+    let Some(open) = slice[properties..]
+        .find(['"', '\''])
+        .map(|i| properties + i)
+    else {
         return span;
     };
     let quote = slice.as_bytes()[open];
