@@ -1,12 +1,13 @@
 //! A fast reader for the plain block YAML that Kubernetes manifests are written in.
 //!
-//! Almost every manifest uses a small part of YAML: block mappings and sequences, plain and
-//! quoted scalars on one line, `|` and `>` block scalars, flow collections on one line, and
-//! comments. This reader takes exactly that part, line by line, and builds the tree — spans
-//! included — that the general loader builds from `saphyr-parser`'s events, for a fraction of
-//! the work. Anything else (anchors, aliases, tags, tabs, directives, scalars over several
-//! lines, complex or duplicate keys, and every error) makes it answer `None`: the general loader
-//! then reads the document, so rare constructs and all error messages stay that loader's.
+//! Almost every manifest uses a small part of YAML: block mappings and sequences, quoted
+//! scalars on one line, plain ones on one line or folded over several, `|` and `>` block
+//! scalars, flow collections on one line, anchors and aliases, and comments. This reader takes
+//! exactly that part, line by line, and builds the tree — spans included — that the general
+//! loader builds from `saphyr-parser`'s events, for a fraction of the work. Anything else
+//! (tags, tabs, directives, quoted scalars over several lines, complex, duplicate or merge
+//! keys, and every error) makes it answer `None`: the general loader then reads the document,
+//! so rare constructs and all error messages stay that loader's.
 //!
 //! The spans follow the event positions `saphyr-parser` reports: a block collection ends where
 //! the token that closes it starts (or at the end of the text), a missing map value sits on its
@@ -71,7 +72,7 @@ fn has_only_plain_characters(text: &str) -> bool {
         })
 }
 
-/// A `---` or `...` line after the first: another document, or the end of this one.
+/// A `...` line, or a `---` line after the first: the end of this document or another one.
 fn has_document_marker_after_start(text: &str) -> bool {
     let bytes = text.as_bytes();
     let is_marker = |at: usize| {
