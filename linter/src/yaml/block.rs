@@ -974,6 +974,16 @@ mod tests {
         documents
     }
 
+    /// The document this reader makes of `text`, which must be the parser's.
+    fn read_as_the_parser_does(text: &str) -> Document {
+        assert!(agrees(text, "inline"), "not taken: {text:?}");
+        load(text, 0, None).flatten().expect("a document")
+    }
+
+    fn assert_left_to_the_parser(text: &str) {
+        assert!(load(text, 0, None).is_none(), "taken: {text:?}");
+    }
+
     #[test]
     fn reads_manifests_exactly_as_the_parser_does() {
         let documents = documents();
@@ -1072,15 +1082,14 @@ mod tests {
             "a:\n...  b: 1\n",
             "a: {b: c, }\n",
         ] {
-            assert!(load(text, 0, None).is_none(), "{text:?}");
+            assert_left_to_the_parser(text);
         }
     }
 
     #[test]
     fn anchors_and_aliases_are_read_as_the_parser_does() {
         let text = "a: &x 1 # c\nb: *x\nc: &m\n  k: v\nd: *m\ne:\n  - &s\n    - 1\n  - &q 'q'\n  - *q\n  - *s\nf: &f [1]\ng: &n\nh: *n\ni: &x 2\nj: *x\n";
-        assert!(agrees(text, "inline"));
-        let document = load(text, 0, None).flatten().expect("taken");
+        let document = read_as_the_parser_does(text);
         assert_eq!(
             document.root.path(&["d", "k"]).and_then(Node::as_str),
             Some("v")
@@ -1091,8 +1100,7 @@ mod tests {
     #[test]
     fn a_quoted_value_spans_its_quotes_even_after_an_anchor_name_with_one() {
         let text = "a: &d\"x 'v' # c\n";
-        assert!(agrees(text, "inline"));
-        let document = load(text, 0, None).flatten().expect("taken");
+        let document = read_as_the_parser_does(text);
         let value = document.root.get("a").expect("a");
         assert_eq!(&text[value.span.start..value.span.end], "&d\"x 'v'");
     }
@@ -1101,8 +1109,7 @@ mod tests {
     fn plain_scalars_over_several_lines_fold_as_the_parser_folds_them() {
         // controller-gen wraps long CEL rules and messages so in every CRD it writes.
         let text = "a: one\n  two\n\n   three  \nb:\n- x\n  y # c\n- k: p\n    q\n\nc: d\n";
-        assert!(agrees(text, "inline"));
-        let document = load(text, 0, None).flatten().expect("taken");
+        let document = read_as_the_parser_does(text);
         assert_eq!(
             document.root.get("a").and_then(Node::as_str),
             Some("one two\nthree")
@@ -1115,7 +1122,7 @@ mod tests {
             "a: x\n  - y\n",
             "a: x\n  #c\n  y\n",
         ] {
-            assert!(load(text, 0, None).is_none(), "{text:?}");
+            assert_left_to_the_parser(text);
         }
     }
 
