@@ -44,6 +44,8 @@ pub(super) fn load(
         depth: 0,
         anchors: HashMap::new(),
         alias_budget: MAX_ALIAS_NODES,
+        entries: Vec::new(),
+        items: Vec::new(),
     };
     reader.document()
 }
@@ -141,6 +143,11 @@ struct Reader<'t> {
     anchors: HashMap<&'t str, Node>,
     /// How many more nodes aliases may copy (see [`MAX_ALIAS_NODES`]).
     alias_budget: usize,
+    /// The entries and items of the block collections being read, innermost last: each
+    /// collection moves its own into a vector of exactly their number when it ends, so that
+    /// trees hold no spare capacity (memory is page faults, and those are slow).
+    entries: Vec<(Node, Node)>,
+    items: Vec<Node>,
 }
 
 impl<'t> Reader<'t> {
@@ -181,13 +188,13 @@ impl<'t> Reader<'t> {
     fn block_map(&mut self, mut line: Line, at: usize, mut key: Key) -> Option<Read> {
         self.enter()?;
         let column = at - line.start;
-        let mut entries = Vec::new();
+        let first_entry = self.entries.len();
         let next = loop {
             if is_merge_key(&key.node) {
                 return None;
             }
             let (value, next) = self.map_value(line, key.colon, column)?;
-            entries.push((key.node, value));
+            self.entries.push((key.node, value));
             match next {
                 Some(n) if n.indent() == column && !self.is_dash(n, n.first) => {
                     key = self.key(n.first, n.end)?;
@@ -199,6 +206,7 @@ impl<'t> Reader<'t> {
             }
         };
         self.depth -= 1;
+        let entries: Vec<_> = self.entries.drain(first_entry..).collect();
         if duplicate_key(&entries).is_some() {
             return None;
         }
@@ -324,13 +332,13 @@ impl<'t> Reader<'t> {
         let column = line.indent();
         let dash = line.first;
         let mut first_item = None;
-        let mut items = Vec::new();
+        let first_item_index = self.items.len();
         let next = loop {
             let at = self.skip_spaces(line.first + 1, line.end);
             let empty = at == line.end || self.bytes[at] == b'#';
             first_item.get_or_insert(if empty { line.end } else { at });
             let (item, next) = self.node_after_indicator(line, at, column, Indicator::SeqItem)?;
-            items.push(item);
+            self.items.push(item);
             match next {
                 Some(n) if n.indent() == column && self.is_dash(n, n.first) => line = n,
                 Some(n) if n.indent() < column || (indentless && n.indent() == column) => {
@@ -348,6 +356,7 @@ impl<'t> Reader<'t> {
             dash
         };
         let end = self.end_before(next);
+        let items = self.items.drain(first_item_index..).collect();
         Some((self.node(Value::Seq(items), start, end), next))
     }
 
