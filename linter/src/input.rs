@@ -500,7 +500,10 @@ fn read_file(
     reported: bool,
     depth: Depth,
 ) -> Result<Prepared, InputError> {
-    let display = path.display().to_string();
+    // `display` formats through a lossy UTF-8 decoder; almost every path is UTF-8 already.
+    let display = path
+        .to_str()
+        .map_or_else(|| path.display().to_string(), str::to_owned);
     let fail = |line, column, message: String| InputError {
         file: display.clone(),
         line,
