@@ -62,13 +62,12 @@ pub fn manifests<T: Send>(
         }
     };
     let walk = Walk {
-        start,
-        absolute: &absolute,
         skip,
         visit,
         queue: Mutex::new(Queue {
             jobs: vec![Job {
                 dir: absolute.clone(),
+                spelled: start.to_path_buf(),
                 rules: inherited_rules(&absolute, repository_root),
             }],
             listing: 0,
@@ -155,6 +154,8 @@ fn inherited_rules(dir: &Path, repository_root: Option<&Path>) -> Option<Arc<Rul
 struct Job {
     /// Absolute and canonical.
     dir: PathBuf,
+    /// The same directory as the user spelled the start (what reports show).
+    spelled: PathBuf,
     rules: Option<Arc<Rules>>,
 }
 
@@ -167,8 +168,6 @@ struct Queue {
 }
 
 struct Walk<'a, T> {
-    start: &'a Path,
-    absolute: &'a Path,
     skip: &'a (dyn Fn(&Path) -> bool + Sync),
     visit: &'a (dyn Fn(&Path) -> T + Sync),
     queue: Mutex<Queue>,
@@ -220,7 +219,7 @@ impl<T> Walk<'_, T> {
         let entries = match read_entries(&job.dir) {
             Ok(entries) => entries,
             Err(error) => {
-                done.unlisted.push((self.spelled(&job.dir), error));
+                done.unlisted.push((job.spelled.clone(), error));
                 return Vec::new();
             }
         };
@@ -242,6 +241,7 @@ impl<T> Walk<'_, T> {
                 if !templates && !is_ignored(rules.as_deref(), &path, true) && !(self.skip)(&path) {
                     subdirs.push(Job {
                         dir: path,
+                        spelled: job.spelled.join(name),
                         rules: rules.clone(),
                     });
                 }
@@ -250,21 +250,12 @@ impl<T> Walk<'_, T> {
                 && !is_ignored(rules.as_deref(), &path, false)
                 && !(self.skip)(&path)
             {
-                let spelled = self.spelled(&path);
+                let spelled = job.spelled.join(name);
                 let visited = (self.visit)(&spelled);
                 done.files.push((spelled, visited));
             }
         }
         subdirs
-    }
-
-    /// `path` (absolute, under the start) as the user spelled the start.
-    fn spelled(&self, path: &Path) -> PathBuf {
-        match path.strip_prefix(self.absolute) {
-            Ok(rel) if rel.as_os_str().is_empty() => self.start.to_path_buf(),
-            Ok(rel) => self.start.join(rel),
-            Err(_) => path.to_path_buf(),
-        }
     }
 }
 
