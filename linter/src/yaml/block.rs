@@ -124,6 +124,15 @@ struct Anchor<'t> {
     after: usize,
 }
 
+/// Where plain text on a line stops (see [`Reader::plain_stop`]).
+enum PlainStop {
+    /// At a `:` that makes the text before it a mapping key.
+    MappingColon(usize),
+    /// At the `#` of a comment.
+    Comment(usize),
+    LineEnd,
+}
+
 /// A mapping key and where its `:` is.
 struct Key {
     node: Node,
@@ -445,22 +454,30 @@ impl<'t> Reader<'t> {
         if matches!(self.bytes[at], b'-' | b'?' | b':') && !self.may_start_plain(at, end) {
             return None;
         }
+        match self.plain_stop(at, end) {
+            PlainStop::MappingColon(_) => None,
+            PlainStop::Comment(stop) => Some(self.trim_end(at, stop)),
+            PlainStop::LineEnd => Some(self.trim_end(at, end)),
+        }
+    }
+
+    /// What ends plain text that starts at `at` on a line whose content ends at `end`: the
+    /// first `:` followed by a space or the line's end, or a comment, whichever comes first.
+    fn plain_stop(&self, at: usize, end: usize) -> PlainStop {
         let bytes = &self.bytes[..end];
-        let mut stop = end;
         let mut from = at;
         while let Some(found) = memchr::memchr2(b':', b'#', &bytes[from..]) {
             let p = from + found;
             if bytes[p] == b'#' {
                 if p == at || bytes[p - 1] == b' ' {
-                    stop = p;
-                    break;
+                    return PlainStop::Comment(p);
                 }
             } else if p + 1 == end || bytes[p + 1] == b' ' {
-                return None;
+                return PlainStop::MappingColon(p);
             }
             from = p + 1;
         }
-        Some(self.trim_end(at, stop))
+        PlainStop::LineEnd
     }
 
     fn may_start_plain(&self, at: usize, end: usize) -> bool {
@@ -487,7 +504,9 @@ impl<'t> Reader<'t> {
             if !self.may_start_plain(at, end) {
                 return None;
             }
-            let colon = self.key_colon(at, end)?;
+            let PlainStop::MappingColon(colon) = self.plain_stop(at, end) else {
+                return None;
+            };
             let key_end = self.trim_end(at, colon);
             (
                 self.scalar(&self.text[at..key_end], true, at, key_end),
@@ -496,23 +515,6 @@ impl<'t> Reader<'t> {
         };
         let separated = colon + 1 == end || bytes[colon + 1] == b' ';
         (separated && colon - at <= MAX_KEY_LENGTH).then_some(Key { node, colon })
-    }
-
-    /// The first `:` followed by a space or the end of the line, unless a comment comes first.
-    fn key_colon(&self, at: usize, end: usize) -> Option<usize> {
-        let bytes = &self.bytes[..end];
-        let mut from = at;
-        loop {
-            let p = from + memchr::memchr2(b':', b'#', &bytes[from..])?;
-            if bytes[p] == b'#' {
-                if p > at && bytes[p - 1] == b' ' {
-                    return None;
-                }
-            } else if p + 1 == end || bytes[p + 1] == b' ' {
-                return Some(p);
-            }
-            from = p + 1;
-        }
     }
 
     /// A `|` or `>` scalar whose header is at `at`, in a collection at `column`.
