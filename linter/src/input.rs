@@ -2,6 +2,7 @@
 //! kustomization files and suppressions, each tied to its file and byte range.
 
 use std::collections::HashSet;
+use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -324,11 +325,11 @@ fn read_path(
     read: &mut Vec<Result<Prepared, InputError>>,
 ) {
     if !path.is_dir() {
-        read.push(read_file(path, root, reported, depth));
+        read.push(read_file(path, File::open(path), root, reported, depth));
         return;
     }
-    let walked = walk::manifests(path, root, skip, &|file| {
-        read_file(file, root, reported, depth)
+    let walked = walk::manifests(path, root, skip, &|file, opened| {
+        read_file(file, opened, root, reported, depth)
     });
     read.extend(walked.unlisted.into_iter().map(|(dir, error)| {
         Err(InputError {
@@ -496,6 +497,7 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> 
 /// Reads a file and prepares it for parsing.
 fn read_file(
     path: &Path,
+    opened: std::io::Result<File>,
     root: Option<&Path>,
     reported: bool,
     depth: Depth,
@@ -510,7 +512,7 @@ fn read_file(
         column,
         message,
     };
-    let bytes = match read_limited(path) {
+    let bytes = match opened.and_then(read_limited) {
         Ok(Ok(b)) => b,
         Ok(Err(len)) => {
             return Err(fail(
@@ -537,9 +539,8 @@ fn read_file(
 
 /// The file's bytes, or its length when over [`MAX_FILE_BYTES`]. The size comes from the open
 /// handle, so a file is looked up once.
-fn read_limited(path: &Path) -> std::io::Result<Result<Vec<u8>, u64>> {
+fn read_limited(file: File) -> std::io::Result<Result<Vec<u8>, u64>> {
     use std::io::Read as _;
-    let file = std::fs::File::open(path)?;
     let metadata = file.metadata()?;
     let len = metadata.len();
     if len > MAX_FILE_BYTES {

@@ -7,8 +7,7 @@
 //! only where a listing shows one, and the user's global excludes file is not read, so results
 //! do not differ between a laptop and CI. Symbolic links are not followed.
 
-use std::ffi::OsString;
-use std::fs::FileType;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -17,6 +16,10 @@ use ignore::gitignore::Gitignore;
 
 use crate::kustomize;
 use crate::parallel;
+
+mod directory;
+
+use directory::{Directory, EntryType};
 
 /// What a walk found: files with what the visitor made of them, sorted by path, and the
 /// directories that could not be listed.
@@ -40,15 +43,18 @@ fn is_manifest(path: &Path) -> bool {
     matches!(ext, "yaml" | "yml" | "json") || kustomize::is_kustomization_file(path)
 }
 
-/// Walks `start` (a directory) and calls `visit` on each manifest under it, with the path
-/// spelled as `start` is. `repository_root` is where `.gitignore` files start to apply (the
-/// ancestors of `start` up to it count). `skip` sees canonical paths, and a directory it
-/// skips is not entered.
+/// What a walk hands each manifest to: its path, spelled as the start is, and the file opened
+/// (relative to its directory, see [`directory`]) or why it could not be.
+pub type Visit<'a, T> = dyn Fn(&Path, std::io::Result<File>) -> T + Sync + 'a;
+
+/// Walks `start` (a directory) and calls `visit` on each manifest under it. `repository_root`
+/// is where `.gitignore` files start to apply (the ancestors of `start` up to it count).
+/// `skip` sees canonical paths, and a directory it skips is not entered.
 pub fn manifests<T: Send>(
     start: &Path,
     repository_root: Option<&Path>,
     skip: &(dyn Fn(&Path) -> bool + Sync),
-    visit: &(dyn Fn(&Path) -> T + Sync),
+    visit: &Visit<'_, T>,
 ) -> Walked<T> {
     // Walked paths are absolute and canonical so that `.gitignore` patterns and `skip` see one
     // spelling; what is reported and opened is the user's spelling.
@@ -169,7 +175,7 @@ struct Queue {
 
 struct Walk<'a, T> {
     skip: &'a (dyn Fn(&Path) -> bool + Sync),
-    visit: &'a (dyn Fn(&Path) -> T + Sync),
+    visit: &'a Visit<'a, T>,
     queue: Mutex<Queue>,
     changed: Condvar,
 }
@@ -216,14 +222,20 @@ impl<T> Walk<'_, T> {
 
     /// Lists one directory: visits its manifests, returns its subdirectories to walk.
     fn list(&self, job: &Job, done: &mut Walked<T>) -> Vec<Job> {
-        let entries = match read_entries(&job.dir) {
-            Ok(entries) => entries,
+        let listed = Directory::open(&job.dir)
+            .and_then(|mut directory| Ok((directory.entries()?, directory)));
+        let (entries, directory) = match listed {
+            Ok(listed) => listed,
             Err(error) => {
                 done.unlisted.push((job.spelled.clone(), error));
                 return Vec::new();
             }
         };
-        let has_file = |name: &str| entries.iter().any(|(n, t)| n == name && t.is_file());
+        let has_file = |name: &str| {
+            entries
+                .iter()
+                .any(|(n, t)| n == name && *t == EntryType::File)
+        };
         let rules = if has_file(".gitignore") {
             push_rules(job.rules.clone(), &job.dir.join(".gitignore"))
         } else {
@@ -231,12 +243,12 @@ impl<T> Walk<'_, T> {
         };
         let is_chart = has_file("Chart.yaml");
         let mut subdirs = Vec::new();
-        for (name, file_type) in &entries {
+        for (name, entry_type) in &entries {
             if name.as_encoded_bytes().starts_with(b".") {
                 continue;
             }
             let path = job.dir.join(name);
-            if file_type.is_dir() {
+            if *entry_type == EntryType::Dir {
                 let templates = is_chart && name == "templates";
                 if !templates && !is_ignored(rules.as_deref(), &path, true) && !(self.skip)(&path) {
                     subdirs.push(Job {
@@ -245,13 +257,13 @@ impl<T> Walk<'_, T> {
                         rules: rules.clone(),
                     });
                 }
-            } else if file_type.is_file()
+            } else if *entry_type == EntryType::File
                 && is_manifest(&path)
                 && !is_ignored(rules.as_deref(), &path, false)
                 && !(self.skip)(&path)
             {
                 let spelled = job.spelled.join(name);
-                let visited = (self.visit)(&spelled);
+                let visited = (self.visit)(&spelled, directory.open_file(name));
                 done.files.push((spelled, visited));
             }
         }
@@ -280,15 +292,6 @@ impl<T> Drop for Listed<'_, '_, T> {
     }
 }
 
-fn read_entries(dir: &Path) -> std::io::Result<Vec<(OsString, FileType)>> {
-    std::fs::read_dir(dir)?
-        .map(|entry| {
-            let entry = entry?;
-            Ok((entry.file_name(), entry.file_type()?))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,7 +303,10 @@ mod tests {
     }
 
     fn walked(start: &Path, root: Option<&Path>) -> Vec<String> {
-        let walked = manifests(start, root, &|_| false, &|p| p.to_path_buf());
+        let walked = manifests(start, root, &|_| false, &|p, file| {
+            assert!(file.is_ok(), "{} opens", p.display());
+            p.to_path_buf()
+        });
         assert!(walked.unlisted.is_empty());
         walked
             .files
@@ -387,7 +393,7 @@ mod tests {
             write(&root, rel, "kind: X\n");
         }
         let skipped = [root.join("a/one.yaml"), root.join("b")];
-        let walked = manifests(&root, None, &|p| skipped.iter().any(|s| s == p), &|_| ());
+        let walked = manifests(&root, None, &|p| skipped.iter().any(|s| s == p), &|_, _| ());
         let files: Vec<_> = walked.files.into_iter().map(|(p, ())| p).collect();
         assert_eq!(files, [root.join("a/two.yaml")]);
     }
@@ -397,7 +403,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "sub/a.yaml", "kind: X\n");
         let start = PathBuf::from(dir.path()).join("sub/../sub");
-        let walked = manifests(&start, None, &|_| false, &|_| ());
+        let walked = manifests(&start, None, &|_| false, &|_, _| ());
         assert_eq!(walked.files.len(), 1);
         assert_eq!(walked.files[0].0, start.join("a.yaml"));
     }
@@ -409,7 +415,7 @@ mod tests {
             write(dir.path(), &format!("d{i}/e/f/a.yaml"), "kind: X\n");
         }
         let walked = std::panic::catch_unwind(|| {
-            manifests(dir.path(), None, &|_| false, &|path| {
+            manifests(dir.path(), None, &|_| false, &|path, _| {
                 assert!(!path.ends_with("d7/e/f/a.yaml"), "the visitor fails");
             })
         });
@@ -420,7 +426,7 @@ mod tests {
     fn reports_a_start_it_cannot_list() {
         let dir = tempfile::tempdir().unwrap();
         let gone = dir.path().join("gone");
-        let walked = manifests(&gone, None, &|_| false, &|_| ());
+        let walked = manifests(&gone, None, &|_| false, &|_, _| ());
         assert!(walked.files.is_empty());
         assert_eq!(walked.unlisted.len(), 1);
         assert_eq!(walked.unlisted[0].0, gone);
