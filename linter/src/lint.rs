@@ -7,7 +7,6 @@ use crate::input::{InputError, Inventory, SourceFile};
 use crate::model::EffectiveNamespace;
 use crate::policy::Policy;
 use crate::rules::{self, Context, SUPPRESSION_WITHOUT_REASON, Subject};
-use crate::yaml::Span;
 
 /// A Flux object whose namespace cannot be known offline; namespace rules skipped it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
@@ -69,7 +68,9 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
         let Some(object) = resource.flux.as_ref().filter(|_| judged) else {
             continue;
         };
-        let mut seen: HashSet<(&'static str, Span, String)> = HashSet::new();
+        // This object's diagnostics start here: the same finding in two namespaces (a file
+        // applied twice) is reported once.
+        let first = diagnostics.len();
         let mut checked = false;
         for candidate in candidates {
             match candidate {
@@ -81,7 +82,13 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
                         origin,
                     };
                     for finding in rules::check_object(&subject, &cx) {
-                        if seen.insert((finding.code, finding.span, finding.message.clone())) {
+                        // An object has a handful of findings: a scan beats hashing them.
+                        let repeated = diagnostics[first..].iter().any(|d: &Diagnostic| {
+                            let seen = &d.finding;
+                            (seen.code, seen.span, &seen.message)
+                                == (finding.code, finding.span, &finding.message)
+                        });
+                        if !repeated {
                             let mut diagnostic = locate(file, finding);
                             diagnostic.object =
                                 Some(format!("{}/{}/{}", object.kind, name, object.name));
