@@ -10,6 +10,9 @@
 //! answer here errs towards parsing: when in doubt, the parser decides.
 
 use std::ops::Range;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use crate::yaml::Excision;
 
@@ -17,13 +20,17 @@ use crate::yaml::Excision;
 /// `---` line (the first at 0). A stream with a `%` directive stays one range: a directive
 /// belongs to the document after it, which the cut would separate it from.
 pub fn documents(text: &str) -> Vec<Range<usize>> {
+    // Built once: a searcher costs about as much to build as to run over a small file.
+    static DIRECTIVE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n%"));
+    static MARKER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n---"));
     let bytes = text.as_bytes();
-    if bytes.first() == Some(&b'%') || memchr::memmem::find(bytes, b"\n%").is_some() {
+    if bytes.first() == Some(&b'%') || DIRECTIVE.find(bytes).is_some() {
         return std::iter::once(0..text.len()).collect();
     }
     let mut starts = vec![0];
     starts.extend(
-        memchr::memmem::find_iter(bytes, b"\n---")
+        MARKER
+            .find_iter(bytes)
             .map(|at| at + 1)
             .filter(|&line| is_document_start(&bytes[line..])),
     );
