@@ -35,6 +35,15 @@ pub enum Applicability {
     Unsafe,
 }
 
+impl Applicability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Applicability::Safe => "safe",
+            Applicability::Unsafe => "unsafe",
+        }
+    }
+}
+
 /// One edit of a fix, on the object's JSON pointer; lowered to text edits for files and to
 /// JSON Patch for admission responses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
