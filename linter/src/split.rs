@@ -339,8 +339,12 @@ struct Line<'a> {
 
 impl Line<'_> {
     fn blank_or_comment(&self) -> bool {
-        let rest = self.content.trim_start_matches([' ', '\t', '\r']);
-        rest.is_empty() || rest.starts_with('#')
+        // Byte-wise: Helm values are thousands of deeply indented lines.
+        let first = self
+            .content
+            .bytes()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\r'));
+        matches!(first, None | Some(b'#'))
     }
 }
 
@@ -366,9 +370,9 @@ impl<'a> Iterator for Lines<'a> {
         let start = self.at;
         let end = memchr_newline(bytes, start);
         self.at = end + 1;
-        let line = &self.text[start..end];
-        let content = line.trim_start_matches(' ');
-        let indent = line.len() - content.len();
+        let indent = bytes[start..end].iter().take_while(|&&b| b == b' ').count();
+        // Spaces are one byte each: `start + indent` is a character boundary.
+        let content = &self.text[start + indent..end];
         Some(Line {
             start,
             end,
