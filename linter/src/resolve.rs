@@ -99,9 +99,15 @@ impl<'a> Tree<'a> {
             file_by_path: HashMap::default(),
             targets: Vec::new(),
         };
+        let mut previous: Option<(&Path, DirId)> = None;
         for (i, file) in inventory.files.iter().enumerate() {
             let dir = file.rel.parent().unwrap_or(Path::new(""));
-            let id = tree.add_dir(dir);
+            // A walk gives a directory's files one after the other: look it up once.
+            let id = match previous {
+                Some((last, id)) if last.as_os_str() == dir.as_os_str() => id,
+                _ => tree.add_dir(dir),
+            };
+            previous = Some((dir, id));
             tree.dirs[id].files.push(i);
             tree.file_by_path.insert(key(&file.rel), i);
         }

@@ -37,7 +37,8 @@ impl<T> Default for Walked<T> {
     }
 }
 
-/// Whether a walk reads a file: YAML, JSON, and kustomize's extension-less `Kustomization`.
+/// Whether a walk reads a file, by its name: YAML, JSON, and kustomize's extension-less
+/// `Kustomization`.
 fn is_manifest(path: &Path) -> bool {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     matches!(ext, "yaml" | "yml" | "json") || kustomize::is_kustomization_file(path)
@@ -258,7 +259,7 @@ impl<T> Walk<'_, T> {
                     });
                 }
             } else if *entry_type == EntryType::File
-                && is_manifest(&path)
+                && is_manifest(Path::new(name))
                 && !is_ignored(rules.as_deref(), &path, false)
                 && !(self.skip)(&path)
             {
