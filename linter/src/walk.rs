@@ -7,6 +7,7 @@
 //! only where a listing shows one, and the user's global excludes file is not read, so results
 //! do not differ between a laptop and CI. Symbolic links are not followed.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
@@ -38,10 +39,14 @@ impl<T> Default for Walked<T> {
 }
 
 /// Whether a walk reads a file, by its name: YAML, JSON, and kustomize's extension-less
-/// `Kustomization`.
-fn is_manifest(path: &Path) -> bool {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    matches!(ext, "yaml" | "yml" | "json") || kustomize::is_kustomization_file(path)
+/// `Kustomization`. Compared as bytes: every entry of every directory is asked.
+fn is_manifest(name: &OsStr) -> bool {
+    let bytes = name.as_encoded_bytes();
+    let has_extension = |ext: &[u8]| bytes.len() > ext.len() && bytes.ends_with(ext);
+    has_extension(b".yaml")
+        || has_extension(b".yml")
+        || has_extension(b".json")
+        || kustomize::is_kustomization_file(Path::new(name))
 }
 
 /// What a walk hands each manifest to: its path, spelled as the start is, and the file opened
@@ -259,7 +264,7 @@ impl<T> Walk<'_, T> {
                     });
                 }
             } else if *entry_type == EntryType::File
-                && is_manifest(Path::new(name))
+                && is_manifest(name)
                 && !is_ignored(rules.as_deref(), &path, false)
                 && !(self.skip)(&path)
             {
@@ -317,6 +322,30 @@ mod tests {
                 path.strip_prefix(start).unwrap().display().to_string()
             })
             .collect()
+    }
+
+    #[test]
+    fn manifests_are_known_by_their_names() {
+        for name in [
+            "a.yaml",
+            "b.yml",
+            "c.json",
+            "a.b.yaml",
+            "Kustomization",
+            "kustomization.yaml",
+        ] {
+            assert!(is_manifest(OsStr::new(name)), "{name}");
+        }
+        for name in [
+            "yaml",
+            "a.yaml.bak",
+            "a.YAML",
+            "README.md",
+            "kustomization",
+            "a.jsonnet",
+        ] {
+            assert!(!is_manifest(OsStr::new(name)), "{name}");
+        }
     }
 
     #[test]
