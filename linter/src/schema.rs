@@ -320,57 +320,48 @@ pub fn to_json_schema(mut schema: Value) -> Value {
 /// A CRD version's schema as JSON, its top-level `status` left out unbuilt: the controller
 /// writes it and the check never reads it, and in Flux's CRDs it is a third of the schema.
 fn without_status(k8s_schema: &Node) -> Value {
-    let Some(entries) = k8s_schema.as_map() else {
-        return k8s_schema.to_json();
-    };
-    let json = |entries: &[(Node, Node)], skip: &str| -> Map<String, Value> {
-        entries
-            .iter()
-            .filter(|(key, _)| key.as_scalar() != Some(skip))
-            .map(|(key, value)| {
-                (
-                    key.as_scalar().unwrap_or_default().to_owned(),
-                    value.to_json(),
-                )
-            })
-            .collect()
-    };
-    let mut schema = json(entries, "properties");
-    if let Some(properties) = k8s_schema.get("properties") {
-        let properties = match properties.as_map() {
-            Some(entries) => Value::Object(json(entries, "status")),
-            None => properties.to_json(),
-        };
-        schema.insert("properties".to_owned(), properties);
-    }
-    Value::Object(schema)
+    with_properties(k8s_schema, |name, property| {
+        (name != "status").then(|| property.to_json())
+    })
 }
 
 /// A CRD version's schema as JSON with, at every level where `instance` is an object, only
 /// the `properties` the instance has (those it lacks have nothing to judge). Junctions and
 /// array items are kept whole.
 fn reached_by(k8s_schema: &Node, instance: &Value) -> Value {
-    let (Some(entries), Some(fields)) = (k8s_schema.as_map(), instance.as_object()) else {
+    let Some(fields) = instance.as_object() else {
         return k8s_schema.to_json();
     };
-    let mut schema = Map::new();
-    for (key, value) in entries {
-        let key = key.as_scalar().unwrap_or_default();
-        let json = match value.as_map() {
-            Some(properties) if key == "properties" => Value::Object(
-                properties
-                    .iter()
-                    .filter_map(|(name, property)| {
-                        let name = name.as_scalar().unwrap_or_default();
-                        let field = fields.get(name)?;
-                        Some((name.to_owned(), reached_by(property, field)))
-                    })
-                    .collect(),
-            ),
-            _ => value.to_json(),
-        };
-        schema.insert(key.to_owned(), json);
-    }
+    with_properties(k8s_schema, |name, property| {
+        Some(reached_by(property, fields.get(name)?))
+    })
+}
+
+/// A schema as JSON, each of its `properties` as `pick` gives it, or left out where `pick`
+/// gives nothing; the rest as it is.
+fn with_properties(k8s_schema: &Node, pick: impl Fn(&str, &Node) -> Option<Value>) -> Value {
+    let Some(entries) = k8s_schema.as_map() else {
+        return k8s_schema.to_json();
+    };
+    let schema = entries
+        .iter()
+        .map(|(key, value)| {
+            let key = key.as_scalar().unwrap_or_default();
+            let json = match value.as_map() {
+                Some(properties) if key == "properties" => Value::Object(
+                    properties
+                        .iter()
+                        .filter_map(|(name, property)| {
+                            let name = name.as_scalar().unwrap_or_default();
+                            Some((name.to_owned(), pick(name, property)?))
+                        })
+                        .collect(),
+                ),
+                _ => value.to_json(),
+            };
+            (key.to_owned(), json)
+        })
+        .collect();
     Value::Object(schema)
 }
 
