@@ -31,16 +31,10 @@ pub fn write(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     };
     let mut document = json.object(0);
     document.key(b"version").number(VERSION);
-    document.key(b"diagnostics");
-    document
-        .json
-        .array(1, &report.diagnostics, write_diagnostic);
-    document.key(b"errors");
-    document.json.array(1, report.errors(), write_input_error);
-    document.key(b"unresolved");
-    document.json.array(1, &report.unresolved, write_unresolved);
-    document.key(b"summary");
-    let mut summary = document.json.object(1);
+    document.array(b"diagnostics", &report.diagnostics, write_diagnostic);
+    document.array(b"errors", report.errors(), write_input_error);
+    document.array(b"unresolved", &report.unresolved, write_unresolved);
+    let mut summary = document.object(b"summary");
     let files = report.inventory.files.iter().filter(|f| f.reported).count();
     summary.key(b"files").number(files);
     summary.key(b"objects").number(report.objects_checked);
@@ -72,8 +66,7 @@ fn write_diagnostic(object: &mut Object, diagnostic: &Diagnostic) {
     object.key(b"message").string(&finding.message);
     object.key(b"help").string(&finding.help);
     if let Some(fix) = &finding.fix {
-        object.key(b"fix");
-        write_fix(object.json, object.depth + 1, fix);
+        write_fix(object.object(b"fix"), fix);
     }
     object.key(b"file").string(&diagnostic.file);
     object.key(b"line").number(diagnostic.line);
@@ -88,22 +81,18 @@ fn write_diagnostic(object: &mut Object, diagnostic: &Diagnostic) {
     }
 }
 
-fn write_fix(json: &mut Json, depth: usize, fix: &Fix) {
-    let mut object = json.object(depth);
+fn write_fix(mut object: Object, fix: &Fix) {
     object
         .key(b"applicability")
         .string(fix.applicability.as_str());
     object.key(b"description").string(&fix.description);
-    object.key(b"ops");
-    object
-        .json
-        .array(depth + 1, &fix.ops, |op, fix_op| match fix_op {
-            FixOp::Set { pointer, value } => {
-                op.key(b"op").string("set");
-                op.key(b"pointer").string(pointer);
-                op.key(b"value").string(value);
-            }
-        });
+    object.array(b"ops", &fix.ops, |op, fix_op| match fix_op {
+        FixOp::Set { pointer, value } => {
+            op.key(b"op").string("set");
+            op.key(b"pointer").string(pointer);
+            op.key(b"value").string(value);
+        }
+    });
     object.end();
 }
 
@@ -260,6 +249,18 @@ impl<'w> Object<'_, 'w> {
         self.json.buf.extend_from_slice(key);
         self.json.buf.extend_from_slice(b"\": ");
         self.json
+    }
+
+    /// Starts the member `key` whose value is an object, one level deeper.
+    fn object(&mut self, key: &[u8]) -> Object<'_, 'w> {
+        let depth = self.depth + 1;
+        self.key(key).object(depth)
+    }
+
+    /// The member `key`: an array of objects, one per item, each written by `fields`.
+    fn array<T>(&mut self, key: &[u8], items: &[T], fields: impl Fn(&mut Object, &T)) {
+        let depth = self.depth + 1;
+        self.key(key).array(depth, items, fields);
     }
 
     fn end(self) {

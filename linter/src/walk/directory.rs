@@ -55,7 +55,7 @@ mod unix {
                 let name = OsString::from_vec(name.to_vec());
                 let entry_type = match entry.file_type() {
                     // Some file systems leave the type out of the listing: ask for it.
-                    FileType::Unknown => self.entry_type(&name)?,
+                    FileType::Unknown => self.stat_type(&name)?,
                     known => entry_type(known),
                 };
                 entries.push((name, entry_type));
@@ -69,7 +69,7 @@ mod unix {
             Ok(File::from(fd))
         }
 
-        fn entry_type(&self, name: &OsStr) -> io::Result<EntryType> {
+        fn stat_type(&self, name: &OsStr) -> io::Result<EntryType> {
             let stat = rustix::fs::statat(self.handle.fd()?, name, AtFlags::SYMLINK_NOFOLLOW)?;
             Ok(entry_type(FileType::from_raw_mode(stat.st_mode)))
         }
