@@ -5,11 +5,11 @@
 //! edits; the linter is run again on the result until nothing is left to fix.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 
 use crate::diagnostic::{Applicability, FixOp, Severity};
 use crate::input::{Inventory, Resource};
 use crate::kinds::FluxKind;
+use crate::kustomize::PatchFiles;
 use crate::model::{EffectiveNamespace, NamespaceOrigin};
 use crate::policy::Policy;
 use crate::remedy::move_edits;
@@ -228,7 +228,7 @@ fn known(candidates: &[EffectiveNamespace]) -> Option<(&str, &NamespaceOrigin)> 
 /// FF110: name the service account explicitly.
 fn plan_rule_fixes(
     inventory: &Inventory,
-    patches: &HashSet<PathBuf>,
+    patches: &PatchFiles,
     namespaces: &[Vec<EffectiveNamespace>],
     policy: &Policy,
     moving: &HashSet<usize>,
@@ -288,7 +288,7 @@ fn plan_rule_fixes(
 /// The Flux object of a resource the fixer may edit: in a reported file that is not a patch.
 fn editable<'a>(
     inventory: &Inventory,
-    patches: &HashSet<PathBuf>,
+    patches: &PatchFiles,
     resource: &'a Resource,
 ) -> Option<&'a crate::model::FluxObject> {
     let file = &inventory.files[resource.file];
@@ -302,7 +302,7 @@ fn editable<'a>(
 /// (FF101/FF111) move to the config namespace with everything they reference.
 fn plan_moves(
     inventory: &Inventory,
-    patches: &HashSet<PathBuf>,
+    patches: &PatchFiles,
     namespaces: &[Vec<EffectiveNamespace>],
     policy: &Policy,
     planned: &mut Vec<Planned>,

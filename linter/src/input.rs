@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::kinds::FluxKind;
-use crate::kustomize::{self, KustomizeFile};
+use crate::kustomize::{self, KustomizeFile, PatchFiles};
 use crate::model::FluxObject;
 use crate::parallel;
 use crate::split::{self, Sniff};
@@ -207,15 +207,8 @@ impl Inventory {
 
     /// Files that kustomize applies as patches (`patches[].path`, `patchesStrategicMerge`),
     /// relative to the root. Their documents are partial objects and selectors, not objects.
-    pub fn patch_files(&self) -> HashSet<PathBuf> {
-        self.kustomize_files
-            .iter()
-            .flat_map(|k| {
-                k.patches
-                    .iter()
-                    .filter_map(|p| kustomize::normalize(&k.dir, p))
-            })
-            .collect()
+    pub fn patch_files(&self) -> PatchFiles {
+        PatchFiles::of(&self.kustomize_files)
     }
 
     /// The texts of this inventory's files, to rebuild it after edits.

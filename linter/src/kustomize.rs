@@ -1,6 +1,9 @@
 //! kustomization.yaml files: what they include and the namespace they impose.
 
+use std::borrow::Cow;
 use std::path::{Component, Path, PathBuf};
+
+use foldhash::HashSet;
 
 use crate::yaml::{Node, Span};
 
@@ -90,9 +93,59 @@ pub fn is_remote(entry: &str) -> bool {
         "git::",
         "ssh:",
     ];
-    entry.contains("://")
-        || entry.contains("?ref=")
+    // A search for one byte first: a substring search costs more to set up than a local
+    // path is long, and most entries are local paths.
+    (entry.contains(':') && entry.contains("://"))
+        || (entry.contains('?') && entry.contains("?ref="))
         || HOST_PREFIXES.iter().any(|p| entry.starts_with(p))
+}
+
+/// A path as a map key: its bytes, which `Path` would hash and compare component by
+/// component instead, far more slowly. The paths met here are almost always normalised
+/// already (no `.` inside, no doubled or trailing separator); the rare other one is rebuilt
+/// from its components so that keys stay equal exactly when the paths are.
+pub type PathKey<'a> = Cow<'a, [u8]>;
+
+pub fn path_key(path: &Path) -> PathKey<'_> {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    // Each separator followed by a component other than `.`. (On Windows `\\` separates
+    // too: every key is rebuilt there.)
+    let normalised = cfg!(unix)
+        && !bytes.iter().enumerate().any(|(at, &byte)| {
+            byte == b'/'
+                && matches!(
+                    &bytes[at + 1..],
+                    [] | [b'/', ..] | [b'.'] | [b'.', b'/', ..]
+                )
+        });
+    if normalised {
+        return Cow::Borrowed(bytes);
+    }
+    let rebuilt: PathBuf = path.components().collect();
+    Cow::Owned(rebuilt.into_os_string().into_encoded_bytes())
+}
+
+/// The files kustomize applies as patches (see [`KustomizeFile::patches`]), relative to the
+/// repository root. Asked about every Flux object's file, so looked up by [`path_key`].
+#[derive(Default)]
+pub struct PatchFiles {
+    keys: HashSet<Vec<u8>>,
+}
+
+impl PatchFiles {
+    pub fn of(kustomizations: &[KustomizeFile]) -> PatchFiles {
+        let keys = kustomizations
+            .iter()
+            .flat_map(|k| k.patches.iter().filter_map(|p| normalize(&k.dir, p)))
+            .map(|path| path_key(&path).into_owned())
+            .collect();
+        PatchFiles { keys }
+    }
+
+    /// Whether `rel` (relative to the repository root) is applied as a patch.
+    pub fn contains(&self, rel: &Path) -> bool {
+        !self.keys.is_empty() && self.keys.contains(path_key(rel).as_ref())
+    }
 }
 
 /// Joins a relative reference to a directory and removes `.` and `..` without touching the
@@ -159,6 +212,45 @@ fn normalize_text(dir: &str, reference: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_keys_are_equal_exactly_when_the_paths_are() {
+        let paths = [
+            "apps/base",
+            "apps//base",
+            "apps/./base",
+            "apps/base/",
+            "apps/base/.",
+            "./apps/base",
+            "apps/bas",
+            "apps",
+            "",
+        ];
+        for a in paths {
+            for b in paths {
+                let (a, b) = (Path::new(a), Path::new(b));
+                assert_eq!(path_key(a) == path_key(b), a == b, "{a:?} vs {b:?}");
+            }
+        }
+        // The common case borrows.
+        assert!(matches!(path_key(Path::new("apps/base")), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn patch_files_are_found_however_the_path_is_spelled() {
+        let kustomization = KustomizeFile {
+            file: 0,
+            dir: PathBuf::from("apps/prod"),
+            namespace: None,
+            entries: Vec::new(),
+            patches: vec!["patch.yaml".into(), "../base/./shared.yaml".into()],
+        };
+        let patches = PatchFiles::of(&[kustomization]);
+        assert!(patches.contains(Path::new("apps/prod/patch.yaml")));
+        assert!(patches.contains(Path::new("apps//base/shared.yaml")));
+        assert!(!patches.contains(Path::new("apps/prod/release.yaml")));
+        assert!(!PatchFiles::default().contains(Path::new("apps/prod/patch.yaml")));
+    }
 
     #[test]
     fn remote_and_local_entries() {

@@ -57,8 +57,7 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
     };
 
     let mut diagnostics = Vec::new();
-    let mut unresolved = Vec::new();
-    let mut unresolved_seen = HashSet::new();
+    let mut unresolved: Vec<Unresolved> = Vec::new();
     let mut objects_checked = 0;
     // A patch's namespace only selects its target; the target itself is judged.
     let patch_files = inventory.patch_files();
@@ -71,6 +70,7 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
         // This object's diagnostics start here: the same finding in two namespaces (a file
         // applied twice) is reported once.
         let first = diagnostics.len();
+        let first_unresolved = unresolved.len();
         let mut checked = false;
         for candidate in candidates {
             match candidate {
@@ -98,18 +98,21 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
                     }
                 }
                 EffectiveNamespace::Unknown { reason } => {
+                    // Several paths may apply the file; one note per object and reason.
+                    if unresolved[first_unresolved..]
+                        .iter()
+                        .any(|seen| &seen.reason == reason)
+                    {
+                        continue;
+                    }
                     let (line, column) = file.lines.position(&file.text, object.root.span.start);
-                    let entry = Unresolved {
+                    unresolved.push(Unresolved {
                         file: file.path.clone(),
                         line,
                         column,
                         object: object.display_name(),
                         reason: reason.clone(),
-                    };
-                    // Several paths may apply the file; one note per object and reason.
-                    if unresolved_seen.insert(entry.clone()) {
-                        unresolved.push(entry);
-                    }
+                    });
                 }
             }
         }
@@ -125,7 +128,11 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
             );
         }
     }
-    diagnostics.extend(crate::schema::check_inventory(&inventory, policy));
+    diagnostics.extend(crate::schema::check_inventory(
+        &inventory,
+        policy,
+        &patch_files,
+    ));
     let with_suppressions: HashMap<&str, usize> = inventory
         .files
         .iter()

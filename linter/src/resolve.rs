@@ -13,12 +13,11 @@
 // Paths and applications are hashed many times per run; no map here takes keys chosen to
 // collide (they are the input's own paths), so a fast hash beats SipHash's flood resistance.
 use foldhash::{HashMap, HashSet};
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use crate::input::Inventory;
 use crate::kinds::FluxKind;
-use crate::kustomize::{is_remote, normalize};
+use crate::kustomize::{PathKey, is_remote, normalize, path_key as key};
 use crate::model::{EffectiveNamespace, NamespaceOrigin};
 use crate::yaml::Node;
 
@@ -46,31 +45,6 @@ struct Tree<'a> {
 
 type DirId = usize;
 
-/// A path as a map key: its bytes, which `Path` would hash and compare component by
-/// component instead, far more slowly. The paths met here are almost always normalised
-/// already (no `.` inside, no doubled or trailing separator); the rare other one is rebuilt
-/// from its components so that keys stay equal exactly when the paths are.
-type PathKey<'a> = Cow<'a, [u8]>;
-
-fn key(path: &Path) -> PathKey<'_> {
-    let bytes = path.as_os_str().as_encoded_bytes();
-    // Each separator followed by a component other than `.`. (On Windows `\\` separates
-    // too: every key is rebuilt there.)
-    let normalised = cfg!(unix)
-        && !bytes.iter().enumerate().any(|(at, &byte)| {
-            byte == b'/'
-                && matches!(
-                    &bytes[at + 1..],
-                    [] | [b'/', ..] | [b'.'] | [b'.', b'/', ..]
-                )
-        });
-    if normalised {
-        return Cow::Borrowed(bytes);
-    }
-    let rebuilt: PathBuf = path.components().collect();
-    Cow::Owned(rebuilt.into_os_string().into_encoded_bytes())
-}
-
 /// What a local `resources`/`bases`/`components` entry names.
 #[derive(Clone, Copy)]
 enum Target {
@@ -94,9 +68,13 @@ impl<'a> Tree<'a> {
     fn new(inventory: &'a Inventory) -> Tree<'a> {
         let mut tree = Tree {
             inventory,
-            dir_ids: HashMap::default(),
+            // Sized up front: growing a map rehashes every key in it.
+            dir_ids: HashMap::with_capacity_and_hasher(inventory.files.len(), Default::default()),
             dirs: Vec::new(),
-            file_by_path: HashMap::default(),
+            file_by_path: HashMap::with_capacity_and_hasher(
+                inventory.files.len(),
+                Default::default(),
+            ),
             targets: Vec::new(),
         };
         let mut previous: Option<(&Path, DirId)> = None;
@@ -434,32 +412,4 @@ fn traverse(
         }
     }
     visiting[dir] = false;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn path_keys_are_equal_exactly_when_the_paths_are() {
-        let paths = [
-            "apps/base",
-            "apps//base",
-            "apps/./base",
-            "apps/base/",
-            "apps/base/.",
-            "./apps/base",
-            "apps/bas",
-            "apps",
-            "",
-        ];
-        for a in paths {
-            for b in paths {
-                let (a, b) = (Path::new(a), Path::new(b));
-                assert_eq!(key(a) == key(b), a == b, "{a:?} vs {b:?}");
-            }
-        }
-        // The common case borrows.
-        assert!(matches!(key(Path::new("apps/base")), Cow::Borrowed(_)));
-    }
 }

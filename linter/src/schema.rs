@@ -30,6 +30,7 @@ use serde_json::{Map, Value, json};
 
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::input::{CrdDocument, Inventory};
+use crate::kustomize::PatchFiles;
 use crate::model::FluxObject;
 use crate::policy::Policy;
 use crate::rules::{ff001_schema_violation, ff002_removed_api_version};
@@ -242,7 +243,11 @@ impl<'a> Schemas<'a> {
 
 /// FF001 and FF002 over every Flux object of the reported files. Unlike the tenancy rules they
 /// run whatever the policy's `enforce` and whatever the object's namespace.
-pub fn check_inventory(inventory: &Inventory, policy: &Policy) -> Vec<Diagnostic> {
+pub fn check_inventory(
+    inventory: &Inventory,
+    policy: &Policy,
+    patch_files: &PatchFiles,
+) -> Vec<Diagnostic> {
     let schema_meta = ff001_schema_violation::meta();
     let version_meta = ff002_removed_api_version::meta();
     let schema_severity = policy.severity(schema_meta.code, schema_meta.default_severity);
@@ -257,8 +262,6 @@ pub fn check_inventory(inventory: &Inventory, policy: &Policy) -> Vec<Diagnostic
     } else {
         Schemas::from_inventory(inventory).for_few_objects(checked)
     };
-    // Strategic-merge patches are partial objects: required fields may be missing there.
-    let patch_files = inventory.patch_files();
     let mut diagnostics = Vec::new();
     for resource in &inventory.resources {
         let file = &inventory.files[resource.file];
@@ -275,6 +278,7 @@ pub fn check_inventory(inventory: &Inventory, policy: &Policy) -> Vec<Diagnostic
         }
         if schema_severity != Severity::Off && !schemas.is_empty() {
             let start = findings.len();
+            // Strategic-merge patches are partial objects: required fields may be missing there.
             let is_patch = patch_files.contains(&file.rel);
             ff001_schema_violation::check(object, &schemas, is_patch, &mut findings);
             findings[start..]
