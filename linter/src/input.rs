@@ -318,11 +318,13 @@ fn read_path(
     read: &mut Vec<Result<Prepared, InputError>>,
 ) {
     if !path.is_dir() {
-        read.push(read_file(path, File::open(path), root, reported, depth));
+        let bytes = File::open(path).and_then(read_limited);
+        read.push(read_file(path, bytes, root, reported, depth));
         return;
     }
     let walked = walk::manifests(path, root, skip, &|file, opened| {
-        read_file(file, opened, root, reported, depth)
+        // The walk hands over regular files only (it follows no links).
+        read_file(file, opened.and_then(read_regular), root, reported, depth)
     });
     read.extend(walked.unlisted.into_iter().map(|(dir, error)| {
         Err(InputError {
@@ -487,10 +489,13 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> 
     slots.into_iter().flatten().collect()
 }
 
-/// Reads a file and prepares it for parsing.
+/// What reading a file gave: its bytes, its length when over [`MAX_FILE_BYTES`], or the error.
+type ReadResult = std::io::Result<Result<Vec<u8>, u64>>;
+
+/// Takes a file's bytes (see [`ReadResult`]) and prepares them for parsing.
 fn read_file(
     path: &Path,
-    opened: std::io::Result<File>,
+    bytes: ReadResult,
     root: Option<&Path>,
     reported: bool,
     depth: Depth,
@@ -505,7 +510,7 @@ fn read_file(
         column,
         message,
     };
-    let bytes = match opened.and_then(read_limited) {
+    let bytes = match bytes {
         Ok(Ok(b)) => b,
         Ok(Err(len)) => {
             return Err(fail(
@@ -530,9 +535,10 @@ fn read_file(
     Ok(prepare(display, rel, text, reported, depth))
 }
 
-/// The file's bytes, or its length when over [`MAX_FILE_BYTES`]. The size comes from the open
-/// handle, so a file is looked up once.
-fn read_limited(file: File) -> std::io::Result<Result<Vec<u8>, u64>> {
+/// Reads a file, whatever it is (a pipe or a `/proc` file reports no size): up to the size it
+/// had when opened, taken from the open handle so that a file is looked up once, and to its
+/// end (bounded) when it reports none.
+fn read_limited(file: File) -> ReadResult {
     use std::io::Read as _;
     let metadata = file.metadata()?;
     let len = metadata.len();
@@ -540,9 +546,7 @@ fn read_limited(file: File) -> std::io::Result<Result<Vec<u8>, u64>> {
         return Ok(Err(len));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    // A regular file is read up to the size it had when opened, without a last read to find
-    // the end (thousands of files: a system call each). Pipes and /proc files report no
-    // size: they are read to their end, bounded.
+    // A regular file is read up to its size, without a last read to find the end.
     let limit = if metadata.is_file() && len > 0 {
         len
     } else {
@@ -553,6 +557,36 @@ fn read_limited(file: File) -> std::io::Result<Result<Vec<u8>, u64>> {
         return Ok(Err(bytes.len() as u64));
     }
     Ok(Ok(bytes))
+}
+
+/// Bytes a regular file is first read into: most manifests fit.
+const FIRST_READ_BYTES: usize = 64 * 1024;
+
+/// Reads a regular file. A file that fits in [`FIRST_READ_BYTES`] costs one system call: a
+/// read from a regular file returns less than asked only at its end, so neither its size
+/// (a `statx`) nor a last empty read is needed. A larger one is read as [`read_limited`] does.
+fn read_regular(mut file: File) -> ReadResult {
+    use std::cell::RefCell;
+    use std::io::Read as _;
+    thread_local! {
+        static FIRST_READ: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    FIRST_READ.with_borrow_mut(|buffer| {
+        buffer.resize(FIRST_READ_BYTES, 0);
+        let read = file.read(buffer)?;
+        if read < buffer.len() {
+            return Ok(Ok(buffer[..read].to_vec()));
+        }
+        let len = file.metadata()?.len();
+        if len > MAX_FILE_BYTES {
+            return Ok(Err(len));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        bytes.extend_from_slice(buffer);
+        file.take(len.saturating_sub(read as u64))
+            .read_to_end(&mut bytes)?;
+        Ok(Ok(bytes))
+    })
 }
 
 /// `path` relative to the repository root, whichever of the two is spelled absolute.
@@ -807,4 +841,28 @@ fn collect_resources(root: Node, doc_start: usize, out: &mut Vec<Resource>, crds
         span,
         header,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_regular_file_is_read_whole_whatever_its_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for len in [
+            0,
+            1,
+            FIRST_READ_BYTES - 1,
+            FIRST_READ_BYTES,
+            FIRST_READ_BYTES + 1,
+            3 * FIRST_READ_BYTES + 5,
+        ] {
+            let path = dir.path().join(format!("{len}.yaml"));
+            let written: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            std::fs::write(&path, &written).expect("write");
+            let read = File::open(&path).and_then(read_regular).expect("read");
+            assert_eq!(read, Ok(written), "{len} bytes");
+        }
+    }
 }
