@@ -189,7 +189,7 @@ fn normalize_components(dir: &Path, reference: &str) -> Option<PathBuf> {
 fn normalize_text(dir: &str, reference: &str) -> Option<String> {
     let base = if reference.starts_with('/') { "" } else { dir };
     let mut out = String::with_capacity(base.len() + reference.len() + 1);
-    for segment in base.split('/').chain(reference.split('/')) {
+    for segment in segments(base).chain(segments(reference)) {
         match segment {
             "" | "." => {}
             ".." => {
@@ -209,9 +209,40 @@ fn normalize_text(dir: &str, reference: &str) -> Option<String> {
     Some(out)
 }
 
+/// The `/`-separated segments of `path`, empty ones included, as `str::split('/')` gives them.
+/// Found byte by byte: path segments are a few bytes long, shorter than a vectorised search
+/// takes to set up (kustomizations name thousands of paths).
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(path);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.bytes().position(|b| b == b'/') {
+            Some(at) => {
+                rest = Some(&current[at + 1..]);
+                Some(&current[..at])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segments_are_those_of_a_split_at_slashes() {
+        for path in ["", "/", "a", "a/b", "/a/b/", "a//b", "./a/../b", "é/ü"] {
+            assert_eq!(
+                segments(path).collect::<Vec<_>>(),
+                path.split('/').collect::<Vec<_>>(),
+                "{path:?}"
+            );
+        }
+    }
 
     #[test]
     fn path_keys_are_equal_exactly_when_the_paths_are() {

@@ -62,11 +62,13 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
     // A patch's namespace only selects its target; the target itself is judged.
     let patch_files = inventory.patch_files();
     for (resource, candidates) in inventory.resources.iter().zip(&namespaces) {
-        let file = &inventory.files[resource.file];
-        let judged = file.reported && !patch_files.contains(&file.rel);
-        let Some(object) = resource.flux.as_ref().filter(|_| judged) else {
+        let Some(object) = resource.flux.as_ref() else {
             continue;
         };
+        let file = &inventory.files[resource.file];
+        if !file.reported || patch_files.contains(&file.rel) {
+            continue;
+        }
         // This object's diagnostics start here: the same finding in two namespaces (a file
         // applied twice) is reported once.
         let first = diagnostics.len();
@@ -81,6 +83,8 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
                         namespace: name,
                         origin,
                     };
+                    // What the object's findings in this namespace say of it: made once.
+                    let mut labels: Option<(String, String)> = None;
                     for finding in rules::check_object(&subject, &cx) {
                         // An object has a handful of findings: a scan beats hashing them.
                         let repeated = diagnostics[first..].iter().any(|d: &Diagnostic| {
@@ -89,10 +93,13 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
                                 == (finding.code, finding.span, &finding.message)
                         });
                         if !repeated {
+                            let (object_label, origin_label) = labels.get_or_insert_with(|| {
+                                let label = format!("{}/{}/{}", object.kind, name, object.name);
+                                (label, origin.describe())
+                            });
                             let mut diagnostic = locate(file, finding);
-                            diagnostic.object =
-                                Some(format!("{}/{}/{}", object.kind, name, object.name));
-                            diagnostic.namespace_origin = Some(origin.describe());
+                            diagnostic.object = Some(object_label.clone());
+                            diagnostic.namespace_origin = Some(origin_label.clone());
                             diagnostics.push(diagnostic);
                         }
                     }
