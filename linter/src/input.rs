@@ -594,6 +594,16 @@ fn relative_to(path: &Path, root: Option<&Path>) -> PathBuf {
     let Some(root) = root else {
         return path.to_path_buf();
     };
+    // A walked path is the root's spelling, a separator and the rest: cut as text, which
+    // `strip_prefix` would compare component by component instead (for every file).
+    let rest = path
+        .to_str()
+        .zip(root.to_str())
+        .and_then(|(path, root)| path.strip_prefix(root)?.strip_prefix('/'))
+        .filter(|rest| cfg!(unix) && !rest.is_empty() && !rest.starts_with('/'));
+    if let Some(rest) = rest {
+        return PathBuf::from(rest);
+    }
     if let Ok(rel) = path.strip_prefix(root) {
         return rel.to_path_buf();
     }
@@ -846,6 +856,28 @@ fn collect_resources(root: Node, doc_start: usize, out: &mut Vec<Resource>, crds
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_paths_are_those_strip_prefix_gives() {
+        let cases = [
+            ("/repo", "/repo/apps/a.yaml"),
+            (".", "./apps/a.yaml"),
+            ("repo/", "repo/apps/a.yaml"),
+            ("repo", "repo//apps/a.yaml"),
+            ("repo/.", "repo/./apps/a.yaml"),
+            ("/", "/apps/a.yaml"),
+            ("", "apps/a.yaml"),
+        ];
+        for (root, path) in cases {
+            let (root, path) = (Path::new(root), Path::new(path));
+            let expected = path.strip_prefix(root).expect("inside the root");
+            assert_eq!(
+                relative_to(path, Some(root)),
+                expected,
+                "{path:?} in {root:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_regular_file_is_read_whole_whatever_its_size() {

@@ -253,13 +253,13 @@ impl<T> Walk<'_, T> {
             if name.as_encoded_bytes().starts_with(b".") {
                 continue;
             }
-            let path = job.dir.join(name);
+            let path = child(&job.dir, name);
             if *entry_type == EntryType::Dir {
                 let templates = is_chart && name == "templates";
                 if !templates && !is_ignored(rules.as_deref(), &path, true) && !(self.skip)(&path) {
                     subdirs.push(Job {
                         dir: path,
-                        spelled: job.spelled.join(name),
+                        spelled: child(&job.spelled, name),
                         rules: rules.clone(),
                     });
                 }
@@ -268,13 +268,22 @@ impl<T> Walk<'_, T> {
                 && !is_ignored(rules.as_deref(), &path, false)
                 && !(self.skip)(&path)
             {
-                let spelled = job.spelled.join(name);
+                let spelled = child(&job.spelled, name);
                 let visited = (self.visit)(&spelled, directory.open_file(name));
                 done.files.push((spelled, visited));
             }
         }
         subdirs
     }
+}
+
+/// `dir.join(name)` in one allocation (`join` copies `dir`, then grows the copy for `name`):
+/// two paths are made for each of the thousands of entries a repository has.
+fn child(dir: &Path, name: &OsStr) -> PathBuf {
+    let mut path = PathBuf::with_capacity(dir.as_os_str().len() + 1 + name.len());
+    path.push(dir);
+    path.push(name);
+    path
 }
 
 /// The end of listing a directory: its subdirectories join the queue, and waiting workers
