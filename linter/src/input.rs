@@ -174,7 +174,16 @@ impl Inventory {
                 read_path(root, Some(root), false, depth, &is_given, &mut read);
             }
         }
-        for (file, parsed) in load_files(read) {
+        let loaded = load_files(read);
+        // Sized once: the lists hold large entries, and growing one copies all of it.
+        inventory.files.reserve(loaded.len());
+        inventory.resources.reserve(
+            loaded
+                .iter()
+                .map(|(_, parsed)| parsed.resources.len())
+                .sum(),
+        );
+        for (file, parsed) in loaded {
             inventory.add(file, parsed);
         }
         inventory
@@ -474,7 +483,9 @@ fn batch(documents: &[Range<usize>]) -> impl Iterator<Item = &[Range<usize>]> {
 fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let next = AtomicUsize::new(0);
     let done = parallel::on_every_core(items.len(), || {
-        let mut done = Vec::new();
+        // Room for every result: a worker may take them all, and results are large (growing
+        // the list would copy them).
+        let mut done = Vec::with_capacity(items.len());
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(item) = items.get(i) else { break };
