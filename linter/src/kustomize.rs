@@ -12,9 +12,23 @@ pub const KUSTOMIZATION_FILE_NAMES: &[&str] =
     &["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 pub fn is_kustomization_file(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| KUSTOMIZATION_FILE_NAMES.contains(&n))
+    // The bytes after the last separator: every file a walk reads is asked, and
+    // `Path::file_name` parses components. A path ending in a separator or in `.`/`..`
+    // names no file (it is left to `file_name`).
+    let bytes = path.as_os_str().as_encoded_bytes();
+    let name = bytes
+        .rsplit(|b| std::path::is_separator(char::from(*b)))
+        .next()
+        .unwrap_or(bytes);
+    if name.is_empty() || name == b"." || name == b".." {
+        return path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| KUSTOMIZATION_FILE_NAMES.contains(&n));
+    }
+    KUSTOMIZATION_FILE_NAMES
+        .iter()
+        .any(|known| known.as_bytes() == name)
 }
 
 /// One entry of `resources`, `bases` or `components`.
@@ -232,6 +246,29 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kustomization_files_are_known_as_path_file_name_tells() {
+        for path in [
+            "kustomization.yaml",
+            "apps/kustomization.yml",
+            "/repo/apps/Kustomization",
+            "apps/kustomization.yaml/",
+            "apps/kustomization.yaml/.",
+            "apps/kustomization.yaml/..",
+            "apps/kustomization.yaml.bak",
+            "apps/my-kustomization.yaml",
+            "kustomization",
+            "",
+            "/",
+        ] {
+            let by_name = Path::new(path)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| KUSTOMIZATION_FILE_NAMES.contains(&n));
+            assert_eq!(is_kustomization_file(Path::new(path)), by_name, "{path:?}");
+        }
+    }
 
     #[test]
     fn segments_are_those_of_a_split_at_slashes() {
