@@ -155,20 +155,25 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
         });
     }
     diagnostics.extend(invalid_suppressions(&inventory, policy));
-    diagnostics.sort_by(|a, b| {
-        (&a.file, a.line, a.column, a.finding.code).cmp(&(
-            &b.file,
-            b.line,
-            b.column,
-            b.finding.code,
-        ))
-    });
     Report {
         inventory,
-        diagnostics,
+        diagnostics: in_report_order(diagnostics),
         unresolved,
         objects_checked,
     }
+}
+
+/// Diagnostics by file, position and code; those that tie keep the order they were found in.
+/// Their indices are sorted, not the diagnostics: a diagnostic is a few hundred bytes, which a
+/// merge sort would move several times over.
+fn in_report_order(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    fn key(d: &Diagnostic) -> (&str, usize, usize, &str) {
+        (&d.file, d.line, d.column, d.finding.code)
+    }
+    let mut order: Vec<usize> = (0..diagnostics.len()).collect();
+    order.sort_by(|&a, &b| key(&diagnostics[a]).cmp(&key(&diagnostics[b])));
+    let mut slots: Vec<Option<Diagnostic>> = diagnostics.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 /// ServiceAccounts of the input, in every namespace they would be created in.
