@@ -577,11 +577,12 @@ fn quoted_span(body: &str, base: usize, span: Span) -> Span {
     let Some(slice) = body.get(span.start - base..span.end - base) else {
         return span;
     };
-    // The span starts at the node's anchor or tag, if it has one, whose name may hold quotes.
+    // The span starts at the node's anchor or tag, if it has one, whose name may hold quotes
+    // and ends at white space (a tab or a line break as well as a space).
     let mut properties = 0;
     while slice[properties..].starts_with(['&', '!']) {
         let name_end = slice[properties..]
-            .find(' ')
+            .find([' ', '\t', '\r', '\n'])
             .map_or(slice.len(), |i| properties + i);
         properties = name_end + slice[name_end..].len() - slice[name_end..].trim_start().len();
     }
@@ -850,6 +851,20 @@ mod tests {
         let docs = load("---\na: 1\n---\n---\n# only a comment\n---\nb: 2\n").unwrap();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1].root.get("b").and_then(Node::as_str), Some("2"));
+    }
+
+    #[test]
+    fn a_quoted_value_after_an_anchor_or_tag_ends_at_its_closing_quote() {
+        // A tab sends the document to the parser, whose spans run on over the comment.
+        for (text, value) in [
+            ("a: &x\t\"v w\" # note\n", "&x\t\"v w\""),
+            ("a: !!str\t'v w' # note\n", "!!str\t'v w'"),
+            ("a: &x !!str \"v w\"  # note\n", "&x !!str \"v w\""),
+        ] {
+            let docs = load(text).unwrap();
+            let node = docs[0].root.get("a").unwrap();
+            assert_eq!(&text[node.span.start..node.span.end], value, "{text:?}");
+        }
     }
 
     #[test]
