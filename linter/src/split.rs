@@ -72,7 +72,8 @@ pub enum Sniff<'a> {
 /// Every column-0 line of a document whose root is a block mapping is one of its keys (or a
 /// comment or marker), so a single `kind: Word` line there is the document's kind. Lines that
 /// could mean something else (flow collections, tags, anchors, complex keys, a value that
-/// continues on the next line) make the answer [`Sniff::Unsure`].
+/// continues on the next line) make the answer [`Sniff::Unsure`]. Reading stops once `kind`
+/// and `apiVersion` are known, unless another document may follow in the text.
 pub fn sniff_kind(document: &str) -> Sniff<'_> {
     let content = document.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n']);
     if content.starts_with('{') {
@@ -83,7 +84,18 @@ pub fn sniff_kind(document: &str) -> Sniff<'_> {
     let mut api_version: Option<Option<&str>> = None;
     let mut kind_line_end = None;
     let mut line_start = 0;
+    let mut rest_looked_at = false;
     while let Some(&first) = bytes.get(line_start) {
+        // With `apiVersion` and `kind` read (and the line after `kind`), the lines left can
+        // only be more keys of this mapping, unless another document follows in this piece: a
+        // second `kind` there would be a duplicate key, which the parser refuses, and what
+        // lint skips it does not validate. Most of a manifest is below its first lines.
+        if !rest_looked_at && kind.is_some() && api_version.is_some() && kind_line_end.is_none() {
+            rest_looked_at = true;
+            if !has_document_marker(&bytes[line_start - 1..]) {
+                break;
+            }
+        }
         let line_end = memchr_newline(bytes, line_start);
         let after_kind = kind_line_end.take() == Some(line_start);
         let this_line = line_start..line_end;
@@ -145,6 +157,13 @@ pub fn sniff_kind(document: &str) -> Sniff<'_> {
     })
 }
 
+/// Whether `text` has a `---` or `...` line after its first.
+fn has_document_marker(text: &[u8]) -> bool {
+    static START: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n---"));
+    static END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n..."));
+    START.find(text).is_some() || END.find(text).is_some()
+}
+
 /// The top-level `kind` and `apiVersion` of a JSON object, its other members skipped without
 /// being built. Text that is not plain JSON (comments, YAML flow style, a `kind` that is not a
 /// string, a duplicate key, an escape in the kind) is left to the parser.
@@ -166,12 +185,14 @@ fn sniff_json(document: &str) -> Sniff<'_> {
     }
 }
 
-/// Whether the text after a line's end continues that line's value (an indented line).
+/// Whether the text after a line's end (its `\n`, or nothing) continues that line's value
+/// (an indented line).
 fn continues(after: &str) -> bool {
-    after
-        .split('\n')
-        .nth(1)
-        .is_some_and(|next| next.starts_with([' ', '\t']) && has_content(next.as_bytes()))
+    let Some(rest) = after.as_bytes().strip_prefix(b"\n") else {
+        return false;
+    };
+    let next = &rest[..memchr::memchr(b'\n', rest).unwrap_or(rest.len())];
+    matches!(next.first(), Some(b' ' | b'\t')) && has_content(next)
 }
 
 /// Whether a line holds more than blanks and a comment.
@@ -514,6 +535,34 @@ spec:
             "spec:\n  columns:\n  - description: x\n    name: y\n",
         ] {
             assert_eq!(without_descriptions(untouched), None, "{untouched:?}");
+        }
+    }
+
+    #[test]
+    fn lines_below_the_kind_and_api_version_are_not_read_unless_a_document_follows() {
+        let object = |kind| Sniff::Object {
+            kind,
+            api_version: Some("v1"),
+        };
+        // A second `kind` key is a duplicate (an error for the parser): not looked for.
+        let doc = "apiVersion: v1\nkind: ConfigMap\ndata:\n  a: b\n[x]\nkind: HelmRelease\n";
+        assert_eq!(sniff_kind(doc), object("ConfigMap"));
+        // Still read: the line after `kind` (a continued value) and whatever is above.
+        assert_eq!(
+            sniff_kind("apiVersion: v1\nkind: Config\n  Map\ndata: {}\n"),
+            Sniff::Unsure
+        );
+        assert_eq!(
+            sniff_kind("- a\napiVersion: v1\nkind: ConfigMap\n"),
+            Sniff::Unsure
+        );
+        // Another document in the same piece (an end marker, or a stream kept whole for a
+        // directive) is read to the end.
+        for doc in [
+            "apiVersion: v1\nkind: ConfigMap\n...\nkind: HelmRelease\n",
+            "apiVersion: v1\nkind: ConfigMap\ndata: {}\n---\nkind: HelmRelease\n",
+        ] {
+            assert_eq!(sniff_kind(doc), Sniff::Unsure, "{doc:?}");
         }
     }
 
