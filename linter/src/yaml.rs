@@ -632,20 +632,25 @@ fn attach(stack: &mut [Frame], root: &mut Option<Node>, node: Node) {
 
 /// The second occurrence of a repeated scalar key, if any (`<<` merge keys may repeat).
 fn duplicate_key(entries: &[(Node, Node)]) -> Option<&Node> {
-    let keys = entries
-        .iter()
-        .map(|(k, _)| k)
-        .filter(|k| k.as_scalar().is_some_and(|s| s != "<<"));
-    if entries.len() <= 8 {
-        let keys: Vec<&Node> = keys.collect();
-        return keys
-            .iter()
-            .enumerate()
-            .find(|(i, k)| keys[..*i].iter().any(|p| p.as_scalar() == k.as_scalar()))
-            .map(|(_, k)| *k);
+    fn key(entry: &(Node, Node)) -> Option<&str> {
+        entry.0.as_scalar().filter(|s| *s != "<<")
+    }
+    if entries.len() <= 16 {
+        // At most 120 comparisons, most of them of lengths alone: cheaper than hashing every
+        // key into a new set (most mappings are this small).
+        return entries.iter().enumerate().find_map(|(i, entry)| {
+            let text = key(entry)?;
+            entries[..i]
+                .iter()
+                .any(|earlier| key(earlier) == Some(text))
+                .then_some(&entry.0)
+        });
     }
     let mut seen = std::collections::HashSet::new();
-    keys.into_iter().find(|k| !seen.insert(k.as_scalar()))
+    entries
+        .iter()
+        .find(|entry| key(entry).is_some_and(|text| !seen.insert(text)))
+        .map(|entry| &entry.0)
 }
 
 /// Expands `<<: *anchor` (and `<<: [*a, *b]`): merged entries never override explicit ones.
@@ -864,6 +869,26 @@ mod tests {
             let docs = load(text).unwrap();
             let node = docs[0].root.get("a").unwrap();
             assert_eq!(&text[node.span.start..node.span.end], value, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_is_found_in_mappings_of_every_size() {
+        let scalar = |text: &str| Node::scalar(text.to_owned(), true, Span::default());
+        for size in [2, 8, 9, 16, 17, 40] {
+            let mut entries: Vec<(Node, Node)> = (0..size)
+                .map(|i| (scalar(&format!("k{i}")), scalar("v")))
+                .collect();
+            assert!(duplicate_key(&entries).is_none(), "{size} distinct keys");
+            entries.push((scalar("<<"), scalar("a")));
+            entries.push((scalar("<<"), scalar("b")));
+            assert!(
+                duplicate_key(&entries).is_none(),
+                "{size} keys and two merges"
+            );
+            entries.push((scalar(&format!("k{}", size / 2)), scalar("again")));
+            let repeated = duplicate_key(&entries).and_then(Node::as_scalar);
+            assert_eq!(repeated, Some(format!("k{}", size / 2).as_str()), "{size}");
         }
     }
 
