@@ -16,20 +16,22 @@ use memchr::memmem::Finder;
 
 use crate::yaml::Excision;
 
+/// A `---` at the start of a line after the first (followed by anything: callers check).
+/// Searchers are built once: one costs about as much to build as to run over a small file.
+static DOCUMENT_START: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n---"));
+
 /// Byte ranges of the documents of `text`, in order, covering it whole: each starts at its
 /// `---` line (the first at 0). A stream with a `%` directive stays one range: a directive
 /// belongs to the document after it, which the cut would separate it from.
 pub fn documents(text: &str) -> Vec<Range<usize>> {
-    // Built once: a searcher costs about as much to build as to run over a small file.
     static DIRECTIVE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n%"));
-    static MARKER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n---"));
     let bytes = text.as_bytes();
     if bytes.first() == Some(&b'%') || DIRECTIVE.find(bytes).is_some() {
         return std::iter::once(0..text.len()).collect();
     }
     let mut starts = vec![0];
     starts.extend(
-        MARKER
+        DOCUMENT_START
             .find_iter(bytes)
             .map(|at| at + 1)
             .filter(|&line| is_document_start(&bytes[line..])),
@@ -159,9 +161,8 @@ pub fn sniff_kind(document: &str) -> Sniff<'_> {
 
 /// Whether `text` has a `---` or `...` line after its first.
 fn has_document_marker(text: &[u8]) -> bool {
-    static START: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n---"));
-    static END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n..."));
-    START.find(text).is_some() || END.find(text).is_some()
+    static DOCUMENT_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n..."));
+    DOCUMENT_START.find(text).is_some() || DOCUMENT_END.find(text).is_some()
 }
 
 /// The top-level `kind` and `apiVersion` of a JSON object, its other members skipped without
