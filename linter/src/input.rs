@@ -327,7 +327,7 @@ fn read_path(
     read: &mut Vec<Result<Prepared, InputError>>,
 ) {
     if !path.is_dir() {
-        let bytes = File::open(path).and_then(read_limited);
+        let bytes = File::open(path).and_then(|file| read_limited(file, &[]));
         read.push(read_file(path, bytes, root, reported, depth));
         return;
     }
@@ -546,24 +546,26 @@ fn read_file(
     Ok(prepare(display, rel, text, reported, depth))
 }
 
-/// Reads a file, whatever it is (a pipe or a `/proc` file reports no size): up to the size it
-/// had when opened, taken from the open handle so that a file is looked up once, and to its
-/// end (bounded) when it reports none.
-fn read_limited(file: File) -> ReadResult {
+/// Reads the rest of a file whatever it is, `read` being what was read of it already: up to
+/// the size it had when opened, taken from the open handle so that a file is looked up once,
+/// or to its end (bounded) when it reports no size (a pipe, a `/proc` file).
+fn read_limited(file: File, read: &[u8]) -> ReadResult {
     use std::io::Read as _;
     let metadata = file.metadata()?;
     let len = metadata.len();
     if len > MAX_FILE_BYTES {
         return Ok(Err(len));
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0).max(read.len()));
+    bytes.extend_from_slice(read);
     // A regular file is read up to its size, without a last read to find the end.
     let limit = if metadata.is_file() && len > 0 {
         len
     } else {
         MAX_FILE_BYTES + 1
     };
-    file.take(limit).read_to_end(&mut bytes)?;
+    file.take(limit.saturating_sub(read.len() as u64))
+        .read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Ok(Err(bytes.len() as u64));
     }
@@ -575,7 +577,7 @@ const FIRST_READ_BYTES: usize = 64 * 1024;
 
 /// Reads a regular file. A file that fits in [`FIRST_READ_BYTES`] costs one system call: a
 /// read from a regular file returns less than asked only at its end, so neither its size
-/// (a `statx`) nor a last empty read is needed. A larger one is read as [`read_limited`] does.
+/// (a `statx`) nor a last empty read is needed. A larger one is read on by [`read_limited`].
 fn read_regular(mut file: File) -> ReadResult {
     use std::cell::RefCell;
     use std::io::Read as _;
@@ -588,15 +590,7 @@ fn read_regular(mut file: File) -> ReadResult {
         if read < buffer.len() {
             return Ok(Ok(buffer[..read].to_vec()));
         }
-        let len = file.metadata()?.len();
-        if len > MAX_FILE_BYTES {
-            return Ok(Err(len));
-        }
-        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        bytes.extend_from_slice(buffer);
-        file.take(len.saturating_sub(read as u64))
-            .read_to_end(&mut bytes)?;
-        Ok(Ok(bytes))
+        read_limited(file, buffer)
     })
 }
 
