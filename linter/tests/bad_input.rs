@@ -261,7 +261,10 @@ fn a_file_over_the_size_limit_is_reported_not_read() {
         .expect("sparse file");
     // Named, it is read as any file (a pipe, say); walked, as a regular file.
     for given in [path, tmp.path().to_path_buf()] {
-        let report = lint(Inventory::load(&[given.clone()]), &Policy::azure_default());
+        let report = lint(
+            Inventory::load(std::slice::from_ref(&given)),
+            &Policy::azure_default(),
+        );
         let errors: Vec<String> = report
             .errors()
             .iter()
