@@ -9,7 +9,7 @@ use crate::policy::Policy;
 use crate::rules::{self, Context, SUPPRESSION_WITHOUT_REASON, Subject};
 
 /// A Flux object whose namespace cannot be known offline; namespace rules skipped it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Unresolved {
     pub file: String,
     pub line: usize,
