@@ -5,7 +5,6 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::kinds::FluxKind;
 use crate::kustomize::{self, KustomizeFile, PatchFiles};
@@ -388,7 +387,7 @@ fn load_files(read: Vec<Result<Prepared, InputError>>) -> Vec<(Option<SourceFile
         }
     }
     let judged = judged_kinds(&read);
-    let parsed = in_parallel(&batches, |(index, documents)| match &read[*index] {
+    let parsed = parallel::map(&batches, |(index, documents)| match &read[*index] {
         Ok(prepared) => parse_documents(prepared, documents, Some(&judged)),
         Err(_) => Parsed::default(),
     });
@@ -477,27 +476,6 @@ fn batch(documents: &[Range<usize>]) -> impl Iterator<Item = &[Range<usize>]> {
         rest = tail;
         Some(head)
     })
-}
-
-/// `work` on every item, on as many threads as there are cores; results in item order.
-fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let next = AtomicUsize::new(0);
-    let done = parallel::on_every_core(items.len(), || {
-        // Room for every result: a worker may take them all, and results are large (growing
-        // the list would copy them).
-        let mut done = Vec::with_capacity(items.len());
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(item) = items.get(i) else { break };
-            done.push((i, work(item)));
-        }
-        done
-    });
-    let mut slots: Vec<Option<R>> = items.iter().map(|_| None).collect();
-    for (i, result) in done.into_iter().flatten() {
-        slots[i] = Some(result);
-    }
-    slots.into_iter().flatten().collect()
 }
 
 /// What reading a file gave: its bytes, its length when over [`MAX_FILE_BYTES`], or the error.

@@ -1,10 +1,12 @@
 //! The linting pipeline: inventory → effective namespaces → rules → located diagnostics.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 
 use crate::diagnostic::{Diagnostic, Finding, Severity};
 use crate::input::{InputError, Inventory, SourceFile};
-use crate::model::EffectiveNamespace;
+use crate::kustomize::PatchFiles;
+use crate::model::{EffectiveNamespace, FluxObject};
 use crate::policy::Policy;
 use crate::rules::{self, Context, SUPPRESSION_WITHOUT_REASON, Subject};
 
@@ -56,74 +58,28 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
         trust_explicit_service_accounts: false,
     };
 
-    let mut diagnostics = Vec::new();
-    let mut unresolved: Vec<Unresolved> = Vec::new();
-    let mut objects_checked = 0;
     // A patch's namespace only selects its target; the target itself is judged.
     let patch_files = inventory.patch_files();
-    for (resource, candidates) in inventory.resources.iter().zip(&namespaces) {
-        let Some(object) = resource.flux.as_ref() else {
-            continue;
-        };
-        let file = &inventory.files[resource.file];
-        if !file.reported || patch_files.contains(&file.rel) {
-            continue;
-        }
-        // This object's diagnostics start here: the same finding in two namespaces (a file
-        // applied twice) is reported once.
-        let first = diagnostics.len();
-        let first_unresolved = unresolved.len();
-        let mut checked = false;
-        for candidate in candidates {
-            match candidate {
-                EffectiveNamespace::Known { name, origin } => {
-                    checked = true;
-                    let subject = Subject {
-                        object,
-                        namespace: name,
-                        origin,
-                    };
-                    // What the object's findings in this namespace say of it: made once.
-                    let mut labels: Option<(String, String)> = None;
-                    for finding in rules::check_object(&subject, &cx) {
-                        // An object has a handful of findings: a scan beats hashing them.
-                        let repeated = diagnostics[first..].iter().any(|d: &Diagnostic| {
-                            let seen = &d.finding;
-                            (seen.code, seen.span, &seen.message)
-                                == (finding.code, finding.span, &finding.message)
-                        });
-                        if !repeated {
-                            let (object_label, origin_label) = labels.get_or_insert_with(|| {
-                                let label = format!("{}/{}/{}", object.kind, name, object.name);
-                                (label, origin.describe())
-                            });
-                            let mut diagnostic = locate(file, finding);
-                            diagnostic.object = Some(object_label.clone());
-                            diagnostic.namespace_origin = Some(origin_label.clone());
-                            diagnostics.push(diagnostic);
-                        }
-                    }
-                }
-                EffectiveNamespace::Unknown { reason } => {
-                    // Several paths may apply the file; one note per object and reason.
-                    if unresolved[first_unresolved..]
-                        .iter()
-                        .any(|seen| &seen.reason == reason)
-                    {
-                        continue;
-                    }
-                    let (line, column) = file.lines.position(&file.text, object.root.span.start);
-                    unresolved.push(Unresolved {
-                        file: file.path.clone(),
-                        line,
-                        column,
-                        object: object.display_name(),
-                        reason: reason.clone(),
-                    });
-                }
-            }
-        }
-        objects_checked += usize::from(checked);
+    let judge = Judge {
+        inventory: &inventory,
+        namespaces: &namespaces,
+        patch_files: &patch_files,
+        cx: &cx,
+    };
+    // Objects are judged in runs, on every core; the runs' results, joined in order, are what
+    // one pass over the objects would give.
+    let runs: Vec<Range<usize>> = (0..inventory.resources.len())
+        .step_by(RESOURCES_PER_RUN)
+        .map(|start| start..inventory.resources.len().min(start + RESOURCES_PER_RUN))
+        .collect();
+    let judged = crate::parallel::map(&runs, |run| judge.run(run.clone()));
+    let mut diagnostics = Vec::with_capacity(judged.iter().map(|j| j.diagnostics.len()).sum());
+    let mut unresolved = Vec::with_capacity(judged.iter().map(|j| j.unresolved.len()).sum());
+    let mut objects_checked = 0;
+    for run in judged {
+        diagnostics.extend(run.diagnostics);
+        unresolved.extend(run.unresolved);
+        objects_checked += run.objects_checked;
     }
     for kustomization in &inventory.kustomize_files {
         let file = &inventory.files[kustomization.file];
@@ -160,6 +116,113 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
         diagnostics: in_report_order(diagnostics),
         unresolved,
         objects_checked,
+    }
+}
+
+/// Resources judged in one piece of work: few enough that a run on two cores splits evenly,
+/// enough that handing them out costs nothing next to the rules.
+const RESOURCES_PER_RUN: usize = 64;
+
+/// What the rules need of a lint run, shared by every core.
+struct Judge<'a> {
+    inventory: &'a Inventory,
+    namespaces: &'a [Vec<EffectiveNamespace>],
+    patch_files: &'a PatchFiles,
+    cx: &'a Context<'a>,
+}
+
+/// The findings on a run of resources, in resource order.
+#[derive(Default)]
+struct Judged {
+    diagnostics: Vec<Diagnostic>,
+    unresolved: Vec<Unresolved>,
+    objects_checked: usize,
+}
+
+impl Judge<'_> {
+    /// Checks the Flux objects among `resources` in every namespace they may live in.
+    fn run(&self, resources: Range<usize>) -> Judged {
+        let mut judged = Judged::default();
+        for (resource, candidates) in self.inventory.resources[resources.clone()]
+            .iter()
+            .zip(&self.namespaces[resources])
+        {
+            let Some(object) = resource.flux.as_ref() else {
+                continue;
+            };
+            let file = &self.inventory.files[resource.file];
+            if !file.reported || self.patch_files.contains(&file.rel) {
+                continue;
+            }
+            let checked = self.object(object, file, candidates, &mut judged);
+            judged.objects_checked += usize::from(checked);
+        }
+        judged
+    }
+
+    /// Judges one object; false when none of its namespaces is known.
+    fn object(
+        &self,
+        object: &FluxObject,
+        file: &SourceFile,
+        candidates: &[EffectiveNamespace],
+        judged: &mut Judged,
+    ) -> bool {
+        // This object's diagnostics start here: the same finding in two namespaces (a file
+        // applied twice) is reported once.
+        let first = judged.diagnostics.len();
+        let first_unresolved = judged.unresolved.len();
+        let mut checked = false;
+        for candidate in candidates {
+            match candidate {
+                EffectiveNamespace::Known { name, origin } => {
+                    checked = true;
+                    let subject = Subject {
+                        object,
+                        namespace: name,
+                        origin,
+                    };
+                    // What the object's findings in this namespace say of it: made once.
+                    let mut labels: Option<(String, String)> = None;
+                    for finding in rules::check_object(&subject, self.cx) {
+                        // An object has a handful of findings: a scan beats hashing them.
+                        let repeated = judged.diagnostics[first..].iter().any(|d| {
+                            let seen = &d.finding;
+                            (seen.code, seen.span, &seen.message)
+                                == (finding.code, finding.span, &finding.message)
+                        });
+                        if !repeated {
+                            let (object_label, origin_label) = labels.get_or_insert_with(|| {
+                                let label = format!("{}/{}/{}", object.kind, name, object.name);
+                                (label, origin.describe())
+                            });
+                            let mut diagnostic = locate(file, finding);
+                            diagnostic.object = Some(object_label.clone());
+                            diagnostic.namespace_origin = Some(origin_label.clone());
+                            judged.diagnostics.push(diagnostic);
+                        }
+                    }
+                }
+                EffectiveNamespace::Unknown { reason } => {
+                    // Several paths may apply the file; one note per object and reason.
+                    if judged.unresolved[first_unresolved..]
+                        .iter()
+                        .any(|seen| &seen.reason == reason)
+                    {
+                        continue;
+                    }
+                    let (line, column) = file.lines.position(&file.text, object.root.span.start);
+                    judged.unresolved.push(Unresolved {
+                        file: file.path.clone(),
+                        line,
+                        column,
+                        object: object.display_name(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+        checked
     }
 }
 
@@ -258,4 +321,54 @@ fn invalid_suppressions(inventory: &Inventory, policy: &Policy) -> Vec<Diagnosti
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Objects spread over several runs of [`RESOURCES_PER_RUN`]: what the runs report,
+    /// joined, must be what judging the objects one by one reports, in the same order.
+    #[test]
+    fn objects_judged_in_runs_report_as_one_pass_would() {
+        let objects = RESOURCES_PER_RUN * 3 + 5;
+        let mut inventory = Inventory::default();
+        for i in 0..objects {
+            // Even objects: a cross-namespace source (FF101) in a known namespace; odd ones:
+            // no namespace anywhere (an unresolved note).
+            let namespace = if i % 2 == 0 {
+                "namespace: team-a\n  "
+            } else {
+                ""
+            };
+            let text = format!(
+                "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  \
+                 {namespace}name: release-{i}\nspec:\n  chart:\n    spec:\n      chart: app\n      \
+                 sourceRef:\n        kind: HelmRepository\n        name: charts\n        \
+                 namespace: flux-system\n"
+            );
+            inventory.add_text(&format!("apps/{i:04}.yaml"), text);
+        }
+        let policy = Policy::azure_default();
+        let report = lint(inventory, &policy);
+
+        assert_eq!(report.objects_checked, objects.div_ceil(2));
+        let unresolved: Vec<&str> = report.unresolved.iter().map(|u| u.file.as_str()).collect();
+        let expected: Vec<String> = (1..objects)
+            .step_by(2)
+            .map(|i| format!("apps/{i:04}.yaml"))
+            .collect();
+        assert_eq!(unresolved, expected);
+        let cross_namespace: Vec<&str> = report
+            .diagnostics
+            .iter()
+            .filter(|d| d.finding.code == "FF101")
+            .map(|d| d.object.as_deref().unwrap_or(""))
+            .collect();
+        let expected: Vec<String> = (0..objects)
+            .step_by(2)
+            .map(|i| format!("HelmRelease/team-a/release-{i}"))
+            .collect();
+        assert_eq!(cross_namespace, expected);
+    }
 }

@@ -2,6 +2,7 @@
 //! one thread start at most (a pre-commit run is a few milliseconds all told).
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The cores to use, read once: the standard library reads the cgroup's CPU limit from files
 /// at every call.
@@ -26,6 +27,28 @@ pub fn on_every_core<R: Send>(at_most: usize, work: impl Fn() -> R + Sync) -> Ve
     })
 }
 
+/// `work` on every item, on as many threads as there are cores (items are handed out one at a
+/// time, so uneven items even out); results in item order.
+pub fn map<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let done = on_every_core(items.len(), || {
+        // Room for every result: a worker may take them all, and results are large (growing
+        // the list would copy them).
+        let mut done = Vec::with_capacity(items.len());
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else { break };
+            done.push((i, work(item)));
+        }
+        done
+    });
+    let mut slots: Vec<Option<R>> = items.iter().map(|_| None).collect();
+    for (i, result) in done.into_iter().flatten() {
+        slots[i] = Some(result);
+    }
+    slots.into_iter().flatten().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +63,19 @@ mod tests {
         assert_eq!(on_every_core(1, || 7), [7]);
         // Even a bound of 0 runs the work on the calling thread.
         assert_eq!(on_every_core(0, || 7), [7]);
+    }
+
+    #[test]
+    fn map_keeps_item_order_whichever_thread_ran_an_item() {
+        let items: Vec<usize> = (0..1000).collect();
+        let squares = map(&items, |&i| {
+            // Uneven work, so that the threads interleave.
+            if i % 7 == 0 {
+                std::thread::yield_now();
+            }
+            i * i
+        });
+        assert_eq!(squares, items.iter().map(|i| i * i).collect::<Vec<_>>());
+        assert!(map(&[] as &[usize], |&i| i).is_empty());
     }
 }

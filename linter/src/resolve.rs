@@ -15,9 +15,9 @@
 use foldhash::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::input::Inventory;
+use crate::input::{Inventory, Resource};
 use crate::kinds::FluxKind;
-use crate::kustomize::{PathKey, is_remote, normalize, path_key as key};
+use crate::kustomize::{KustomizeFile, PathKey, is_remote, normalize, path_key as key};
 use crate::model::{EffectiveNamespace, NamespaceOrigin};
 use crate::yaml::Node;
 
@@ -44,6 +44,9 @@ struct Tree<'a> {
 }
 
 type DirId = usize;
+
+/// Kustomization files whose entries are looked up in one piece of work.
+const KUSTOMIZATIONS_PER_RUN: usize = 64;
 
 /// What a local `resources`/`bases`/`components` entry names.
 #[derive(Clone, Copy)]
@@ -104,16 +107,22 @@ impl<'a> Tree<'a> {
             subdirs.sort_by(|a, b| tree.dirs[*a].path.cmp(tree.dirs[*b].path));
             tree.dirs[id].subdirs = subdirs;
         }
-        tree.targets = inventory
+        // Every entry is a path to normalise and look up: done on every core.
+        let runs: Vec<&[KustomizeFile]> = inventory
             .kustomize_files
-            .iter()
-            .map(|k| {
-                k.entries
-                    .iter()
-                    .map(|e| tree.target(&k.dir, &e.value))
-                    .collect()
-            })
+            .chunks(KUSTOMIZATIONS_PER_RUN)
             .collect();
+        let targets = crate::parallel::map(&runs, |run| {
+            run.iter()
+                .map(|k| {
+                    k.entries
+                        .iter()
+                        .map(|e| tree.target(&k.dir, &e.value))
+                        .collect()
+                })
+                .collect::<Vec<_>>()
+        });
+        tree.targets = targets.into_iter().flatten().collect();
         tree
     }
 
@@ -245,31 +254,40 @@ pub fn effective_namespaces(inventory: &Inventory) -> Vec<Vec<EffectiveNamespace
         );
     }
 
-    inventory
-        .resources
-        .iter()
-        .map(|resource| {
-            let mut result: Vec<EffectiveNamespace> = Vec::new();
-            let declared = resource.declared_namespace.as_deref();
-            let iter: Vec<Option<&Application>> = match applications.of_file(resource.file) {
-                [] => vec![None],
-                ids => {
-                    let mut ids = ids.to_vec();
-                    ids.sort_by(|a, b| applications.order(*a).cmp(applications.order(*b)));
-                    ids.into_iter()
-                        .map(|id| Some(&applications.distinct[id]))
-                        .collect()
-                }
-            };
-            for application in iter {
-                let ns = decide(application, declared);
-                if !result.contains(&ns) {
-                    result.push(ns);
-                }
-            }
-            result
-        })
-        .collect()
+    // Each resource's namespaces are made on every core, in runs: a namespace is a few
+    // strings to copy, for each of thousands of resources.
+    let runs: Vec<&[Resource]> = inventory.resources.chunks(RESOURCES_PER_RUN).collect();
+    crate::parallel::map(&runs, |run| {
+        run.iter()
+            .map(|resource| namespaces_of(resource, &applications))
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Resources whose namespaces are made in one piece of work.
+const RESOURCES_PER_RUN: usize = 256;
+
+/// The namespaces `resource` lives in: one per distinct way its file is applied, in a stable
+/// order, or the one its own metadata gives when nothing applies the file.
+fn namespaces_of(resource: &Resource, applications: &Applications) -> Vec<EffectiveNamespace> {
+    let declared = resource.declared_namespace.as_deref();
+    let ids = applications.of_file(resource.file);
+    if ids.is_empty() {
+        return vec![decide(None, declared)];
+    }
+    let mut ids = ids.to_vec();
+    ids.sort_by(|a, b| applications.order(*a).cmp(applications.order(*b)));
+    let mut result: Vec<EffectiveNamespace> = Vec::with_capacity(ids.len());
+    for id in ids {
+        let ns = decide(Some(&applications.distinct[id]), declared);
+        if !result.contains(&ns) {
+            result.push(ns);
+        }
+    }
+    result
 }
 
 fn decide(application: Option<&Application>, declared: Option<&str>) -> EffectiveNamespace {
