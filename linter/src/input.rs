@@ -173,15 +173,10 @@ impl Inventory {
                 read_path(root, Some(root), false, depth, &is_given, &mut read);
             }
         }
-        let loaded = load_files(read);
+        let (resources, loaded) = load_files(read);
         // Sized once: the lists hold large entries, and growing one copies all of it.
         inventory.files.reserve(loaded.len());
-        inventory.resources.reserve(
-            loaded
-                .iter()
-                .map(|(_, parsed)| parsed.resources.len())
-                .sum(),
-        );
+        inventory.resources.reserve(resources);
         for (file, parsed) in loaded {
             inventory.add(file, parsed);
         }
@@ -280,7 +275,7 @@ impl Inventory {
         }
         let mut read = Vec::new();
         read_path(dir, None, false, Depth::Full, &|_| false, &mut read);
-        for (_, parsed) in load_files(read) {
+        for (_, parsed) in load_files(read).1 {
             self.errors.extend(parsed.errors);
             self.crds
                 .extend(parsed.crds.into_iter().map(|crd| CrdDocument {
@@ -378,8 +373,15 @@ enum Depth {
 const BATCH_BYTES: usize = 64 * 1024;
 
 /// Parses files read and indexed (or the errors reading them) on every core. Results come in
-/// the order given; a file that could not be read has no `SourceFile`.
-fn load_files(read: Vec<Result<Prepared, InputError>>) -> Vec<(Option<SourceFile>, Parsed)> {
+/// the order given; a file that could not be read has no `SourceFile`. They are handed out one
+/// by one, not gathered into one more list: each is a few hundred bytes to move. Also gives
+/// the number of resources found, to size the list they go to.
+fn load_files(
+    read: Vec<Result<Prepared, InputError>>,
+) -> (
+    usize,
+    impl ExactSizeIterator<Item = (Option<SourceFile>, Parsed)>,
+) {
     let mut batches: Vec<(usize, &[Range<usize>])> = Vec::new();
     for (index, prepared) in read.iter().enumerate() {
         if let Ok(prepared) = prepared {
@@ -396,7 +398,9 @@ fn load_files(read: Vec<Result<Prepared, InputError>>) -> Vec<(Option<SourceFile
         per_file[*index].extend(part);
     }
     parse_deferred_crds(&read, &mut per_file);
-    read.into_iter()
+    let resources = per_file.iter().map(|parsed| parsed.resources.len()).sum();
+    let files = read
+        .into_iter()
         .zip(per_file)
         .map(|(prepared, mut parsed)| match prepared {
             Ok(prepared) => (Some(prepared.file), parsed),
@@ -404,8 +408,8 @@ fn load_files(read: Vec<Result<Prepared, InputError>>) -> Vec<(Option<SourceFile
                 parsed.errors.push(error);
                 (None, parsed)
             }
-        })
-        .collect()
+        });
+    (resources, files)
 }
 
 /// The Flux kinds that the documents of reported files name on their `kind:` lines, known
@@ -676,11 +680,21 @@ impl Prepared {
 
 impl Parsed {
     fn extend(&mut self, other: Parsed) {
-        self.resources.extend(other.resources);
+        append(&mut self.resources, other.resources);
         self.kustomize = self.kustomize.take().or(other.kustomize);
-        self.errors.extend(other.errors);
-        self.crds.extend(other.crds);
-        self.deferred_crds.extend(other.deferred_crds);
+        append(&mut self.errors, other.errors);
+        append(&mut self.crds, other.crds);
+        append(&mut self.deferred_crds, other.deferred_crds);
+    }
+}
+
+/// `more` after what `list` holds; taken whole when `list` is empty, as it is for the first
+/// (mostly the only) batch of a file's documents.
+fn append<T>(list: &mut Vec<T>, more: Vec<T>) {
+    if list.is_empty() {
+        *list = more;
+    } else {
+        list.extend(more);
     }
 }
 
