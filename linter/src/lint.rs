@@ -327,19 +327,21 @@ fn invalid_suppressions(inventory: &Inventory, policy: &Policy) -> Vec<Diagnosti
 mod tests {
     use super::*;
 
-    /// Objects spread over several runs of [`RESOURCES_PER_RUN`]: what the runs report,
-    /// joined, must be what judging the objects one by one reports, in the same order.
+    /// Objects spread over several runs of every step done on every core (kustomization
+    /// entries, namespaces, rules): what the runs report, joined, must be what one pass over
+    /// the objects reports, in the same order.
     #[test]
     fn objects_judged_in_runs_report_as_one_pass_would() {
-        let objects = RESOURCES_PER_RUN * 3 + 5;
+        let objects = 300;
         let mut inventory = Inventory::default();
+        let mut expected_findings = Vec::new();
+        let mut expected_unresolved = Vec::new();
         for i in 0..objects {
-            // Even objects: a cross-namespace source (FF101) in a known namespace; odd ones:
-            // no namespace anywhere (an unresolved note).
-            let namespace = if i % 2 == 0 {
-                "namespace: team-a\n  "
-            } else {
-                ""
+            // A third each: the namespace from metadata, from a kustomization.yaml, or none.
+            let dir = format!("apps/{i:04}");
+            let namespace = match i % 3 {
+                0 => "namespace: team-a\n  ",
+                _ => "",
             };
             let text = format!(
                 "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  \
@@ -347,28 +349,38 @@ mod tests {
                  sourceRef:\n        kind: HelmRepository\n        name: charts\n        \
                  namespace: flux-system\n"
             );
-            inventory.add_text(&format!("apps/{i:04}.yaml"), text);
+            inventory.add_text(&format!("{dir}/release.yaml"), text);
+            match i % 3 {
+                0 => expected_findings.push((
+                    format!("HelmRelease/team-a/release-{i}"),
+                    "metadata.namespace".to_owned(),
+                )),
+                1 => {
+                    inventory.add_text(
+                        &format!("{dir}/kustomization.yaml"),
+                        "namespace: team-b\nresources:\n  - release.yaml\n".to_owned(),
+                    );
+                    expected_findings.push((
+                        format!("HelmRelease/team-b/release-{i}"),
+                        format!("namespace of {dir}/kustomization.yaml:1"),
+                    ));
+                }
+                _ => expected_unresolved.push(format!("{dir}/release.yaml")),
+            }
         }
         let policy = Policy::azure_default();
         let report = lint(inventory, &policy);
 
-        assert_eq!(report.objects_checked, objects.div_ceil(2));
+        assert_eq!(report.objects_checked, expected_findings.len());
         let unresolved: Vec<&str> = report.unresolved.iter().map(|u| u.file.as_str()).collect();
-        let expected: Vec<String> = (1..objects)
-            .step_by(2)
-            .map(|i| format!("apps/{i:04}.yaml"))
-            .collect();
-        assert_eq!(unresolved, expected);
-        let cross_namespace: Vec<&str> = report
+        assert_eq!(unresolved, expected_unresolved);
+        let cross_namespace: Vec<(String, String)> = report
             .diagnostics
             .iter()
             .filter(|d| d.finding.code == "FF101")
-            .map(|d| d.object.as_deref().unwrap_or(""))
+            .map(|d| (d.object.clone(), d.namespace_origin.clone()))
+            .map(|(object, origin)| (object.unwrap_or_default(), origin.unwrap_or_default()))
             .collect();
-        let expected: Vec<String> = (0..objects)
-            .step_by(2)
-            .map(|i| format!("HelmRelease/team-a/release-{i}"))
-            .collect();
-        assert_eq!(cross_namespace, expected);
+        assert_eq!(cross_namespace, expected_findings);
     }
 }
