@@ -1,10 +1,9 @@
 //! The linting pipeline: inventory → effective namespaces → rules → located diagnostics.
 
 use std::collections::{HashMap, HashSet};
-use std::ops::Range;
 
 use crate::diagnostic::{Diagnostic, Finding, Severity};
-use crate::input::{InputError, Inventory, SourceFile};
+use crate::input::{InputError, Inventory, Resource, SourceFile};
 use crate::kustomize::PatchFiles;
 use crate::model::{EffectiveNamespace, FluxObject};
 use crate::policy::Policy;
@@ -58,7 +57,7 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
         trust_explicit_service_accounts: false,
     };
 
-    // A patch's namespace only selects its target; the target itself is judged.
+    // Patch files hold partial objects: neither the rules nor the schema check judge them.
     let patch_files = inventory.patch_files();
     let judge = Judge {
         inventory: &inventory,
@@ -67,12 +66,13 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
         cx: &cx,
     };
     // Objects are judged in runs, on every core; the runs' results, joined in order, are what
-    // one pass over the objects would give.
-    let runs: Vec<Range<usize>> = (0..inventory.resources.len())
-        .step_by(RESOURCES_PER_RUN)
-        .map(|start| start..inventory.resources.len().min(start + RESOURCES_PER_RUN))
+    // one pass over the objects would give. Only reported objects count: a pre-commit run
+    // judges one file's, however large the repository read for context.
+    let judged_objects: Vec<usize> = (0..inventory.resources.len())
+        .filter(|&i| judge.judges(&inventory.resources[i]))
         .collect();
-    let judged = crate::parallel::map(&runs, |run| judge.run(run.clone()));
+    let runs: Vec<&[usize]> = judged_objects.chunks(OBJECTS_PER_RUN).collect();
+    let judged = crate::parallel::map(&runs, |run| judge.run(run));
     let mut diagnostics = Vec::with_capacity(judged.iter().map(|j| j.diagnostics.len()).sum());
     let mut unresolved = Vec::with_capacity(judged.iter().map(|j| j.unresolved.len()).sum());
     let mut objects_checked = 0;
@@ -119,9 +119,9 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
     }
 }
 
-/// Resources judged in one piece of work: few enough that a run on two cores splits evenly,
+/// Objects judged in one piece of work: few enough that a run on two cores splits evenly,
 /// enough that handing them out costs nothing next to the rules.
-const RESOURCES_PER_RUN: usize = 64;
+const OBJECTS_PER_RUN: usize = 64;
 
 /// What the rules need of a lint run, shared by every core.
 struct Judge<'a> {
@@ -140,21 +140,23 @@ struct Judged {
 }
 
 impl Judge<'_> {
-    /// Checks the Flux objects among `resources` in every namespace they may live in.
-    fn run(&self, resources: Range<usize>) -> Judged {
+    /// Whether `resource` is a Flux object to judge: one of a reported file that is not a
+    /// patch (a patch's namespace only selects its target; the target itself is judged).
+    fn judges(&self, resource: &Resource) -> bool {
+        let file = &self.inventory.files[resource.file];
+        resource.flux.is_some() && file.reported && !self.patch_files.contains(&file.rel)
+    }
+
+    /// Checks the objects (indices of resources) in every namespace they may live in.
+    fn run(&self, objects: &[usize]) -> Judged {
         let mut judged = Judged::default();
-        for (resource, candidates) in self.inventory.resources[resources.clone()]
-            .iter()
-            .zip(&self.namespaces[resources])
-        {
+        for &index in objects {
+            let resource = &self.inventory.resources[index];
             let Some(object) = resource.flux.as_ref() else {
                 continue;
             };
             let file = &self.inventory.files[resource.file];
-            if !file.reported || self.patch_files.contains(&file.rel) {
-                continue;
-            }
-            let checked = self.object(object, file, candidates, &mut judged);
+            let checked = self.object(object, file, &self.namespaces[index], &mut judged);
             judged.objects_checked += usize::from(checked);
         }
         judged
