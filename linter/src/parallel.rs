@@ -49,6 +49,20 @@ pub fn map<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<
     slots.into_iter().flatten().collect()
 }
 
+/// `work` on every item, like [`map`], but handed out in runs of `per_run` items: for items
+/// too small to be worth handing out one at a time.
+pub fn map_in_runs<T: Sync, R: Send>(
+    items: &[T],
+    per_run: usize,
+    work: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let runs: Vec<&[T]> = items.chunks(per_run.max(1)).collect();
+    map(&runs, |run| run.iter().map(&work).collect::<Vec<R>>())
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +91,20 @@ mod tests {
         });
         assert_eq!(squares, items.iter().map(|i| i * i).collect::<Vec<_>>());
         assert!(map(&[] as &[usize], |&i| i).is_empty());
+    }
+
+    #[test]
+    fn map_in_runs_keeps_item_order_across_runs() {
+        let items: Vec<usize> = (0..1000).collect();
+        let squares: Vec<usize> = items.iter().map(|i| i * i).collect();
+        // Runs that divide the items evenly, a short last run, one run for all, one per item.
+        for per_run in [8, 7, 1000, 1] {
+            assert_eq!(
+                map_in_runs(&items, per_run, |&i| i * i),
+                squares,
+                "{per_run}"
+            );
+        }
+        assert!(map_in_runs(&[] as &[usize], 7, |&i| i).is_empty());
     }
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::input::{Inventory, Resource};
 use crate::kinds::FluxKind;
-use crate::kustomize::{KustomizeFile, PathKey, is_remote, normalize, path_key as key};
+use crate::kustomize::{PathKey, is_remote, normalize, path_key as key};
 use crate::model::{EffectiveNamespace, NamespaceOrigin};
 use crate::yaml::Node;
 
@@ -108,21 +108,13 @@ impl<'a> Tree<'a> {
             tree.dirs[id].subdirs = subdirs;
         }
         // Every entry is a path to normalise and look up: done on every core.
-        let runs: Vec<&[KustomizeFile]> = inventory
-            .kustomize_files
-            .chunks(KUSTOMIZATIONS_PER_RUN)
-            .collect();
-        let targets = crate::parallel::map(&runs, |run| {
-            run.iter()
-                .map(|k| {
-                    k.entries
-                        .iter()
-                        .map(|e| tree.target(&k.dir, &e.value))
-                        .collect()
-                })
-                .collect::<Vec<_>>()
-        });
-        tree.targets = targets.into_iter().flatten().collect();
+        tree.targets =
+            crate::parallel::map_in_runs(&inventory.kustomize_files, KUSTOMIZATIONS_PER_RUN, |k| {
+                k.entries
+                    .iter()
+                    .map(|e| tree.target(&k.dir, &e.value))
+                    .collect()
+            });
         tree
     }
 
@@ -256,15 +248,9 @@ pub fn effective_namespaces(inventory: &Inventory) -> Vec<Vec<EffectiveNamespace
 
     // Each resource's namespaces are made on every core, in runs: a namespace is a few
     // strings to copy, for each of thousands of resources.
-    let runs: Vec<&[Resource]> = inventory.resources.chunks(RESOURCES_PER_RUN).collect();
-    crate::parallel::map(&runs, |run| {
-        run.iter()
-            .map(|resource| namespaces_of(resource, &applications))
-            .collect::<Vec<_>>()
+    crate::parallel::map_in_runs(&inventory.resources, RESOURCES_PER_RUN, |resource| {
+        namespaces_of(resource, &applications)
     })
-    .into_iter()
-    .flatten()
-    .collect()
 }
 
 /// Resources whose namespaces are made in one piece of work.
