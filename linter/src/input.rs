@@ -380,10 +380,10 @@ const BATCH_BYTES: usize = 64 * 1024;
 const PARSE_ON_ONE_CORE_BELOW: usize = 1 << 20;
 
 /// Parses files read and indexed (or the errors reading them), on every core when there is
-/// enough of them (see [`PARSE_ON_ONE_CORE_BELOW`]). Results come in
-/// the order given; a file that could not be read has no `SourceFile`. They are handed out one
-/// by one, not gathered into one more list: each is a few hundred bytes to move. Also gives
-/// the number of resources found, to size the list they go to.
+/// enough of them (see [`PARSE_ON_ONE_CORE_BELOW`]). Results come in the order given; a file
+/// that could not be read has no `SourceFile`. They are handed out one by one, not gathered
+/// into one more list: each is a few hundred bytes to move. Also gives the number of resources
+/// found, to size the list they go to.
 fn load_files(
     read: Vec<Result<Prepared, InputError>>,
 ) -> (
