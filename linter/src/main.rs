@@ -82,6 +82,7 @@ struct LintArgs {
 }
 
 fn main() -> ExitCode {
+    page_size::small();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -147,6 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn lint(args: LintArgs) -> anyhow::Result<ExitCode> {
+    page_size::for_input(&args.paths);
     let mut inventory = read_input(&args.paths)?;
     if let Some(dir) = &args.crds {
         inventory.load_crds(dir);
@@ -166,6 +168,7 @@ fn finish(report: fluxfence::Report, args: &LintArgs) -> anyhow::Result<ExitCode
 
 /// `fix`, or `lint --fix` (`then_lint`): fix, write (or diff), then report what is left.
 fn fix(args: LintArgs, flags: FixFlags, then_lint: bool) -> anyhow::Result<ExitCode> {
+    page_size::for_input(&args.paths);
     let inventory = read_input_for_fix(&args.paths)?;
     let policy = load_policy(args.policy.as_deref(), inventory.root.as_deref())?;
     // The report after `lint --fix` checks schemas like `lint` does; the CRDs are read first,
@@ -279,4 +282,42 @@ fn to_stdout(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> anyho
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }
+}
+
+/// Which pages the allocator's memory is backed by. mimalloc asks the kernel for 2 MiB pages,
+/// and each one is zeroed whole at its first touch. A run over a tree or a big file allocates
+/// tens of megabytes: there 2 MiB pages save thousands of 4 KiB page faults (~160 faults
+/// instead of ~4,500 on the corpus). A pre-commit run over a few files touches a few
+/// megabytes spread over a dozen huge pages, and zeroing them took a quarter of its time, so
+/// small pages are the default. The switch is the kernel's per-process THP flag, read at each
+/// page fault, so it can be flipped once the input is known.
+mod page_size {
+    use std::path::{Path, PathBuf};
+
+    /// Input this big (a file, or any directory) gets huge pages.
+    const HUGE_INPUT_BYTES: u64 = 4 << 20;
+
+    pub fn small() {
+        set_huge_pages(false);
+    }
+
+    /// No paths means the current directory.
+    pub fn for_input(paths: &[PathBuf]) {
+        if paths.is_empty() || paths.iter().any(|p| is_big(p)) {
+            set_huge_pages(true);
+        }
+    }
+
+    fn is_big(path: &Path) -> bool {
+        std::fs::metadata(path).is_ok_and(|m| m.is_dir() || m.len() >= HUGE_INPUT_BYTES)
+    }
+
+    /// A kernel without the flag (or without THP) keeps its own default: nothing to report.
+    #[cfg(target_os = "linux")]
+    fn set_huge_pages(on: bool) {
+        let _ = rustix::thread::disable_transparent_huge_pages(!on);
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn set_huge_pages(_on: bool) {}
 }
