@@ -109,6 +109,8 @@ struct Prepared {
     documents: Vec<Range<usize>>,
     /// Which of them to parse, and how much of each.
     depth: Depth,
+    /// The documents parsed already, on the thread that read the file (see [`read_path`]).
+    parsed: Option<Parsed>,
 }
 
 /// What parsing some documents of one file yields.
@@ -144,9 +146,20 @@ impl Inventory {
             ..Inventory::default()
         };
         let mut read: Vec<Result<Prepared, InputError>> = Vec::new();
+        // Reported files parse every CRD they hold: no kinds to choose by.
+        let mut judged = HashSet::new();
         for path in paths {
             if path.exists() {
-                read_path(path, root.as_deref(), true, depth, &|_| false, &mut read);
+                let no_skip = |_: &Path| false;
+                read_path(
+                    path,
+                    root.as_deref(),
+                    true,
+                    depth,
+                    &no_skip,
+                    &judged,
+                    &mut read,
+                );
             } else {
                 inventory.errors.push(InputError {
                     file: path.display().to_string(),
@@ -170,10 +183,19 @@ impl Inventory {
                 // The walk sees canonical paths. A given file or directory was read above, as
                 // reported: it is left out here, and not entered.
                 let is_given = |p: &Path| given.iter().any(|g| g == p);
-                read_path(root, Some(root), false, depth, &is_given, &mut read);
+                judged = judged_kinds(&read);
+                read_path(
+                    root,
+                    Some(root),
+                    false,
+                    depth,
+                    &is_given,
+                    &judged,
+                    &mut read,
+                );
             }
         }
-        let (resources, loaded) = load_files(read);
+        let (resources, loaded) = load_files(read, &judged);
         // Sized once: the lists hold large entries, and growing one copies all of it.
         inventory.files.reserve(loaded.len());
         inventory.resources.reserve(resources);
@@ -274,8 +296,18 @@ impl Inventory {
             return;
         }
         let mut read = Vec::new();
-        read_path(dir, None, false, Depth::Full, &|_| false, &mut read);
-        for (_, parsed) in load_files(read).1 {
+        // Read whole (`Depth::Full`): every CRD is parsed, there are no kinds to choose by.
+        let all_kinds = HashSet::new();
+        read_path(
+            dir,
+            None,
+            false,
+            Depth::Full,
+            &|_| false,
+            &all_kinds,
+            &mut read,
+        );
+        for (_, parsed) in load_files(read, &all_kinds).1 {
             self.errors.extend(parsed.errors);
             self.crds
                 .extend(parsed.crds.into_iter().map(|crd| CrdDocument {
@@ -312,12 +344,18 @@ fn repository_root(path: &Path) -> PathBuf {
 
 /// Reads `path`, a file or the manifests under a directory (see [`walk::manifests`]), into
 /// `read`. A named file is read whatever it is: a pipe (`<(…)`, /dev/stdin) is input too.
+///
+/// A walked file that is one batch of work (see [`BATCH_BYTES`]) is parsed right after it is
+/// read, on the walk's thread, while its text is still in the core's cache; and the walk's
+/// threads end together, where a parse of its own would start (and end) them again.
+/// `crds_now` as for [`parse_documents`].
 fn read_path(
     path: &Path,
     root: Option<&Path>,
     reported: bool,
     depth: Depth,
     skip: &(dyn Fn(&Path) -> bool + Sync),
+    crds_now: &HashSet<String>,
     read: &mut Vec<Result<Prepared, InputError>>,
 ) {
     if !path.is_dir() {
@@ -327,7 +365,12 @@ fn read_path(
     }
     let walked = walk::manifests(path, root, skip, &|file, opened| {
         // The walk hands over regular files only (it follows no links).
-        read_file(file, opened.and_then(read_regular), root, reported, depth)
+        let mut prepared = read_file(file, opened.and_then(read_regular), root, reported, depth)?;
+        if prepared.file.text.len() <= BATCH_BYTES {
+            let documents = &prepared.documents;
+            prepared.parsed = Some(parse_documents(&prepared, documents, Some(crds_now)));
+        }
+        Ok(prepared)
     });
     read.extend(walked.unlisted.into_iter().map(|(dir, error)| {
         Err(InputError {
@@ -385,34 +428,42 @@ const PARSE_ON_ONE_CORE_BELOW: usize = 1 << 20;
 /// into one more list: each is a few hundred bytes to move. Also gives the number of resources
 /// found, to size the list they go to.
 fn load_files(
-    read: Vec<Result<Prepared, InputError>>,
+    mut read: Vec<Result<Prepared, InputError>>,
+    crds_now: &HashSet<String>,
 ) -> (
     usize,
     impl ExactSizeIterator<Item = (Option<SourceFile>, Parsed)>,
 ) {
+    let mut per_file: Vec<Option<Parsed>> = read
+        .iter_mut()
+        .map(|prepared| prepared.as_mut().ok().and_then(|p| p.parsed.take()))
+        .collect();
     let mut batches: Vec<(usize, &[Range<usize>])> = Vec::new();
+    let mut text_bytes = 0;
+    let mut for_verdicts = true;
     for (index, prepared) in read.iter().enumerate() {
-        if let Ok(prepared) = prepared {
+        if let (Ok(prepared), None) = (prepared, &per_file[index]) {
             batches.extend(batch(&prepared.documents).map(|docs| (index, docs)));
+            text_bytes += prepared.file.text.len();
+            for_verdicts &= prepared.depth == Depth::Verdicts;
         }
     }
-    let judged = judged_kinds(&read);
     let parse = |(index, documents): &(usize, &[Range<usize>])| match &read[*index] {
-        Ok(prepared) => parse_documents(prepared, documents, Some(&judged)),
+        Ok(prepared) => parse_documents(prepared, documents, Some(crds_now)),
         Err(_) => Parsed::default(),
     };
-    let prepared = || read.iter().filter_map(|prepared| prepared.as_ref().ok());
-    let text_bytes: usize = prepared().map(|p| p.file.text.len()).sum();
-    let for_verdicts = prepared().all(|p| p.depth == Depth::Verdicts);
     let parsed: Vec<Parsed> = if for_verdicts && text_bytes < PARSE_ON_ONE_CORE_BELOW {
         batches.iter().map(parse).collect()
     } else {
         parallel::map(&batches, parse)
     };
-    let mut per_file: Vec<Parsed> = read.iter().map(|_| Parsed::default()).collect();
     for ((index, _), part) in batches.iter().zip(parsed) {
-        per_file[*index].extend(part);
+        per_file[*index].get_or_insert_default().extend(part);
     }
+    let mut per_file: Vec<Parsed> = per_file
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect();
     parse_deferred_crds(&read, &mut per_file);
     let resources = per_file.iter().map(|parsed| parsed.resources.len()).sum();
     let files = read
@@ -431,17 +482,14 @@ fn load_files(
 /// The Flux kinds that the documents of reported files name on their `kind:` lines, known
 /// before parsing: a context CRD of one of these kinds is parsed with everything else, not
 /// after. (Kinds only the parser can find still get their CRDs, see [`parse_deferred_crds`].)
-fn judged_kinds(read: &[Result<Prepared, InputError>]) -> HashSet<&str> {
-    let prepared = || read.iter().filter_map(|p| p.as_ref().ok());
-    if prepared().all(|p| p.file.reported) {
-        return HashSet::new();
-    }
-    prepared()
+fn judged_kinds(read: &[Result<Prepared, InputError>]) -> HashSet<String> {
+    read.iter()
+        .filter_map(|p| p.as_ref().ok())
         .filter(|p| p.file.reported)
         .flat_map(Prepared::document_texts)
         .filter_map(|document| match split::sniff_kind(document) {
             Sniff::Object { kind, api_version } => {
-                sniffed_flux_kind(kind, api_version).map(|_| kind)
+                sniffed_flux_kind(kind, api_version).map(|_| kind.to_owned())
             }
             _ => None,
         })
@@ -656,6 +704,7 @@ fn prepare(display: String, rel: PathBuf, text: String, reported: bool, depth: D
         is_kustomization,
         documents,
         depth,
+        parsed: None,
     }
 }
 
@@ -723,7 +772,7 @@ fn append<T>(list: &mut Vec<T>, more: Vec<T>) {
 fn parse_documents(
     prepared: &Prepared,
     documents: &[Range<usize>],
-    crds_now: Option<&HashSet<&str>>,
+    crds_now: Option<&HashSet<String>>,
 ) -> Parsed {
     let file = &prepared.file;
     let text = file.text.as_str();
