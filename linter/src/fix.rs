@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use crate::diagnostic::{Applicability, FixOp, Severity};
 use crate::input::{Inventory, Resource};
 use crate::kinds::FluxKind;
-use crate::kustomize::PatchFiles;
+use crate::kustomize::{PatchFiles, Selects, normalize};
 use crate::model::{EffectiveNamespace, NamespaceOrigin};
 use crate::policy::Policy;
 use crate::remedy::move_edits;
@@ -348,13 +348,18 @@ fn plan_moves(
         .resources
         .iter()
         .enumerate()
+        // A patch names the object it patches: it is not a second one.
+        .filter(|(_, res)| !patches.contains(&inventory.files[res.file].rel))
         .filter_map(|(r, res)| {
             let object = res.flux.as_ref()?;
             let (ns, _) = known(&namespaces[r])?;
             Some(((object.kind, ns, object.name.as_str()), r))
         })
         .collect();
-    let mut moving: HashMap<usize, String> = HashMap::new();
+    // They move together or not at all: an object whose source stays behind (or the other way
+    // round) would reference across namespaces, and the objects one kustomization's
+    // `namespace:` places move by one edit of it.
+    let mut groups = Groups::default();
     for (r, resource) in inventory.resources.iter().enumerate() {
         let Some(object) = editable(inventory, patches, resource) else {
             continue;
@@ -365,7 +370,7 @@ fn plan_moves(
         if !app_namespaces.contains(namespace) {
             continue;
         }
-        moving.insert(r, namespace.to_owned());
+        groups.add(r, namespace);
         for reference in source_references(object) {
             let Some(kind) = reference.field("kind").and_then(FluxKind::from_name) else {
                 continue;
@@ -378,11 +383,56 @@ fn plan_moves(
                 if ns != config
                     && editable(inventory, patches, &inventory.resources[target]).is_some()
                 {
-                    moving.insert(target, ns.to_owned());
+                    groups.add(target, ns);
+                    groups.join(r, target);
                 }
             }
         }
     }
+    let mut placed_by: HashMap<usize, usize> = HashMap::new();
+    for r in groups.members() {
+        if let Some((_, NamespaceOrigin::KustomizeFile { kustomization, .. })) =
+            known(&namespaces[r])
+        {
+            let first = *placed_by.entry(*kustomization).or_insert(r);
+            groups.join(first, r);
+        }
+    }
+    // A group stays where it is when a patch selects one of its objects by namespace.
+    let mut held: HashMap<usize, String> = HashMap::new();
+    for r in groups.members() {
+        let namespace = groups.namespace(r).to_owned();
+        let Some(patch) = patch_selecting(inventory, r, &namespace, &namespaces[r]) else {
+            continue;
+        };
+        let group = groups.group_of(r);
+        held.entry(group).or_insert_with(|| {
+            let resource = &inventory.resources[r];
+            let others = groups
+                .members()
+                .into_iter()
+                .filter(|&m| m != r && groups.group_of(m) == group);
+            let with = match others.count() {
+                0 => String::new(),
+                1 => " (nor the Flux object that moves with it)".to_owned(),
+                n => format!(" (nor the {n} Flux objects that move with it)"),
+            };
+            format!(
+                "{}: {}/{} not moved{with}: {patch} selects it in `{namespace}`, and would no \
+                 longer apply in `{config}`; move them and change the patch together, by hand",
+                inventory.files[resource.file].path, resource.kind, resource.name,
+            )
+        });
+    }
+    let mut reasons: Vec<String> = held.values().cloned().collect();
+    reasons.sort();
+    skipped.extend(reasons);
+    let moving: HashMap<usize, String> = groups
+        .members()
+        .into_iter()
+        .filter(|&r| !held.contains_key(&groups.group_of(r)))
+        .map(|r| (r, groups.namespace(r).to_owned()))
+        .collect();
 
     // 3. Edits of each moving object, and where its namespace is written.
     let mut kustomization_edits: HashSet<usize> = HashSet::new();
@@ -546,6 +596,106 @@ fn plan_moves(
             }
         }
     }
+}
+
+/// Resources that move together: each with the namespace it leaves, joined into groups
+/// (union-find over resource indices).
+#[derive(Default)]
+struct Groups {
+    namespace: HashMap<usize, String>,
+    parent: HashMap<usize, usize>,
+}
+
+impl Groups {
+    fn add(&mut self, r: usize, namespace: &str) {
+        self.namespace
+            .entry(r)
+            .or_insert_with(|| namespace.to_owned());
+        self.parent.entry(r).or_insert(r);
+    }
+
+    fn join(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.group_of(a), self.group_of(b));
+        self.parent.insert(a.max(b), a.min(b));
+    }
+
+    /// The group's smallest member: one name for the group, whatever the order of joins.
+    fn group_of(&self, mut r: usize) -> usize {
+        while let Some(&parent) = self.parent.get(&r).filter(|&&p| p != r) {
+            r = parent;
+        }
+        r
+    }
+
+    /// In resource order.
+    fn members(&self) -> Vec<usize> {
+        let mut members: Vec<usize> = self.namespace.keys().copied().collect();
+        members.sort_unstable();
+        members
+    }
+
+    fn namespace(&self, r: usize) -> &str {
+        self.namespace.get(&r).map_or("", String::as_str)
+    }
+}
+
+/// The patch that selects resource `r` by `namespace`, the namespace it is leaving, described
+/// for the user. kustomize would not apply it after the move: a `target:` selector silently
+/// matches nothing, a strategic-merge patch fails the build. A kustomization whose own
+/// `namespace:` the move rewrites applies its `patches` before that field, to the namespace
+/// the object had then, so those still apply.
+fn patch_selecting(
+    inventory: &Inventory,
+    r: usize,
+    namespace: &str,
+    candidates: &[EffectiveNamespace],
+) -> Option<String> {
+    let resource = &inventory.resources[r];
+    let rewritten = match known(candidates) {
+        Some((_, NamespaceOrigin::KustomizeFile { kustomization, .. })) => Some(*kustomization),
+        _ => None,
+    };
+    for (k, kustomization) in inventory.kustomize_files.iter().enumerate() {
+        for patch in &kustomization.patch_selectors {
+            if rewritten == Some(k) && !patch.after_namespace {
+                continue;
+            }
+            let selects = match &patch.selects {
+                Selects::Matching {
+                    kind,
+                    name,
+                    namespace: Some(selected),
+                } => {
+                    may_match(selected, namespace)
+                        && kind.as_deref().is_none_or(|k| may_match(k, &resource.kind))
+                        && name.as_deref().is_none_or(|n| may_match(n, &resource.name))
+                }
+                // A selector without a namespace selects the object wherever it is.
+                Selects::Matching {
+                    namespace: None, ..
+                } => false,
+                Selects::NamedIn(path) => normalize(&kustomization.dir, path).is_some_and(|rel| {
+                    inventory.resources.iter().any(|named| {
+                        inventory.files[named.file].rel == rel
+                            && named.kind == resource.kind
+                            && named.name == resource.name
+                            && named.declared_namespace.as_deref() == Some(namespace)
+                    })
+                }),
+            };
+            if selects {
+                let file = &inventory.files[kustomization.file];
+                return Some(format!("{}[{}] of {}", patch.field, patch.index, file.path));
+            }
+        }
+    }
+    None
+}
+
+/// Whether a selector field, which kustomize reads as a regular expression, may match `value`:
+/// it is `value`, or a pattern (not evaluated here: a move is held back rather than risked).
+fn may_match(pattern: &str, value: &str) -> bool {
+    pattern == value || pattern.contains(|c: char| "^$.*+?()[]{}|\\".contains(c))
 }
 
 /// Why a kustomization's `namespace:` cannot simply be changed: it also applies resources that

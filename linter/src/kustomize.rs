@@ -52,6 +52,34 @@ pub struct KustomizeFile {
     /// Files applied as patches (`patches[].path`, `patchesStrategicMerge`), as written:
     /// partial objects, not resources.
     pub patches: Vec<String>,
+    /// What each patch entry selects (`fix` must not move an object out from under a patch
+    /// that selects it by its namespace).
+    pub patch_selectors: Vec<PatchSelector>,
+}
+
+/// What one entry of `patches`, `patchesStrategicMerge` or `patchesJson6902` applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatchSelector {
+    pub field: &'static str,
+    pub index: usize,
+    /// kustomize matches `patchesJson6902` entries after this kustomization's own
+    /// `namespace:` is applied, and `patches`/`patchesStrategicMerge` entries before it.
+    pub after_namespace: bool,
+    pub selects: Selects,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selects {
+    /// Objects matching a `target:` selector, or the one object an inline strategic-merge
+    /// patch names. A field left out matches anything; kustomize reads a selector's fields
+    /// as regular expressions.
+    Matching {
+        kind: Option<String>,
+        name: Option<String>,
+        namespace: Option<String>,
+    },
+    /// The objects the documents of a strategic-merge patch file name (the path as written).
+    NamedIn(String),
 }
 
 impl KustomizeFile {
@@ -76,14 +104,30 @@ impl KustomizeFile {
             }
         }
         let mut patches = Vec::new();
+        let mut patch_selectors = Vec::new();
         for field in ["patches", "patchesStrategicMerge", "patchesJson6902"] {
-            for item in root.get(field).and_then(Node::as_seq).unwrap_or_default() {
+            for (index, item) in root
+                .get(field)
+                .and_then(Node::as_seq)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
                 let path = item
                     .as_str()
                     .or_else(|| item.get("path").and_then(Node::as_str));
                 // Inline patches are YAML text, not file names.
-                if let Some(path) = path.filter(|p| !p.contains('\n')) {
+                let path = path.filter(|p| !p.contains('\n'));
+                if let Some(path) = path {
                     patches.push(path.to_owned());
+                }
+                if let Some(selects) = patch_selects(item, path) {
+                    patch_selectors.push(PatchSelector {
+                        field,
+                        index,
+                        after_namespace: field == "patchesJson6902",
+                        selects,
+                    });
                 }
             }
         }
@@ -93,8 +137,37 @@ impl KustomizeFile {
             namespace,
             entries,
             patches,
+            patch_selectors,
         }
     }
+}
+
+/// What a patch entry selects: its `target:`, else (a strategic-merge patch) the object its
+/// file or its inline text names. `None` when that cannot be read.
+fn patch_selects(item: &Node, path: Option<&str>) -> Option<Selects> {
+    let field = |node: &Node, key: &str| node.get(key).and_then(Node::as_str).map(str::to_owned);
+    if let Some(target) = item.get("target") {
+        return Some(Selects::Matching {
+            kind: field(target, "kind"),
+            name: field(target, "name"),
+            namespace: field(target, "namespace"),
+        });
+    }
+    if let Some(path) = path {
+        return Some(Selects::NamedIn(path.to_owned()));
+    }
+    // An inline strategic-merge patch (a JSON 6902 patch always has a target).
+    let text = item.get("patch").and_then(Node::as_str)?;
+    let mut named = None;
+    let _ = crate::yaml::load_documents(text, |doc| {
+        let metadata = doc.root.get("metadata");
+        named.get_or_insert(Selects::Matching {
+            kind: field(&doc.root, "kind"),
+            name: metadata.and_then(|m| field(m, "name")),
+            namespace: metadata.and_then(|m| field(m, "namespace")),
+        });
+    });
+    named
 }
 
 /// Whether a kustomize resource entry names a remote target rather than a local path.
@@ -282,6 +355,81 @@ mod tests {
     }
 
     #[test]
+    fn patch_entries_say_what_they_select() {
+        let text = "\
+patches:
+  - target: {kind: HelmRelease, name: podinfo, namespace: apps}
+    patch: |
+      - op: remove
+        path: /spec/suspend
+  - path: release-patch.yaml
+  - patch: |
+      apiVersion: v1
+      kind: ConfigMap
+      metadata:
+        name: settings
+        namespace: apps
+patchesStrategicMerge:
+  - legacy.yaml
+patchesJson6902:
+  - target: {kind: HelmRelease, name: podinfo}
+    path: ops.yaml
+";
+        let mut root = None;
+        crate::yaml::load_documents(text, |doc| root = Some(doc.root)).unwrap();
+        let file = KustomizeFile::from_node(0, PathBuf::from("apps"), &root.unwrap());
+        let matching = |kind: &str, name: &str, namespace: Option<&str>| Selects::Matching {
+            kind: Some(kind.into()),
+            name: Some(name.into()),
+            namespace: namespace.map(Into::into),
+        };
+        let selected: Vec<_> = file
+            .patch_selectors
+            .iter()
+            .map(|p| (p.field, p.index, p.after_namespace, p.selects.clone()))
+            .collect();
+        assert_eq!(
+            selected,
+            [
+                (
+                    "patches",
+                    0,
+                    false,
+                    matching("HelmRelease", "podinfo", Some("apps"))
+                ),
+                (
+                    "patches",
+                    1,
+                    false,
+                    Selects::NamedIn("release-patch.yaml".into())
+                ),
+                (
+                    "patches",
+                    2,
+                    false,
+                    matching("ConfigMap", "settings", Some("apps"))
+                ),
+                (
+                    "patchesStrategicMerge",
+                    0,
+                    false,
+                    Selects::NamedIn("legacy.yaml".into())
+                ),
+                (
+                    "patchesJson6902",
+                    0,
+                    true,
+                    matching("HelmRelease", "podinfo", None)
+                ),
+            ]
+        );
+        assert_eq!(
+            file.patches,
+            ["release-patch.yaml", "legacy.yaml", "ops.yaml"]
+        );
+    }
+
+    #[test]
     fn path_keys_are_equal_exactly_when_the_paths_are() {
         let paths = [
             "apps/base",
@@ -312,6 +460,7 @@ mod tests {
             namespace: None,
             entries: Vec::new(),
             patches: vec!["patch.yaml".into(), "../base/./shared.yaml".into()],
+            patch_selectors: Vec::new(),
         };
         let patches = PatchFiles::of(&[kustomization]);
         assert!(patches.contains(Path::new("apps/prod/patch.yaml")));

@@ -201,6 +201,152 @@ fn a_kustomization_that_also_applies_a_namespace_is_not_edited() {
     );
 }
 
+/// The `spec.interval` of each object `kubectl kustomize dir` builds, by kind: the fixture's
+/// patches set it, so it tells whether they still apply.
+fn built_intervals(kubectl: &Path, dir: &Path) -> Vec<(String, String)> {
+    let built = Command::new(kubectl)
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&built.stderr)
+    );
+    documents(&String::from_utf8(built.stdout).unwrap())
+        .iter()
+        .map(|d| {
+            let kind = d["kind"].as_str().unwrap_or_default().to_owned();
+            (
+                kind,
+                d["spec"]["interval"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn moves_that_would_strand_a_patch_are_held_back() {
+    // Each app: a HelmRelease and its HelmRepository in the app namespace (FF111), and a patch.
+    let case = workspace().join("testdata/fix/patch-selects-namespace");
+    let outcome = fixed_case(
+        "patch-selects-namespace",
+        &Policy::azure_default(),
+        &unsafe_fixes(),
+    );
+    let namespace_of = |path: &str| {
+        let (_, _, text) = outcome
+            .changed
+            .iter()
+            .find(|(p, _, _)| p == path)
+            .unwrap_or_else(|| panic!("{path} unchanged"));
+        documents(text)[0]["metadata"]["namespace"].clone()
+    };
+    let unchanged = |path: &str| outcome.changed.iter().all(|(p, _, _)| p != path);
+
+    // Held: a selector of an overlay, a strategic-merge patch of the source, and a
+    // patchesJson6902 entry of the kustomization whose `namespace:` would change.
+    let held = [
+        (
+            "apps/podinfo/base/release.yaml",
+            "patches[0] of apps/podinfo/production/kustomization.yaml selects it in `podinfo`",
+        ),
+        (
+            "apps/blog/base/repository.yaml",
+            "patches[0] of apps/blog/production/kustomization.yaml selects it in `blog`",
+        ),
+        (
+            "apps/docs/release.yaml",
+            "patchesJson6902[0] of apps/docs/kustomization.yaml selects it in `docs`",
+        ),
+    ];
+    assert_eq!(outcome.skipped.len(), held.len(), "{:#?}", outcome.skipped);
+    for (file, reason) in held {
+        assert!(
+            outcome
+                .skipped
+                .iter()
+                .any(|s| s.starts_with(file) && s.contains(reason)),
+            "{file}: {:#?}",
+            outcome.skipped
+        );
+    }
+    // Neither the held object nor the one it moves with changed namespace.
+    for file in [
+        "apps/podinfo/base/repository.yaml",
+        "apps/blog/base/repository.yaml",
+        "apps/docs/kustomization.yaml",
+        "apps/docs/repository.yaml",
+    ] {
+        assert!(unchanged(file), "{file} changed");
+    }
+    for file in [
+        "apps/podinfo/base/release.yaml",
+        "apps/blog/base/release.yaml",
+    ] {
+        assert_ne!(namespace_of(file), "cluster-config", "{file}");
+    }
+    // Moved: a selector without a namespace, and a `patches` entry of the kustomization whose
+    // `namespace:` changes (kustomize applies it before that field).
+    assert_eq!(
+        namespace_of("apps/shop/base/release.yaml"),
+        "cluster-config"
+    );
+    assert_eq!(
+        namespace_of("apps/shop/base/repository.yaml"),
+        "cluster-config"
+    );
+    assert!(
+        outcome
+            .changed
+            .iter()
+            .any(|(p, _, after)| p == "apps/wiki/kustomization.yaml"
+                && after.contains("namespace: cluster-config"))
+    );
+
+    // Every patch still applies: kustomize builds the same intervals before and after.
+    let Some(kubectl) = kubectl() else {
+        assert!(
+            std::env::var_os("FLUXFENCE_REQUIRE_KUBECTL").is_none(),
+            "kubectl is required but not found"
+        );
+        println!("skipped kustomize builds: no kubectl");
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    copy_tree(&case, temp.path());
+    let overlays = [
+        "apps/podinfo/production",
+        "apps/blog/production",
+        "apps/shop/production",
+        "apps/wiki",
+        "apps/docs",
+    ];
+    let before: Vec<_> = overlays
+        .iter()
+        .map(|o| built_intervals(&kubectl, &temp.path().join(o)))
+        .collect();
+    for (path, _, after) in &outcome.changed {
+        std::fs::write(temp.path().join(path), after).unwrap();
+    }
+    for (overlay, before) in overlays.iter().zip(before) {
+        assert!(
+            before.iter().any(|(_, interval)| interval == "5m"),
+            "{overlay}: {before:?}"
+        );
+        assert_eq!(
+            built_intervals(&kubectl, &temp.path().join(overlay)),
+            before,
+            "{overlay}"
+        );
+    }
+}
+
 #[test]
 fn aliases_of_a_moved_namespace_keep_the_old_value() {
     let outcome = fixed_case("anchors", &Policy::azure_default(), &unsafe_fixes());
