@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use crate::diagnostic::{Applicability, FixOp, Severity};
 use crate::input::{Inventory, Resource};
 use crate::kinds::FluxKind;
-use crate::kustomize::{PatchFiles, Selects, normalize};
+use crate::kustomize::{PatchFiles, PatchSelector, Selects, normalize};
 use crate::model::{EffectiveNamespace, NamespaceOrigin};
 use crate::policy::Policy;
 use crate::remedy::move_edits;
@@ -399,10 +399,11 @@ fn plan_moves(
         }
     }
     // A group stays where it is when a patch selects one of its objects by namespace.
+    let scoped = scoped_patches(inventory);
     let mut held: HashMap<usize, String> = HashMap::new();
     for r in groups.members() {
         let namespace = groups.namespace(r).to_owned();
-        let Some(patch) = patch_selecting(inventory, r, &namespace, &namespaces[r]) else {
+        let Some(patch) = patch_selecting(inventory, &scoped, r, &namespace, &namespaces[r]) else {
             continue;
         };
         let group = groups.group_of(r);
@@ -639,6 +640,76 @@ impl Groups {
     }
 }
 
+/// A patch that selects objects by namespace (a `target:` with a namespace, or a
+/// strategic-merge patch), with the files its kustomization builds: only objects in those
+/// can be selected by it.
+struct ScopedPatch<'a> {
+    kustomization: usize,
+    patch: &'a PatchSelector,
+    builds: HashSet<usize>,
+}
+
+fn scoped_patches(inventory: &Inventory) -> Vec<ScopedPatch<'_>> {
+    let mut scoped = Vec::new();
+    for (k, kustomization) in inventory.kustomize_files.iter().enumerate() {
+        let mut builds = None;
+        for patch in &kustomization.patch_selectors {
+            if let Selects::Matching {
+                namespace: None, ..
+            } = patch.selects
+            {
+                // A selector without a namespace selects the object wherever it is.
+                continue;
+            }
+            scoped.push(ScopedPatch {
+                kustomization: k,
+                patch,
+                builds: builds
+                    .get_or_insert_with(|| built_files(inventory, k))
+                    .clone(),
+            });
+        }
+    }
+    scoped
+}
+
+/// The files kustomization `k` builds: its `resources`/`bases`/`components`, following the
+/// kustomizations of the directories they name.
+fn built_files(inventory: &Inventory, k: usize) -> HashSet<usize> {
+    let file_at: HashMap<&std::path::Path, usize> = inventory
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.rel.as_path(), i))
+        .collect();
+    let kustomization_in: HashMap<&std::path::Path, usize> = inventory
+        .kustomize_files
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.dir.as_path(), i))
+        .collect();
+    let mut files = HashSet::new();
+    let mut seen = HashSet::new();
+    let mut pending = vec![k];
+    while let Some(k) = pending.pop() {
+        if !seen.insert(k) {
+            continue;
+        }
+        let kustomization = &inventory.kustomize_files[k];
+        for entry in &kustomization.entries {
+            let Some(path) = normalize(&kustomization.dir, &entry.value) else {
+                continue;
+            };
+            if let Some(&file) = file_at.get(path.as_path()) {
+                files.insert(file);
+            } else if let Some(&inner) = kustomization_in.get(path.as_path()) {
+                pending.push(inner);
+            }
+        }
+    }
+    files
+}
+
 /// The patch that selects resource `r` by `namespace`, the namespace it is leaving, described
 /// for the user. kustomize would not apply it after the move: a `target:` selector silently
 /// matches nothing, a strategic-merge patch fails the build. A kustomization whose own
@@ -646,6 +717,7 @@ impl Groups {
 /// the object had then, so those still apply.
 fn patch_selecting(
     inventory: &Inventory,
+    scoped: &[ScopedPatch],
     r: usize,
     namespace: &str,
     candidates: &[EffectiveNamespace],
@@ -655,41 +727,38 @@ fn patch_selecting(
         Some((_, NamespaceOrigin::KustomizeFile { kustomization, .. })) => Some(*kustomization),
         _ => None,
     };
-    for (k, kustomization) in inventory.kustomize_files.iter().enumerate() {
-        for patch in &kustomization.patch_selectors {
-            if rewritten == Some(k) && !patch.after_namespace {
-                continue;
-            }
-            let selects = match &patch.selects {
-                Selects::Matching {
-                    kind,
-                    name,
-                    namespace: Some(selected),
-                } => {
-                    may_match(selected, namespace)
-                        && kind.as_deref().is_none_or(|k| may_match(k, &resource.kind))
-                        && name.as_deref().is_none_or(|n| may_match(n, &resource.name))
-                }
-                // A selector without a namespace selects the object wherever it is.
-                Selects::Matching {
-                    namespace: None, ..
-                } => false,
-                Selects::NamedIn(path) => normalize(&kustomization.dir, path).is_some_and(|rel| {
-                    inventory.resources.iter().any(|named| {
-                        inventory.files[named.file].rel == rel
-                            && named.kind == resource.kind
-                            && named.name == resource.name
-                            && named.declared_namespace.as_deref() == Some(namespace)
-                    })
-                }),
-            };
-            if selects {
-                let file = &inventory.files[kustomization.file];
-                return Some(format!("{}[{}] of {}", patch.field, patch.index, file.path));
-            }
+    let selects = |scoped: &ScopedPatch| match &scoped.patch.selects {
+        Selects::Matching {
+            kind,
+            name,
+            namespace: selected,
+        } => {
+            selected.as_deref().is_some_and(|s| may_match(s, namespace))
+                && kind.as_deref().is_none_or(|k| may_match(k, &resource.kind))
+                && name.as_deref().is_none_or(|n| may_match(n, &resource.name))
         }
-    }
-    None
+        Selects::NamedIn(path) => {
+            let dir = &inventory.kustomize_files[scoped.kustomization].dir;
+            normalize(dir, path).is_some_and(|rel| {
+                inventory.resources.iter().any(|named| {
+                    inventory.files[named.file].rel == rel
+                        && named.kind == resource.kind
+                        && named.name == resource.name
+                        && named.declared_namespace.as_deref() == Some(namespace)
+                })
+            })
+        }
+    };
+    let found = scoped.iter().find(|scoped| {
+        (rewritten != Some(scoped.kustomization) || scoped.patch.after_namespace)
+            && scoped.builds.contains(&resource.file)
+            && selects(scoped)
+    })?;
+    let file = &inventory.files[inventory.kustomize_files[found.kustomization].file];
+    Some(format!(
+        "{}[{}] of {}",
+        found.patch.field, found.patch.index, file.path
+    ))
 }
 
 /// Whether a selector field, which kustomize reads as a regular expression, may match `value`:

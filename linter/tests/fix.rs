@@ -348,6 +348,84 @@ fn moves_that_would_strand_a_patch_are_held_back() {
 }
 
 #[test]
+fn only_a_patch_of_a_kustomization_that_builds_the_object_holds_it() {
+    let release = "\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: podinfo
+  namespace: podinfo
+spec:
+  chart:
+    spec:
+      chart: podinfo
+      sourceRef:
+        kind: HelmRepository
+        name: podinfo
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmRepository
+metadata:
+  name: podinfo
+  namespace: podinfo
+spec:
+  url: https://charts.example.com
+";
+    let overlay = |resources: &str| {
+        format!(
+            "resources: [{resources}]
+patches:
+  - target: {{kind: HelmRelease, name: podinfo, namespace: podinfo}}
+    patch: |
+      - op: add
+        path: /spec/suspend
+        value: true
+"
+        )
+    };
+    let source = |rel: &str, text: String| Source {
+        path: rel.into(),
+        rel: rel.into(),
+        text,
+        reported: true,
+    };
+    let moved = |overlay_resources: &str| {
+        let inventory = Inventory::from_sources(
+            None,
+            vec![
+                source(
+                    "app/kustomization.yaml",
+                    "resources: [release.yaml]\n".into(),
+                ),
+                source("app/release.yaml", release.into()),
+                source(
+                    "other/config.yaml",
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n".into(),
+                ),
+                source("other/kustomization.yaml", overlay(overlay_resources)),
+            ],
+        );
+        let outcome = fix(inventory, &Policy::azure_default(), &unsafe_fixes()).unwrap();
+        let moved = outcome.changed.iter().any(|(path, _, after)| {
+            path == "app/release.yaml" && after.contains("namespace: cluster-config")
+        });
+        (moved, outcome.skipped)
+    };
+    // `other` patches its own resources only: the release moves.
+    let (moved_alone, skipped) = moved("config.yaml");
+    assert!(moved_alone, "{skipped:?}");
+    // `other` builds the app as well: its patch would no longer apply, so nothing moves.
+    let (moved_with, skipped) = moved("config.yaml, ../app");
+    assert!(!moved_with);
+    assert!(
+        skipped
+            .iter()
+            .any(|s| s.contains("patches[0] of other/kustomization.yaml selects it in `podinfo`")),
+        "{skipped:?}"
+    );
+}
+
+#[test]
 fn aliases_of_a_moved_namespace_keep_the_old_value() {
     let outcome = fixed_case("anchors", &Policy::azure_default(), &unsafe_fixes());
     let docs = documents(&outcome.changed[0].2);
