@@ -344,18 +344,21 @@ fn plan_moves(
     }
 
     // 2. What moves: every Flux object of those namespaces, and the sources they reference.
-    let by_identity: HashMap<(FluxKind, &str, &str), usize> = inventory
-        .resources
-        .iter()
-        .enumerate()
+    // A repository that serves several clusters declares one identity once per cluster: a
+    // reference names every copy, and they all move with it.
+    let mut by_identity: HashMap<(FluxKind, &str, &str), Vec<usize>> = HashMap::new();
+    for (r, resource) in inventory.resources.iter().enumerate() {
         // A patch names the object it patches: it is not a second one.
-        .filter(|(_, res)| !patches.contains(&inventory.files[res.file].rel))
-        .filter_map(|(r, res)| {
-            let object = res.flux.as_ref()?;
-            let (ns, _) = known(&namespaces[r])?;
-            Some(((object.kind, ns, object.name.as_str()), r))
-        })
-        .collect();
+        if patches.contains(&inventory.files[resource.file].rel) {
+            continue;
+        }
+        if let (Some(object), Some((ns, _))) = (&resource.flux, known(&namespaces[r])) {
+            by_identity
+                .entry((object.kind, ns, object.name.as_str()))
+                .or_default()
+                .push(r);
+        }
+    }
     // They move together or not at all: an object whose source stays behind (or the other way
     // round) would reference across namespaces, and the objects one kustomization's
     // `namespace:` places move by one edit of it.
@@ -379,10 +382,11 @@ fn plan_moves(
             let Some(name) = reference.field("name") else {
                 continue;
             };
-            if let Some(&target) = by_identity.get(&(kind, ns, name)) {
-                if ns != config
-                    && editable(inventory, patches, &inventory.resources[target]).is_some()
-                {
+            if ns == config {
+                continue;
+            }
+            for &target in by_identity.get(&(kind, ns, name)).into_iter().flatten() {
+                if editable(inventory, patches, &inventory.resources[target]).is_some() {
                     groups.add(target, ns);
                     groups.join(r, target);
                 }

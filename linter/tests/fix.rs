@@ -426,6 +426,69 @@ patches:
 }
 
 #[test]
+fn a_source_declared_once_per_cluster_moves_in_every_cluster() {
+    // Each cluster's directory declares the same HelmRepository: the release of each refers
+    // to "its" copy by the same identity, and every copy must move with the releases.
+    let release = "\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: podinfo
+  namespace: podinfo
+spec:
+  chart:
+    spec:
+      chart: podinfo
+      sourceRef:
+        kind: HelmRepository
+        name: podinfo
+        namespace: flux-system
+";
+    let repository = "\
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmRepository
+metadata:
+  name: podinfo
+  namespace: flux-system
+spec:
+  url: https://charts.example.com
+";
+    let mut sources = Vec::new();
+    for cluster in ["production", "staging"] {
+        for (name, text) in [("release.yaml", release), ("repository.yaml", repository)] {
+            let rel = format!("clusters/{cluster}/{name}");
+            sources.push(Source {
+                path: rel.clone(),
+                rel: rel.into(),
+                text: text.into(),
+                reported: true,
+            });
+        }
+    }
+    let outcome = fix(
+        Inventory::from_sources(None, sources),
+        &Policy::azure_default(),
+        &unsafe_fixes(),
+    )
+    .unwrap();
+    for cluster in ["production", "staging"] {
+        for name in ["release.yaml", "repository.yaml"] {
+            let path = format!("clusters/{cluster}/{name}");
+            let (_, _, after) = outcome
+                .changed
+                .iter()
+                .find(|(p, _, _)| *p == path)
+                .unwrap_or_else(|| panic!("{path} unchanged: {:?}", outcome.skipped));
+            assert_eq!(
+                documents(after)[0]["metadata"]["namespace"],
+                "cluster-config",
+                "{path}"
+            );
+        }
+    }
+}
+
+#[test]
 fn aliases_of_a_moved_namespace_keep_the_old_value() {
     let outcome = fixed_case("anchors", &Policy::azure_default(), &unsafe_fixes());
     let docs = documents(&outcome.changed[0].2);
