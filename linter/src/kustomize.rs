@@ -156,8 +156,12 @@ fn patch_selects(item: &Node, path: Option<&str>) -> Option<Selects> {
     if let Some(path) = path {
         return Some(Selects::NamedIn(path.to_owned()));
     }
-    // An inline strategic-merge patch (a JSON 6902 patch always has a target).
-    let text = item.get("patch").and_then(Node::as_str)?;
+    // An inline strategic-merge patch (a JSON 6902 patch always has a target): a `patch:`
+    // string, or a `patchesStrategicMerge` entry that is YAML text rather than a file name.
+    let text = item
+        .get("patch")
+        .and_then(Node::as_str)
+        .or_else(|| item.as_str().filter(|text| text.contains('\n')))?;
     let mut named = None;
     let _ = crate::yaml::load_documents(text, |doc| {
         let metadata = doc.root.get("metadata");
@@ -371,6 +375,12 @@ patches:
         namespace: apps
 patchesStrategicMerge:
   - legacy.yaml
+  - |
+    apiVersion: v1
+    kind: Secret
+    metadata:
+      name: token
+      namespace: apps
 patchesJson6902:
   - target: {kind: HelmRelease, name: podinfo}
     path: ops.yaml
@@ -414,6 +424,12 @@ patchesJson6902:
                     0,
                     false,
                     Selects::NamedIn("legacy.yaml".into())
+                ),
+                (
+                    "patchesStrategicMerge",
+                    1,
+                    false,
+                    matching("Secret", "token", Some("apps"))
                 ),
                 (
                     "patchesJson6902",
