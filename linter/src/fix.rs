@@ -5,6 +5,7 @@
 //! edits; the linter is run again on the result until nothing is left to fix.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 
 use crate::diagnostic::{Applicability, FixOp, Severity};
 use crate::input::{Inventory, Resource};
@@ -645,36 +646,122 @@ impl Groups {
 }
 
 /// A patch that selects objects by namespace (a `target:` with a namespace, or a
-/// strategic-merge patch), with the files its kustomization builds: only objects in those
-/// can be selected by it.
+/// strategic-merge patch), with the files its build reads: only objects in those can be
+/// selected by it.
 struct ScopedPatch<'a> {
-    kustomization: usize,
-    patch: &'a PatchSelector,
+    /// The kustomization file that declares it, whose own `namespace:` a move may rewrite;
+    /// `None` for a Flux Kustomization's `spec.patches`.
+    kustomization: Option<usize>,
+    /// Where the patch's paths are relative to.
+    dir: &'a Path,
+    /// The patch, named for the user: `patches[0] of apps/kustomization.yaml`.
+    named: String,
+    patch: PatchSelector,
     builds: HashSet<usize>,
 }
 
+/// The patches of every kustomization file, and those of every Flux Kustomization
+/// (kustomize-controller adds `spec.patches` to the kustomization it builds `spec.path` with).
 fn scoped_patches(inventory: &Inventory) -> Vec<ScopedPatch<'_>> {
+    let by_namespace = |patch: &PatchSelector| {
+        // A selector without a namespace selects the object wherever it is.
+        !matches!(
+            patch.selects,
+            Selects::Matching {
+                namespace: None,
+                ..
+            }
+        )
+    };
     let mut scoped = Vec::new();
     for (k, kustomization) in inventory.kustomize_files.iter().enumerate() {
         let mut builds = None;
-        for patch in &kustomization.patch_selectors {
-            if let Selects::Matching {
-                namespace: None, ..
-            } = patch.selects
-            {
-                // A selector without a namespace selects the object wherever it is.
-                continue;
-            }
+        let file = &inventory.files[kustomization.file];
+        for patch in kustomization
+            .patch_selectors
+            .iter()
+            .filter(|p| by_namespace(p))
+        {
             scoped.push(ScopedPatch {
-                kustomization: k,
-                patch,
+                kustomization: Some(k),
+                dir: &kustomization.dir,
+                named: format!("{}[{}] of {}", patch.field, patch.index, file.path),
+                patch: patch.clone(),
                 builds: builds
                     .get_or_insert_with(|| built_files(inventory, k))
                     .clone(),
             });
         }
     }
+    for resource in &inventory.resources {
+        let Some(object) = resource
+            .flux
+            .as_ref()
+            .filter(|o| o.kind == FluxKind::Kustomization)
+        else {
+            continue;
+        };
+        let Some(items) = object
+            .root
+            .path(&["spec", "patches"])
+            .and_then(Node::as_seq)
+        else {
+            continue;
+        };
+        let Some(dir) = object
+            .root
+            .path(&["spec", "path"])
+            .and_then(Node::as_str)
+            .and_then(|path| normalize(Path::new(""), path))
+        else {
+            continue;
+        };
+        let builds = applied_files(inventory, &dir);
+        for (index, item) in items.iter().enumerate() {
+            let Some(selects) = crate::kustomize::patch_selects(item, None) else {
+                continue;
+            };
+            let patch = PatchSelector {
+                field: "spec.patches",
+                index,
+                after_namespace: false,
+                selects,
+            };
+            if by_namespace(&patch) {
+                scoped.push(ScopedPatch {
+                    kustomization: None,
+                    dir: Path::new(""),
+                    named: format!(
+                        "spec.patches[{index}] of Flux Kustomization {}{} ({})",
+                        resource
+                            .declared_namespace
+                            .as_deref()
+                            .map_or(String::new(), |ns| format!("{ns}/")),
+                        object.name,
+                        inventory.files[resource.file].path
+                    ),
+                    patch,
+                    builds: builds.clone(),
+                });
+            }
+        }
+    }
     scoped
+}
+
+/// The files a Flux Kustomization with `spec.path: dir` applies: the build of the directory's
+/// kustomization file, or (kustomize-controller generates one) every file under it.
+fn applied_files(inventory: &Inventory, dir: &Path) -> HashSet<usize> {
+    match inventory.kustomize_files.iter().position(|k| k.dir == dir) {
+        Some(k) => built_files(inventory, k),
+        None => inventory
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(_, file)| file.rel.starts_with(dir))
+            .map(|(i, _)| i)
+            .collect(),
+    }
 }
 
 /// The files kustomization `k` builds: its `resources`/`bases`/`components`, following the
@@ -741,28 +828,22 @@ fn patch_selecting(
                 && kind.as_deref().is_none_or(|k| may_match(k, &resource.kind))
                 && name.as_deref().is_none_or(|n| may_match(n, &resource.name))
         }
-        Selects::NamedIn(path) => {
-            let dir = &inventory.kustomize_files[scoped.kustomization].dir;
-            normalize(dir, path).is_some_and(|rel| {
-                inventory.resources.iter().any(|named| {
-                    inventory.files[named.file].rel == rel
-                        && named.kind == resource.kind
-                        && named.name == resource.name
-                        && named.declared_namespace.as_deref() == Some(namespace)
-                })
+        Selects::NamedIn(path) => normalize(scoped.dir, path).is_some_and(|rel| {
+            inventory.resources.iter().any(|named| {
+                inventory.files[named.file].rel == rel
+                    && named.kind == resource.kind
+                    && named.name == resource.name
+                    && named.declared_namespace.as_deref() == Some(namespace)
             })
-        }
+        }),
     };
     let found = scoped.iter().find(|scoped| {
-        (rewritten != Some(scoped.kustomization) || scoped.patch.after_namespace)
-            && scoped.builds.contains(&resource.file)
-            && selects(scoped)
+        let sees_old_namespace = rewritten.is_none()
+            || rewritten != scoped.kustomization
+            || scoped.patch.after_namespace;
+        sees_old_namespace && scoped.builds.contains(&resource.file) && selects(scoped)
     })?;
-    let file = &inventory.files[inventory.kustomize_files[found.kustomization].file];
-    Some(format!(
-        "{}[{}] of {}",
-        found.patch.field, found.patch.index, file.path
-    ))
+    Some(found.named.clone())
 }
 
 /// Whether a selector field, which kustomize reads as a regular expression, may match `value`:

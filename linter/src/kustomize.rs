@@ -144,7 +144,7 @@ impl KustomizeFile {
 
 /// What a patch entry selects: its `target:`, else (a strategic-merge patch) the object its
 /// file or its inline text names. `None` when that cannot be read.
-fn patch_selects(item: &Node, path: Option<&str>) -> Option<Selects> {
+pub(crate) fn patch_selects(item: &Node, path: Option<&str>) -> Option<Selects> {
     let field = |node: &Node, key: &str| node.get(key).and_then(Node::as_str).map(str::to_owned);
     if let Some(target) = item.get("target") {
         return Some(Selects::Matching {

@@ -426,6 +426,88 @@ patches:
 }
 
 #[test]
+fn a_flux_kustomization_patch_holds_a_move_of_what_it_applies() {
+    let app = "\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: podinfo
+  namespace: podinfo
+spec:
+  chart:
+    spec:
+      chart: podinfo
+      sourceRef:
+        kind: HelmRepository
+        name: podinfo
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmRepository
+metadata:
+  name: podinfo
+  namespace: podinfo
+spec:
+  url: https://charts.example.com
+";
+    let flux_kustomization = |path: &str, target: &str| {
+        format!(
+            "apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: apps
+  namespace: flux-system
+spec:
+  path: {path}
+  sourceRef:
+    kind: GitRepository
+    name: flux-system
+  patches:
+    - target: {target}
+      patch: |
+        - op: add
+          path: /spec/suspend
+          value: true
+"
+        )
+    };
+    let moved = |path: &str, target: &str| {
+        let source = |rel: &str, text: String| Source {
+            path: rel.into(),
+            rel: rel.into(),
+            text,
+            reported: true,
+        };
+        let inventory = Inventory::from_sources(
+            None,
+            vec![
+                source("app/podinfo.yaml", app.into()),
+                source("clusters/apps.yaml", flux_kustomization(path, target)),
+            ],
+        );
+        let outcome = fix(inventory, &Policy::azure_default(), &unsafe_fixes()).unwrap();
+        let moved = outcome.changed.iter().any(|(path, _, after)| {
+            path == "app/podinfo.yaml" && after.contains("namespace: cluster-config")
+        });
+        (moved, outcome.skipped)
+    };
+    let by_namespace = "{kind: HelmRelease, name: podinfo, namespace: podinfo}";
+    let (moved_held, skipped) = moved("./app", by_namespace);
+    assert!(!moved_held);
+    assert!(
+        skipped.iter().any(|s| s.contains(
+            "spec.patches[0] of Flux Kustomization flux-system/apps (clusters/apps.yaml) \
+             selects it in `podinfo`"
+        )),
+        "{skipped:?}"
+    );
+    // Near misses: a selector without a namespace, and a Kustomization applying another path.
+    let (moved_anywhere, skipped) = moved("./app", "{kind: HelmRelease, name: podinfo}");
+    assert!(moved_anywhere, "{skipped:?}");
+    let (moved_elsewhere, skipped) = moved("./other", by_namespace);
+    assert!(moved_elsewhere, "{skipped:?}");
+}
+
+#[test]
 fn a_source_declared_once_per_cluster_moves_in_every_cluster() {
     // Each cluster's directory declares the same HelmRepository: the release of each refers
     // to "its" copy by the same identity, and every copy must move with the releases.
