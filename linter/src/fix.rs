@@ -408,7 +408,9 @@ fn plan_moves(
     let mut held: HashMap<usize, String> = HashMap::new();
     for r in groups.members() {
         let namespace = groups.namespace(r).to_owned();
-        let Some(patch) = patch_selecting(inventory, &scoped, r, &namespace, &namespaces[r]) else {
+        let Some(patch) =
+            patch_selecting(inventory, &scoped, r, &namespace, config, &namespaces[r])
+        else {
             continue;
         };
         let group = groups.group_of(r);
@@ -805,12 +807,13 @@ fn built_files(inventory: &Inventory, k: usize) -> HashSet<usize> {
 /// for the user. kustomize would not apply it after the move: a `target:` selector silently
 /// matches nothing, a strategic-merge patch fails the build. A kustomization whose own
 /// `namespace:` the move rewrites applies its `patches` before that field, to the namespace
-/// the object had then, so those still apply.
+/// the object had then, so those still apply. `config` is where the object moves to.
 fn patch_selecting(
     inventory: &Inventory,
     scoped: &[ScopedPatch],
     r: usize,
     namespace: &str,
+    config: &str,
     candidates: &[EffectiveNamespace],
 ) -> Option<String> {
     let resource = &inventory.resources[r];
@@ -824,9 +827,16 @@ fn patch_selecting(
             name,
             namespace: selected,
         } => {
-            selected.as_deref().is_some_and(|s| may_match(s, namespace))
-                && kind.as_deref().is_none_or(|k| may_match(k, &resource.kind))
-                && name.as_deref().is_none_or(|n| may_match(n, &resource.name))
+            // A selector that matches the new namespace as well still applies after the move.
+            selected
+                .as_deref()
+                .is_some_and(|s| selector_matches(s, namespace) && !selector_matches(s, config))
+                && kind
+                    .as_deref()
+                    .is_none_or(|k| selector_matches(k, &resource.kind))
+                && name
+                    .as_deref()
+                    .is_none_or(|n| selector_matches(n, &resource.name))
         }
         Selects::NamedIn(path) => normalize(scoped.dir, path).is_some_and(|rel| {
             inventory.resources.iter().any(|named| {
@@ -846,10 +856,12 @@ fn patch_selecting(
     Some(found.named.clone())
 }
 
-/// Whether a selector field, which kustomize reads as a regular expression, may match `value`:
-/// it is `value`, or a pattern (not evaluated here: a move is held back rather than risked).
-fn may_match(pattern: &str, value: &str) -> bool {
-    pattern == value || pattern.contains(|c: char| "^$.*+?()[]{}|\\".contains(c))
+/// Whether a selector field matches `value` as kustomize reads it: a regular expression that
+/// must match all of the value. A pattern that does not compile fails kustomize's build
+/// anyway; it counts as a match, so that the move is held back rather than risked.
+fn selector_matches(pattern: &str, value: &str) -> bool {
+    pattern == value
+        || regex::Regex::new(&format!("^(?:{pattern})$")).map_or(true, |re| re.is_match(value))
 }
 
 /// Why a kustomization's `namespace:` cannot simply be changed: it also applies resources that

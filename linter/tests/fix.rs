@@ -426,6 +426,78 @@ patches:
 }
 
 #[test]
+fn selectors_are_read_as_kustomize_reads_them() {
+    // kustomize reads a selector's fields as regular expressions that match the whole value.
+    let release = "\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: podinfo
+  namespace: podinfo
+spec:
+  chart:
+    spec:
+      chart: podinfo
+      sourceRef:
+        kind: HelmRepository
+        name: podinfo
+        namespace: podinfo
+";
+    let moved = |target: &str| {
+        let source = |rel: &str, text: String| Source {
+            path: rel.into(),
+            rel: rel.into(),
+            text,
+            reported: true,
+        };
+        let overlay = format!(
+            "resources: [../app]
+patches:
+  - target: {target}
+    patch: |
+      - op: add
+        path: /spec/suspend
+        value: true
+"
+        );
+        let inventory = Inventory::from_sources(
+            None,
+            vec![
+                source(
+                    "app/kustomization.yaml",
+                    "resources: [release.yaml]\n".into(),
+                ),
+                source("app/release.yaml", release.into()),
+                source("overlay/kustomization.yaml", overlay),
+            ],
+        );
+        let outcome = fix(inventory, &Policy::azure_default(), &unsafe_fixes()).unwrap();
+        outcome.changed.iter().any(|(path, _, after)| {
+            path == "app/release.yaml" && after.contains("namespace: cluster-config")
+        })
+    };
+    for (target, moves) in [
+        (
+            "{kind: HelmRelease, name: podinfo, namespace: 'pod.*'}",
+            false,
+        ),
+        (
+            "{kind: HelmRelease, name: podinfo, namespace: 'other|podinfo'}",
+            false,
+        ),
+        ("{kind: 'Helm.*', namespace: podinfo}", false),
+        // Anchored: `pod` alone does not match `podinfo`.
+        ("{kind: HelmRelease, namespace: pod}", true),
+        // Matches the new namespace as well: the patch still applies after the move.
+        ("{kind: HelmRelease, namespace: '.*'}", true),
+        ("{kind: HelmRelease, name: other, namespace: podinfo}", true),
+        ("{kind: Kustomization, namespace: podinfo}", true),
+    ] {
+        assert_eq!(moved(target), moves, "{target}");
+    }
+}
+
+#[test]
 fn a_flux_kustomization_patch_holds_a_move_of_what_it_applies() {
     let app = "\
 apiVersion: helm.toolkit.fluxcd.io/v2
