@@ -296,7 +296,7 @@ fn decide(application: Option<&Application>, declared: Option<&str>) -> Effectiv
 }
 
 /// `spec.path` of a Flux Kustomization that builds from this repository, relative to its root.
-fn flux_path(root: &Node) -> Option<PathBuf> {
+pub(crate) fn flux_path(root: &Node) -> Option<PathBuf> {
     let source_kind = root
         .path(&["spec", "sourceRef", "kind"])
         .and_then(Node::as_str)
