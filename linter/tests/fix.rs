@@ -48,15 +48,7 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<Source>) {
 
 /// An inventory of one in-memory file.
 fn single_file(name: &str, text: String) -> Inventory {
-    Inventory::from_sources(
-        None,
-        vec![Source {
-            path: name.into(),
-            rel: name.into(),
-            text,
-            reported: true,
-        }],
-    )
+    Inventory::from_sources(None, vec![reported(name, text)])
 }
 
 fn fixed_case(case: &str, policy: &Policy, options: &FixOptions) -> fluxfence::fix::FixOutcome {
@@ -347,9 +339,9 @@ fn moves_that_would_strand_a_patch_are_held_back() {
     }
 }
 
-#[test]
-fn only_a_patch_of_a_kustomization_that_builds_the_object_holds_it() {
-    let release = "\
+/// A HelmRelease and the HelmRepository it reads, both in the app namespace `podinfo`
+/// (FF111: no `flux-applier` there), so that `fix` moves them.
+const PODINFO: &str = "\
 apiVersion: helm.toolkit.fluxcd.io/v2
 kind: HelmRelease
 metadata:
@@ -371,45 +363,62 @@ metadata:
 spec:
   url: https://charts.example.com
 ";
-    let overlay = |resources: &str| {
-        format!(
-            "resources: [{resources}]
+
+/// A reported file of an in-memory repository.
+fn reported(rel: &str, text: impl Into<String>) -> Source {
+    Source {
+        path: rel.into(),
+        rel: rel.into(),
+        text: text.into(),
+        reported: true,
+    }
+}
+
+/// Fixes an in-memory repository (unsafe fixes, default policy): whether `path` was moved to
+/// `cluster-config`, and what was skipped.
+fn moved_to_config(sources: Vec<Source>, path: &str) -> (bool, Vec<String>) {
+    let inventory = Inventory::from_sources(None, sources);
+    let outcome = fix(inventory, &Policy::azure_default(), &unsafe_fixes()).unwrap();
+    let moved = outcome
+        .changed
+        .iter()
+        .any(|(p, _, after)| p == path && after.contains("namespace: cluster-config"));
+    (moved, outcome.skipped)
+}
+
+/// A kustomization that applies `resources` and patches what `target` selects.
+fn patching_kustomization(resources: &str, target: &str) -> String {
+    format!(
+        "resources: [{resources}]
 patches:
-  - target: {{kind: HelmRelease, name: podinfo, namespace: podinfo}}
+  - target: {target}
     patch: |
       - op: add
         path: /spec/suspend
         value: true
 "
-        )
-    };
-    let source = |rel: &str, text: String| Source {
-        path: rel.into(),
-        rel: rel.into(),
-        text,
-        reported: true,
-    };
+    )
+}
+
+#[test]
+fn only_a_patch_of_a_kustomization_that_builds_the_object_holds_it() {
     let moved = |overlay_resources: &str| {
-        let inventory = Inventory::from_sources(
-            None,
+        let target = "{kind: HelmRelease, name: podinfo, namespace: podinfo}";
+        moved_to_config(
             vec![
-                source(
-                    "app/kustomization.yaml",
-                    "resources: [release.yaml]\n".into(),
-                ),
-                source("app/release.yaml", release.into()),
-                source(
+                reported("app/kustomization.yaml", "resources: [release.yaml]\n"),
+                reported("app/release.yaml", PODINFO),
+                reported(
                     "other/config.yaml",
-                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n".into(),
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n",
                 ),
-                source("other/kustomization.yaml", overlay(overlay_resources)),
+                reported(
+                    "other/kustomization.yaml",
+                    patching_kustomization(overlay_resources, target),
+                ),
             ],
-        );
-        let outcome = fix(inventory, &Policy::azure_default(), &unsafe_fixes()).unwrap();
-        let moved = outcome.changed.iter().any(|(path, _, after)| {
-            path == "app/release.yaml" && after.contains("namespace: cluster-config")
-        });
-        (moved, outcome.skipped)
+            "app/release.yaml",
+        )
     };
     // `other` patches its own resources only: the release moves.
     let (moved_alone, skipped) = moved("config.yaml");
@@ -444,37 +453,15 @@ spec:
         namespace: podinfo
 ";
     let moved = |target: &str| {
-        let source = |rel: &str, text: String| Source {
-            path: rel.into(),
-            rel: rel.into(),
-            text,
-            reported: true,
-        };
-        let overlay = format!(
-            "resources: [../app]
-patches:
-  - target: {target}
-    patch: |
-      - op: add
-        path: /spec/suspend
-        value: true
-"
-        );
-        let inventory = Inventory::from_sources(
-            None,
-            vec![
-                source(
-                    "app/kustomization.yaml",
-                    "resources: [release.yaml]\n".into(),
-                ),
-                source("app/release.yaml", release.into()),
-                source("overlay/kustomization.yaml", overlay),
-            ],
-        );
-        let outcome = fix(inventory, &Policy::azure_default(), &unsafe_fixes()).unwrap();
-        outcome.changed.iter().any(|(path, _, after)| {
-            path == "app/release.yaml" && after.contains("namespace: cluster-config")
-        })
+        let sources = vec![
+            reported("app/kustomization.yaml", "resources: [release.yaml]\n"),
+            reported("app/release.yaml", release),
+            reported(
+                "overlay/kustomization.yaml",
+                patching_kustomization("../app", target),
+            ),
+        ];
+        moved_to_config(sources, "app/release.yaml").0
     };
     for (target, moves) in [
         (
@@ -499,28 +486,6 @@ patches:
 
 #[test]
 fn a_flux_kustomization_patch_holds_a_move_of_what_it_applies() {
-    let app = "\
-apiVersion: helm.toolkit.fluxcd.io/v2
-kind: HelmRelease
-metadata:
-  name: podinfo
-  namespace: podinfo
-spec:
-  chart:
-    spec:
-      chart: podinfo
-      sourceRef:
-        kind: HelmRepository
-        name: podinfo
----
-apiVersion: source.toolkit.fluxcd.io/v1
-kind: HelmRepository
-metadata:
-  name: podinfo
-  namespace: podinfo
-spec:
-  url: https://charts.example.com
-";
     let flux_kustomization = |path: &str, target: &str| {
         format!(
             "apiVersion: kustomize.toolkit.fluxcd.io/v1
@@ -543,24 +508,13 @@ spec:
         )
     };
     let moved = |path: &str, target: &str| {
-        let source = |rel: &str, text: String| Source {
-            path: rel.into(),
-            rel: rel.into(),
-            text,
-            reported: true,
-        };
-        let inventory = Inventory::from_sources(
-            None,
+        moved_to_config(
             vec![
-                source("app/podinfo.yaml", app.into()),
-                source("clusters/apps.yaml", flux_kustomization(path, target)),
+                reported("app/podinfo.yaml", PODINFO),
+                reported("clusters/apps.yaml", flux_kustomization(path, target)),
             ],
-        );
-        let outcome = fix(inventory, &Policy::azure_default(), &unsafe_fixes()).unwrap();
-        let moved = outcome.changed.iter().any(|(path, _, after)| {
-            path == "app/podinfo.yaml" && after.contains("namespace: cluster-config")
-        });
-        (moved, outcome.skipped)
+            "app/podinfo.yaml",
+        )
     };
     let by_namespace = "{kind: HelmRelease, name: podinfo, namespace: podinfo}";
     let (moved_held, skipped) = moved("./app", by_namespace);
@@ -610,13 +564,7 @@ spec:
     let mut sources = Vec::new();
     for cluster in ["production", "staging"] {
         for (name, text) in [("release.yaml", release), ("repository.yaml", repository)] {
-            let rel = format!("clusters/{cluster}/{name}");
-            sources.push(Source {
-                path: rel.clone(),
-                rel: rel.into(),
-                text: text.into(),
-                reported: true,
-            });
+            sources.push(reported(&format!("clusters/{cluster}/{name}"), text));
         }
     }
     let outcome = fix(
