@@ -14,7 +14,13 @@ pub fn cores() -> usize {
 /// Runs `work` on the calling thread and on up to `cores() - 1` more (no more than `at_most`
 /// in all), and returns what each run returned. A panic in any run is raised again here.
 pub fn on_every_core<R: Send>(at_most: usize, work: impl Fn() -> R + Sync) -> Vec<R> {
-    let helpers = cores().min(at_most).saturating_sub(1);
+    on_threads(cores().min(at_most), work)
+}
+
+/// Runs `work` on `threads` threads in all (at least the calling thread), and returns what
+/// each run returned. A panic in any run is raised again here.
+pub fn on_threads<R: Send>(threads: usize, work: impl Fn() -> R + Sync) -> Vec<R> {
+    let helpers = threads.saturating_sub(1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..helpers).map(|_| scope.spawn(&work)).collect();
         let mut done = vec![work()];
@@ -77,6 +83,21 @@ mod tests {
         assert_eq!(on_every_core(1, || 7), [7]);
         // Even a bound of 0 runs the work on the calling thread.
         assert_eq!(on_every_core(0, || 7), [7]);
+    }
+
+    #[test]
+    fn runs_on_as_many_threads_as_asked_whatever_the_cores() {
+        let threads = std::sync::Mutex::new(std::collections::HashSet::new());
+        let runs = on_threads(cores() + 2, || {
+            threads.lock().unwrap().insert(std::thread::current().id())
+        });
+        assert_eq!(runs.len(), cores() + 2);
+        assert_eq!(
+            threads.lock().unwrap().len(),
+            cores() + 2,
+            "one thread each"
+        );
+        assert_eq!(on_threads(0, || 7), [7]);
     }
 
     #[test]

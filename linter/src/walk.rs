@@ -1,6 +1,6 @@
 //! Finding manifests under a directory.
 //!
-//! Directories are listed on every core, and each manifest is handed to a visitor on the thread
+//! Directories are listed on every core (by one thread more than cores), and each manifest is handed to a visitor on the thread
 //! that listed it, so reading files overlaps listing directories. Hidden entries (`.git`), Helm
 //! chart `templates/` (Go templates, not manifests) and what `.gitignore` excludes are skipped.
 //! Only `.gitignore` files and `.git/info/exclude` decide, as Git does: a `.gitignore` is read
@@ -88,7 +88,11 @@ pub fn manifests<T: Send>(
         changed: Condvar::new(),
     };
     let mut walked = Walked::default();
-    for done in parallel::on_every_core(usize::MAX, || walk.work()) {
+    // One thread more than cores: the walk's threads spend most of their time in the kernel
+    // (listing, opening, reading), where one of them now and then waits (a directory lock, a
+    // wake-up, a page fault the hypervisor serves) and leaves its core idle. Measured on the
+    // corpus, two cores: 0.95-0.97x wall (paired runs); a pre-commit run is unchanged.
+    for done in parallel::on_threads(parallel::cores() + 1, || walk.work()) {
         walked.files.extend(done.files);
         walked.unlisted.extend(done.unlisted);
     }
