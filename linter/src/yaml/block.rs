@@ -15,6 +15,9 @@
 //! content character. The differential tests below hold the two loaders to the same trees.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use super::{
     Document, Excision, MAX_ALIAS_NODES, MAX_DEPTH, Node, Scalar, Span, Value, duplicate_key,
@@ -54,9 +57,12 @@ pub(super) fn load(
 /// the characters that YAML reads as line breaks or byte-order marks or refuses.
 fn has_only_plain_characters(text: &str) -> bool {
     let bytes = text.as_bytes();
+    // Every byte the parser reads passes here: looked at a chunk at a time, with no exit inside
+    // a chunk, which the compiler turns into vector instructions.
+    let refused = |b: u8| (b < 0x20 && b != b'\n' && b != b'\r') | (b == 0x7f);
     let controls = bytes
-        .iter()
-        .any(|&b| (b < 0x20 && b != b'\n' && b != b'\r') || b == 0x7f);
+        .chunks(64)
+        .any(|chunk| chunk.iter().fold(false, |found, &b| found | refused(b)));
     if controls {
         return false;
     }
@@ -75,15 +81,22 @@ fn has_only_plain_characters(text: &str) -> bool {
 }
 
 /// A `...` line, or a `---` line after the first: the end of this document or another one.
+/// Searched for as line breaks followed by a marker rather than line by line: documents run
+/// to hundreds of lines and hold no marker.
 fn has_document_marker_after_start(text: &str) -> bool {
+    static LINE_THEN_START: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n---"));
+    static LINE_THEN_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n..."));
     let bytes = text.as_bytes();
-    let is_marker = |at: usize| {
-        let line = &bytes[at..];
-        (line.starts_with(b"---") || line.starts_with(b"..."))
-            && matches!(line.get(3), None | Some(b' ' | b'\r' | b'\n'))
+    // The marker's three characters end the line or are followed by a space.
+    let ends_marker = |after: usize| matches!(bytes.get(after), None | Some(b' ' | b'\r' | b'\n'));
+    let marker_line_after = |finder: &Finder| {
+        finder
+            .find_iter(bytes)
+            .any(|at| ends_marker(at + finder.needle().len()))
     };
-    is_marker(0) && bytes.starts_with(b"...")
-        || memchr::memchr_iter(b'\n', bytes).any(|at| is_marker(at + 1))
+    bytes.starts_with(b"...") && ends_marker(3)
+        || marker_line_after(&LINE_THEN_START)
+        || marker_line_after(&LINE_THEN_END)
 }
 
 /// One line of the text.
@@ -881,6 +894,47 @@ mod tests {
         let mut documents = Vec::new();
         super::super::parse_events(text, text, 0, None, |d| documents.push(d))?;
         Ok(documents)
+    }
+
+    #[test]
+    fn refuses_control_characters_wherever_they_fall_in_a_chunk() {
+        assert!(has_only_plain_characters("a: 1\r\nb: 2\n"));
+        assert!(has_only_plain_characters("a: \u{e9}t\u{e9}\n"));
+        for bad in ['\t', '\u{0}', '\u{1b}', '\u{7f}'] {
+            // First, last and middle byte of a chunk, and past the first chunk.
+            for at in [0, 31, 63, 64, 100, 127, 128] {
+                let mut text = "x".repeat(130);
+                text.replace_range(at..=at, &bad.to_string());
+                assert!(!has_only_plain_characters(&text), "{bad:?} at {at}");
+            }
+        }
+        assert!(!has_only_plain_characters("a: 1\rb: 2\n"), "a lone CR");
+        assert!(!has_only_plain_characters("a: \u{2028}\n"));
+    }
+
+    #[test]
+    fn finds_document_markers_after_the_first_line() {
+        for (text, found) in [
+            ("a: 1\n---\nb: 2\n", true),
+            ("a: 1\n--- b: 2\n", true),
+            ("a: 1\r\n---\r\nb: 2\r\n", true),
+            ("a: 1\n---", true),
+            ("a: 1\n...\n", true),
+            ("a: 1\n...", true),
+            ("...\n", true),
+            ("... \na: 1\n", true),
+            ("---\na: 1\n", false),
+            ("--- \na: 1\n", false),
+            ("a: 1\n----\n", false),
+            ("a: 1\n---x\n", false),
+            ("a: 1\n....\n", false),
+            ("a: 1\n --- \n", false),
+            ("a: 1\n--\n", false),
+            ("a: 1\n", false),
+            ("a: ...\n", false),
+        ] {
+            assert_eq!(has_document_marker_after_start(text), found, "{text:?}");
+        }
     }
 
     /// Whether this reader took `text`; when it did, its tree must be the general loader's.
