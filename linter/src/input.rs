@@ -124,6 +124,11 @@ struct Parsed {
     deferred_crds: Vec<Range<usize>>,
 }
 
+/// A file read (boxed: the walk's lists hold one per file, and are joined, sorted and handed
+/// on, each step moving every entry; a `Prepared` is hundreds of bytes), or why it could not
+/// be.
+type ReadFile = Result<Box<Prepared>, InputError>;
+
 impl Inventory {
     /// Loads files and directories. When they lie inside a Git repository, the rest of the
     /// repository is loaded as context (a file's namespace may come from a kustomization.yaml
@@ -145,7 +150,7 @@ impl Inventory {
             skipped_documents: depth == Depth::Verdicts,
             ..Inventory::default()
         };
-        let mut read: Vec<Result<Prepared, InputError>> = Vec::new();
+        let mut read: Vec<ReadFile> = Vec::new();
         // Reported files parse every CRD they hold: no kinds to choose by.
         let mut judged = HashSet::new();
         for path in paths {
@@ -356,7 +361,7 @@ fn read_path(
     depth: Depth,
     skip: &(dyn Fn(&Path) -> bool + Sync),
     crds_now: &HashSet<String>,
-    read: &mut Vec<Result<Prepared, InputError>>,
+    read: &mut Vec<ReadFile>,
 ) {
     if !path.is_dir() {
         let bytes = File::open(path).and_then(|file| read_limited(file, &[]));
@@ -386,9 +391,9 @@ fn read_path(
 /// Whether a document of the files read may be a Flux object, as far as its `kind:` line
 /// tells: a Flux kind, a `List`, or a document the sniffing cannot read. Kustomization
 /// files configure kustomize and are never objects.
-fn may_hold_flux_objects(read: &[Result<Prepared, InputError>]) -> bool {
+fn may_hold_flux_objects(read: &[ReadFile]) -> bool {
     read.iter()
-        .filter_map(|prepared| prepared.as_ref().ok())
+        .filter_map(|prepared| prepared.as_deref().ok())
         .filter(|prepared| !prepared.is_kustomization)
         .flat_map(Prepared::document_texts)
         .any(|document| match split::sniff_kind(document) {
@@ -428,7 +433,7 @@ const PARSE_ON_ONE_CORE_BELOW: usize = 1 << 20;
 /// into one more list: each is a few hundred bytes to move. Also gives the number of resources
 /// found, to size the list they go to.
 fn load_files(
-    mut read: Vec<Result<Prepared, InputError>>,
+    mut read: Vec<ReadFile>,
     crds_now: &HashSet<String>,
 ) -> (
     usize,
@@ -482,9 +487,9 @@ fn load_files(
 /// The Flux kinds that the documents of reported files name on their `kind:` lines, known
 /// before parsing: a context CRD of one of these kinds is parsed with everything else, not
 /// after. (Kinds only the parser can find still get their CRDs, see [`parse_deferred_crds`].)
-fn judged_kinds(read: &[Result<Prepared, InputError>]) -> HashSet<String> {
+fn judged_kinds(read: &[ReadFile]) -> HashSet<String> {
     read.iter()
-        .filter_map(|p| p.as_ref().ok())
+        .filter_map(|p| p.as_deref().ok())
         .filter(|p| p.file.reported)
         .flat_map(Prepared::document_texts)
         .filter_map(|document| match split::sniff_kind(document) {
@@ -499,7 +504,7 @@ fn judged_kinds(read: &[Result<Prepared, InputError>]) -> HashSet<String> {
 /// Parses the deferred CRDs of context files that define a kind of a reported Flux object: a
 /// repository's vendored CRDs (`gotk-components.yaml` holds them all) are large, and a
 /// pre-commit run judges one or two kinds.
-fn parse_deferred_crds(read: &[Result<Prepared, InputError>], per_file: &mut [Parsed]) {
+fn parse_deferred_crds(read: &[ReadFile], per_file: &mut [Parsed]) {
     let needles: HashSet<String> = read
         .iter()
         .zip(per_file.iter())
@@ -556,7 +561,7 @@ fn read_file(
     root: Option<&Path>,
     reported: bool,
     depth: Depth,
-) -> Result<Prepared, InputError> {
+) -> ReadFile {
     // `display` formats through a lossy UTF-8 decoder; almost every path is UTF-8 already.
     let display = path
         .to_str()
@@ -589,7 +594,7 @@ fn read_file(
         && !text.contains("ServiceAccount")
         && !text.contains("CustomResourceDefinition");
     let text = if irrelevant { String::new() } else { text };
-    Ok(prepare(display, rel, text, reported, depth))
+    Ok(Box::new(prepare(display, rel, text, reported, depth)))
 }
 
 /// Reads the rest of a file whatever it is, `read` being what was read of it already: up to
