@@ -1,11 +1,12 @@
 //! Finding manifests under a directory.
 //!
-//! Directories are listed on every core (by one thread more than cores), and each manifest is handed to a visitor on the thread
-//! that listed it, so reading files overlaps listing directories. Hidden entries (`.git`), Helm
-//! chart `templates/` (Go templates, not manifests) and what `.gitignore` excludes are skipped.
-//! Only `.gitignore` files and `.git/info/exclude` decide, as Git does: a `.gitignore` is read
-//! only where a listing shows one, and the user's global excludes file is not read, so results
-//! do not differ between a laptop and CI. Symbolic links are not followed.
+//! Directories are listed on every core (by one thread more than cores), and each manifest is
+//! handed to a visitor on the thread that listed it, so reading files overlaps listing
+//! directories. Hidden entries (`.git`), Helm chart `templates/` (Go templates, not
+//! manifests) and what `.gitignore` excludes are skipped. Only `.gitignore` files and
+//! `.git/info/exclude` decide, as Git does: a `.gitignore` is read only where a listing shows
+//! one, and the user's global excludes file is not read, so results do not differ between a
+//! laptop and CI. Symbolic links are not followed.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -89,9 +90,9 @@ pub fn manifests<T: Send>(
     };
     let mut walked = Walked::default();
     // One thread more than cores: the walk's threads spend most of their time in the kernel
-    // (listing, opening, reading), where one of them now and then waits (a directory lock, a
-    // wake-up, a page fault the hypervisor serves) and leaves its core idle. Measured on the
-    // corpus, two cores: 0.95-0.97x wall (paired runs); a pre-commit run is unchanged.
+    // (listing, opening, reading), where one of them now and then waits (for a lock, a
+    // wake-up, fresh memory) and leaves its core idle. Measured on the corpus, two cores:
+    // 0.95-0.97x wall (paired runs, BENCHMARKS.md); a pre-commit run is unchanged.
     for done in parallel::on_threads(parallel::cores() + 1, || walk.work()) {
         walked.files.extend(done.files);
         walked.unlisted.extend(done.unlisted);
