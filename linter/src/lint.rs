@@ -73,7 +73,24 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
         .collect();
     let runs: Vec<&[usize]> = judged_objects.chunks(OBJECTS_PER_RUN).collect();
     let judged = crate::parallel::map(&runs, |run| judge.run(run));
-    let mut diagnostics = Vec::with_capacity(judged.iter().map(|j| j.diagnostics.len()).sum());
+    let kustomize_diagnostics: Vec<Diagnostic> = inventory
+        .kustomize_files
+        .iter()
+        .filter(|k| inventory.files[k.file].reported)
+        .flat_map(|k| {
+            let file = &inventory.files[k.file];
+            rules::check_kustomize(k, &cx)
+                .into_iter()
+                .map(move |f| locate(file, f))
+        })
+        .collect();
+    let schema_diagnostics = crate::schema::check_inventory(&inventory, policy, &patch_files);
+    // Sized once: a diagnostic is a few hundred bytes, and growing the list copies all of it.
+    let mut diagnostics = Vec::with_capacity(
+        judged.iter().map(|j| j.diagnostics.len()).sum::<usize>()
+            + kustomize_diagnostics.len()
+            + schema_diagnostics.len(),
+    );
     let mut unresolved = Vec::with_capacity(judged.iter().map(|j| j.unresolved.len()).sum());
     let mut objects_checked = 0;
     for run in judged {
@@ -81,21 +98,8 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
         unresolved.extend(run.unresolved);
         objects_checked += run.objects_checked;
     }
-    for kustomization in &inventory.kustomize_files {
-        let file = &inventory.files[kustomization.file];
-        if file.reported {
-            diagnostics.extend(
-                rules::check_kustomize(kustomization, &cx)
-                    .into_iter()
-                    .map(|f| locate(file, f)),
-            );
-        }
-    }
-    diagnostics.extend(crate::schema::check_inventory(
-        &inventory,
-        policy,
-        &patch_files,
-    ));
+    diagnostics.extend(kustomize_diagnostics);
+    diagnostics.extend(schema_diagnostics);
     let with_suppressions: HashMap<&str, usize> = inventory
         .files
         .iter()
@@ -231,14 +235,33 @@ impl Judge<'_> {
 /// Diagnostics by file, position and code; those that tie keep the order they were found in.
 /// Their indices are sorted, not the diagnostics: a diagnostic is a few hundred bytes, which a
 /// merge sort would move several times over.
-fn in_report_order(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+fn in_report_order(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
     fn key(d: &Diagnostic) -> (&str, usize, usize, &str) {
         (&d.file, d.line, d.column, d.finding.code)
     }
+    // The order is found on indices (a stable sort: equal keys keep their order), then the
+    // diagnostics are swapped into place in the list they are in: no second list of them.
     let mut order: Vec<usize> = (0..diagnostics.len()).collect();
     order.sort_by(|&a, &b| key(&diagnostics[a]).cmp(&key(&diagnostics[b])));
-    let mut slots: Vec<Option<Diagnostic>> = diagnostics.into_iter().map(Some).collect();
-    order.into_iter().filter_map(|i| slots[i].take()).collect()
+    permute(&mut diagnostics, order);
+    diagnostics
+}
+
+/// Rearranges `items` so that position `i` holds what was at `order[i]` (`order` being a
+/// permutation), following each cycle of the permutation with swaps.
+fn permute<T>(items: &mut [T], mut order: Vec<usize>) {
+    const PLACED: usize = usize::MAX;
+    for start in 0..order.len() {
+        let mut at = start;
+        while order[at] != PLACED {
+            let from = std::mem::replace(&mut order[at], PLACED);
+            if from == start {
+                break;
+            }
+            items.swap(at, from);
+            at = from;
+        }
+    }
 }
 
 /// ServiceAccounts of the input, in every namespace they would be created in.
@@ -328,6 +351,24 @@ fn invalid_suppressions(inventory: &Inventory, policy: &Policy) -> Vec<Diagnosti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn permute_puts_each_item_where_the_order_says() {
+        let orders: [&[usize]; 6] = [
+            &[],
+            &[0],
+            &[2, 0, 1],
+            &[1, 0, 3, 2],
+            &[0, 1, 2, 3],
+            &[4, 3, 2, 1, 0, 5],
+        ];
+        for order in orders {
+            let mut items: Vec<usize> = (0..order.len()).map(|i| i * 10).collect();
+            permute(&mut items, order.to_vec());
+            let expected: Vec<usize> = order.iter().map(|i| i * 10).collect();
+            assert_eq!(items, expected, "{order:?}");
+        }
+    }
 
     /// Objects spread over several runs of every step done on every core (kustomization
     /// entries, namespaces, rules): what the runs report, joined, must be what one pass over
