@@ -814,11 +814,7 @@ fn scoped_patches(inventory: &Inventory) -> Vec<ScopedPatch> {
         }
     }
     for resource in &inventory.resources {
-        let Some(object) = resource
-            .flux
-            .as_ref()
-            .filter(|o| o.kind == FluxKind::Kustomization)
-        else {
+        let Some(object) = resource.flux_kustomization() else {
             continue;
         };
         let Some(items) = object

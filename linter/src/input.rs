@@ -54,6 +54,15 @@ pub struct Resource {
     pub header: Span,
 }
 
+impl Resource {
+    /// The Flux Kustomization this resource is, if it is one.
+    pub fn flux_kustomization(&self) -> Option<&FluxObject> {
+        self.flux
+            .as_ref()
+            .filter(|object| object.kind == FluxKind::Kustomization)
+    }
+}
+
 /// A file that could not be read or parsed, located.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct InputError {

@@ -16,7 +16,6 @@ use foldhash::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::input::{Inventory, Resource};
-use crate::kinds::FluxKind;
 use crate::kustomize::{PathKey, is_remote, normalize, path_key as key};
 use crate::model::{EffectiveNamespace, NamespaceOrigin};
 use crate::yaml::Node;
@@ -172,11 +171,7 @@ pub fn effective_namespaces(inventory: &Inventory) -> Vec<Vec<EffectiveNamespace
     // context for its own namespace, but its targetNamespace governs what *it* applies
     // regardless, so one pass over all of them is enough.
     for resource in &inventory.resources {
-        let Some(object) = resource
-            .flux
-            .as_ref()
-            .filter(|o| o.kind == FluxKind::Kustomization)
-        else {
+        let Some(object) = resource.flux_kustomization() else {
             continue;
         };
         let Some(dir) = flux_path(&object.root).and_then(|path| tree.dir(&path)) else {
