@@ -437,25 +437,10 @@ fn only_a_patch_of_a_kustomization_that_builds_the_object_holds_it() {
 #[test]
 fn selectors_are_read_as_kustomize_reads_them() {
     // kustomize reads a selector's fields as regular expressions that match the whole value.
-    let release = "\
-apiVersion: helm.toolkit.fluxcd.io/v2
-kind: HelmRelease
-metadata:
-  name: podinfo
-  namespace: podinfo
-spec:
-  chart:
-    spec:
-      chart: podinfo
-      sourceRef:
-        kind: HelmRepository
-        name: podinfo
-        namespace: podinfo
-";
     let moved = |target: &str| {
         let sources = vec![
             reported("app/kustomization.yaml", "resources: [release.yaml]\n"),
-            reported("app/release.yaml", release),
+            reported("app/release.yaml", PODINFO),
             reported(
                 "overlay/kustomization.yaml",
                 patching_kustomization("../app", target),
