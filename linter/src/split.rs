@@ -16,9 +16,13 @@ use memchr::memmem::Finder;
 
 use crate::yaml::Excision;
 
-/// A `---` at the start of a line after the first (followed by anything: callers check).
-/// Searchers are built once: one costs about as much to build as to run over a small file.
-static DOCUMENT_START: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n---"));
+/// A `---` (`DOCUMENT_START`) or `...` (`DOCUMENT_END`) at the start of a line after the
+/// first, followed by anything: callers check with [`is_document_start`] or
+/// [`is_document_end`]. Searchers are built once: one costs about as much to build as to run
+/// over a small file.
+pub(crate) static DOCUMENT_START: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"\n---"));
+pub(crate) static DOCUMENT_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n..."));
 
 /// Byte ranges of the documents of `text`, in order, covering it whole: each starts at its
 /// `---` line (the first at 0). A stream with a `%` directive stays one range: a directive
@@ -44,8 +48,18 @@ pub fn documents(text: &str) -> Vec<Range<usize>> {
 }
 
 /// `---` followed by a blank or the end of the line.
-fn is_document_start(line: &[u8]) -> bool {
-    line.starts_with(b"---") && matches!(line.get(3), None | Some(b' ' | b'\t' | b'\r' | b'\n'))
+pub(crate) fn is_document_start(line: &[u8]) -> bool {
+    line.starts_with(b"---") && ends_marker(line)
+}
+
+/// `...` followed by a blank or the end of the line.
+pub(crate) fn is_document_end(line: &[u8]) -> bool {
+    line.starts_with(b"...") && ends_marker(line)
+}
+
+/// Whether the three characters of a marker at the start of `line` stand alone.
+fn ends_marker(line: &[u8]) -> bool {
+    matches!(line.get(3), None | Some(b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 /// Index of the next `\n` at or after `from`, or the length of `bytes`.
@@ -161,7 +175,6 @@ pub fn sniff_kind(document: &str) -> Sniff<'_> {
 
 /// Whether `text` has a `---` or `...` line after its first.
 fn has_document_marker(text: &[u8]) -> bool {
-    static DOCUMENT_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n..."));
     DOCUMENT_START.find(text).is_some() || DOCUMENT_END.find(text).is_some()
 }
 

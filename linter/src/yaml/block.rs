@@ -15,9 +15,10 @@
 //! content character. The differential tests below hold the two loaders to the same trees.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 use memchr::memmem::Finder;
+
+use crate::split;
 
 use super::{
     Document, Excision, MAX_ALIAS_NODES, MAX_DEPTH, Node, Scalar, Span, Value, duplicate_key,
@@ -82,21 +83,18 @@ fn has_only_plain_characters(text: &str) -> bool {
 
 /// A `...` line, or a `---` line after the first: the end of this document or another one.
 /// Searched for as line breaks followed by a marker rather than line by line: documents run
-/// to hundreds of lines and hold no marker.
+/// to hundreds of lines and hold no marker. (A tab after a marker counts too, but a text with
+/// a tab never gets here: [`has_only_plain_characters`] refuses it first.)
 fn has_document_marker_after_start(text: &str) -> bool {
-    static LINE_THEN_START: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n---"));
-    static LINE_THEN_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n..."));
     let bytes = text.as_bytes();
-    // The marker's three characters end the line or are followed by a space.
-    let ends_marker = |after: usize| matches!(bytes.get(after), None | Some(b' ' | b'\r' | b'\n'));
-    let marker_line_after = |finder: &Finder| {
+    let marker_line_after = |finder: &Finder, is_marker: fn(&[u8]) -> bool| {
         finder
             .find_iter(bytes)
-            .any(|at| ends_marker(at + finder.needle().len()))
+            .any(|at| is_marker(&bytes[at + 1..]))
     };
-    bytes.starts_with(b"...") && ends_marker(3)
-        || marker_line_after(&LINE_THEN_START)
-        || marker_line_after(&LINE_THEN_END)
+    split::is_document_end(bytes)
+        || marker_line_after(&split::DOCUMENT_START, split::is_document_start)
+        || marker_line_after(&split::DOCUMENT_END, split::is_document_end)
 }
 
 /// One line of the text.
