@@ -95,4 +95,9 @@ pub struct Diagnostic {
     /// Where the object's namespace came from, when a rule depended on it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace_origin: Option<String>,
+    /// How the build came to the value: where it was written when that is not the object's
+    /// own file (a patch, a kustomization, a replacement's source), and the Flux
+    /// Kustomization whose build gives the object.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }

@@ -178,7 +178,9 @@ fn plan(
     policy: &Policy,
     options: &FixOptions,
 ) -> (Vec<Planned>, Vec<String>) {
-    let namespaces = crate::resolve::effective_namespaces(inventory);
+    let builds = crate::build::build(inventory);
+    let namespaces = crate::build::effective_namespaces(inventory, &builds);
+    let service_accounts = crate::lint::declared_service_accounts(&builds);
     let mut planned = Vec::new();
     let mut skipped = Vec::new();
     let patches = inventory.patch_files();
@@ -186,6 +188,7 @@ fn plan(
         inventory,
         &patches,
         &namespaces,
+        &service_accounts,
         policy,
         &mut planned,
         &mut skipped,
@@ -305,6 +308,7 @@ fn plan_moves(
     inventory: &Inventory,
     patches: &PatchFiles,
     namespaces: &[Vec<EffectiveNamespace>],
+    service_accounts: &HashSet<(String, String)>,
     policy: &Policy,
     planned: &mut Vec<Planned>,
     skipped: &mut Vec<String>,
@@ -312,7 +316,7 @@ fn plan_moves(
     let config = policy.config_namespace.as_str();
     let cx = Context {
         policy,
-        declared_service_accounts: &crate::lint::declared_service_accounts(inventory, namespaces),
+        declared_service_accounts: service_accounts,
         trust_explicit_service_accounts: false,
     };
 
@@ -825,7 +829,7 @@ fn scoped_patches(inventory: &Inventory) -> Vec<ScopedPatch> {
             continue;
         };
         // Where namespace resolution follows the Kustomization, its patches apply.
-        let Some(dir) = crate::resolve::flux_path(&object.root) else {
+        let Some(dir) = crate::build::flux_path(&object.root) else {
             continue;
         };
         let builds = index.applied_files(inventory, &dir);
@@ -974,10 +978,7 @@ fn replace_scalar(
         let parent = root.path(&parent_keys)?;
         let (key, _) = parent.entry(keys.last()?)?;
         let colon = key.span.end + text[key.span.end..].find(':')?;
-        let span = Span {
-            start: colon + 1,
-            end: colon + 1,
-        };
+        let span = Span::new(colon + 1, colon + 1);
         return Some(vec![TextEdit {
             span,
             text: format!(" {}", quote_like("", value)),
@@ -1028,10 +1029,7 @@ fn alias_sites(text: &str, document: Span, from: usize, anchor: &str) -> Vec<Spa
             let after = body[i + pattern.len()..].chars().next();
             !after.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
         })
-        .map(|(i, _)| Span {
-            start: from + i,
-            end: from + i + pattern.len(),
-        })
+        .map(|(i, _)| Span::new(from + i, from + i + pattern.len()))
         .collect()
 }
 
@@ -1073,7 +1071,7 @@ fn insert_keys(text: &str, parent: &Node, keys: &[String], value: &str) -> Optio
         let sep = if entries.is_empty() { "" } else { ", " };
         let at = parent.span.start + 1;
         return Some(TextEdit {
-            span: Span { start: at, end: at },
+            span: Span::new(at, at),
             text: format!("{}: {inner}{sep}", keys[0]),
         });
     }
@@ -1089,10 +1087,7 @@ fn insert_keys(text: &str, parent: &Node, keys: &[String], value: &str) -> Optio
         return insert_after_key_line(text, first_key, keys, &value, newline);
     }
     Some(TextEdit {
-        span: Span {
-            start: line_start,
-            end: line_start,
-        },
+        span: Span::new(line_start, line_start),
         text: key_lines(indent, keys, &value, newline),
     })
 }
@@ -1120,10 +1115,7 @@ fn insert_after_key_line(
     }
     lines.push_str(&key_lines(&indent, keys, value, newline));
     Some(TextEdit {
-        span: Span {
-            start: line_end,
-            end: line_end,
-        },
+        span: Span::new(line_end, line_end),
         text: lines,
     })
 }

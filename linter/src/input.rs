@@ -48,6 +48,9 @@ pub struct Resource {
     pub declared_namespace: Option<String>,
     /// Set for Flux kinds.
     pub flux: Option<FluxObject>,
+    /// The document's tree, for every other kind but CRDs (whose trees the schema check
+    /// keeps): builds patch, select and copy from them.
+    pub tree: Option<Node>,
     /// The document (or `List` item) the resource is, and where its first field starts:
     /// comments between the two are document-level suppressions.
     pub span: Span,
@@ -55,6 +58,11 @@ pub struct Resource {
 }
 
 impl Resource {
+    /// The document's tree (a Flux object's without its Helm values).
+    pub fn root(&self) -> Option<&Node> {
+        self.flux.as_ref().map(|f| &f.root).or(self.tree.as_ref())
+    }
+
     /// The Flux Kustomization this resource is, if it is one.
     pub fn flux_kustomization(&self) -> Option<&FluxObject> {
         self.flux
@@ -183,12 +191,10 @@ impl Inventory {
                 });
             }
         }
-        // The rest of the repository can only change what is said about Flux objects (their
-        // namespace, service account, schema): given files without one need no context.
-        let needs_context = depth == Depth::Full || may_hold_flux_objects(&read);
-        if let Some(root) = root
-            .as_ref()
-            .filter(|r| needs_context && r.join(".git").exists())
+        // Any file of the repository may shape a build that gives the given files' objects,
+        // or be shaped by a given file (a patch, a kustomization, a Flux Kustomization): the
+        // rest of the repository is read whenever the given paths lie inside one.
+        if let Some(root) = root.as_ref().filter(|r| r.join(".git").exists())
         {
             let given: Vec<PathBuf> = paths.iter().filter_map(|p| p.canonicalize().ok()).collect();
             let canonical_root = root.canonicalize().ok();
@@ -397,29 +403,12 @@ fn read_path(
     read.extend(walked.files.into_iter().map(|(_, prepared)| prepared));
 }
 
-/// Whether a document of the files read may be a Flux object, as far as its `kind:` line
-/// tells: a Flux kind, a `List`, or a document the sniffing cannot read. Kustomization
-/// files configure kustomize and are never objects.
-fn may_hold_flux_objects(read: &[ReadFile]) -> bool {
-    read.iter()
-        .filter_map(|prepared| prepared.as_deref().ok())
-        .filter(|prepared| !prepared.is_kustomization)
-        .flat_map(Prepared::document_texts)
-        .any(|document| match split::sniff_kind(document) {
-            Sniff::Unsure => true,
-            Sniff::NoKind => false,
-            Sniff::Object { kind, api_version } => {
-                kind.ends_with("List") || sniffed_flux_kind(kind, api_version).is_some()
-            }
-        })
-}
-
 /// How much of the input the parser reads.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Depth {
-    /// What lint verdicts need: documents that cannot be an object a rule or the namespace
-    /// resolution reads are skipped unparsed (see [`worth_parsing`]), and context files that
-    /// cannot decide a namespace, a service account or a schema are not parsed at all.
+    /// What lint verdicts need: every document, as builds read them, but HelmRelease values
+    /// (free-form, read by no rule: most of a repository's bytes) and the descriptions of
+    /// context files' CRDs (two thirds of a CRD; the schema check reads none).
     Verdicts,
     /// Every document of every file: the fixer moves objects and must see their neighbours.
     Full,
@@ -594,15 +583,6 @@ fn read_file(
     };
     let text = decode(bytes).map_err(|(line, column, message)| fail(line, column, message))?;
     let rel = relative_to(path, root);
-    // A context file that is no kustomization, Flux Kustomization, ServiceAccount or CRD
-    // cannot change a verdict: skip it whole (pre-commit runs are one file + context).
-    let irrelevant = !reported
-        && depth == Depth::Verdicts
-        && !kustomize::is_kustomization_file(&rel)
-        && !text.contains("Kustomization")
-        && !text.contains("ServiceAccount")
-        && !text.contains("CustomResourceDefinition");
-    let text = if irrelevant { String::new() } else { text };
     Ok(Box::new(prepare(display, rel, text, reported, depth)))
 }
 
@@ -722,24 +702,6 @@ fn prepare(display: String, rel: PathBuf, text: String, reported: bool, depth: D
     }
 }
 
-/// Whether a lint verdict can depend on a document: it may be an object of a kind that a rule,
-/// the schema check or the namespace resolution reads. Deployments, ConfigMaps, dashboards,
-/// Helm values and the like are never parsed when linting, so their YAML errors are not
-/// reported either (`fluxfence fix` parses everything).
-fn worth_parsing(sniffed: Sniff<'_>, reported: bool) -> bool {
-    let (kind, api_version) = match sniffed {
-        Sniff::Unsure => return true,
-        Sniff::NoKind => return false,
-        Sniff::Object { kind, api_version } => (kind, api_version),
-    };
-    if kind.ends_with("List") || matches!(kind, "ServiceAccount" | "CustomResourceDefinition") {
-        return true;
-    }
-    // Of a context file only what decides namespaces counts.
-    sniffed_flux_kind(kind, api_version)
-        .is_some_and(|flux| reported || flux == FluxKind::Kustomization)
-}
-
 /// The Flux kind a document's `kind:` (and `apiVersion:`, when it could be read) lines name.
 fn sniffed_flux_kind(kind: &str, api_version: Option<&str>) -> Option<FluxKind> {
     match api_version {
@@ -777,8 +739,8 @@ fn append<T>(list: &mut Vec<T>, more: Vec<T>) {
     }
 }
 
-/// Parses some documents of a prepared file (when linting, only those [`worth_parsing`], and
-/// HelmReleases without their Helm values). A syntax error ends its document only: the
+/// Parses some documents of a prepared file (when linting, HelmReleases without their Helm
+/// values). A syntax error ends its document only: the
 /// documents after it are still read.
 ///
 /// With `crds_now`, a CRD of a context file is parsed only when it has one of those kinds, and
@@ -797,9 +759,6 @@ fn parse_documents(
         if prepared.depth == Depth::Verdicts && !prepared.is_kustomization {
             let document = &text[range.clone()];
             let sniffed = split::sniff_kind(document);
-            if !worth_parsing(sniffed, file.reported) {
-                continue;
-            }
             let kind = match sniffed {
                 Sniff::Object { kind, .. } => kind,
                 _ => "",
@@ -824,7 +783,7 @@ fn parse_documents(
             if prepared.is_kustomization {
                 if parsed.kustomize.is_none() {
                     let dir = file.rel.parent().map(Path::to_path_buf).unwrap_or_default();
-                    parsed.kustomize = Some(KustomizeFile::from_node(0, dir, &doc.root));
+                    parsed.kustomize = Some(KustomizeFile::from_node(0, dir, doc.root));
                 }
                 return;
             }
@@ -901,22 +860,18 @@ fn collect_resources(root: Node, doc_start: usize, out: &mut Vec<Resource>, crds
         return;
     }
     let (name, declared_namespace) = crate::model::name_and_namespace(&root);
-    let span = Span {
-        start: doc_start,
-        end: root.span.end,
-    };
-    let header = Span {
-        start: doc_start,
-        end: root.span.start,
-    };
+    let span = Span::new(doc_start, root.span.end);
+    let header = Span::new(doc_start, root.span.start);
     let kind = kind.to_owned();
-    let flux =
-        if kind == "CustomResourceDefinition" && api_version.starts_with("apiextensions.k8s.io/") {
-            crds.push(root);
-            None
-        } else {
-            FluxObject::from_node(root)
-        };
+    let is_crd = kind == "CustomResourceDefinition" && api_version.starts_with("apiextensions.k8s.io/");
+    let (flux, tree) = if is_crd {
+        crds.push(root);
+        (None, None)
+    } else if FluxKind::from_type(&api_version, &kind).is_some() {
+        (FluxObject::from_node(root), None)
+    } else {
+        (None, Some(root))
+    };
     out.push(Resource {
         file: 0,
         api_version,
@@ -924,6 +879,7 @@ fn collect_resources(root: Node, doc_start: usize, out: &mut Vec<Resource>, crds
         name,
         declared_namespace,
         flux,
+        tree,
         span,
         header,
     });

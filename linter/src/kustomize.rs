@@ -55,6 +55,8 @@ pub struct KustomizeFile {
     /// What each patch entry selects (`fix` must not move an object out from under a patch
     /// that selects it by its namespace).
     pub patch_selectors: Vec<PatchSelector>,
+    /// The kustomization as parsed: builds read the rest of it.
+    pub root: Node,
 }
 
 /// What one entry of `patches`, `patchesStrategicMerge` or `patchesJson6902` applies to.
@@ -83,7 +85,7 @@ pub enum Selects {
 }
 
 impl KustomizeFile {
-    pub fn from_node(file: usize, dir: PathBuf, root: &Node) -> KustomizeFile {
+    pub fn from_node(file: usize, dir: PathBuf, root: Node) -> KustomizeFile {
         let namespace = root
             .get("namespace")
             .and_then(|n| n.as_str().map(|s| (s.to_owned(), n.span)));
@@ -138,6 +140,7 @@ impl KustomizeFile {
             entries,
             patches,
             patch_selectors,
+            root,
         }
     }
 }
@@ -387,7 +390,7 @@ patchesJson6902:
 ";
         let mut root = None;
         crate::yaml::load_documents(text, |doc| root = Some(doc.root)).unwrap();
-        let file = KustomizeFile::from_node(0, PathBuf::from("apps"), &root.unwrap());
+        let file = KustomizeFile::from_node(0, PathBuf::from("apps"), root.unwrap());
         let matching = |kind: &str, name: &str, namespace: Option<&str>| Selects::Matching {
             kind: Some(kind.into()),
             name: Some(name.into()),
@@ -477,6 +480,7 @@ patchesJson6902:
             entries: Vec::new(),
             patches: vec!["patch.yaml".into(), "../base/./shared.yaml".into()],
             patch_selectors: Vec::new(),
+            root: crate::yaml::Node::from_json(&serde_json::json!({})).unwrap(),
         };
         let patches = PatchFiles::of(&[kustomization]);
         assert!(patches.contains(Path::new("apps/prod/patch.yaml")));

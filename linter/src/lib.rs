@@ -15,7 +15,7 @@ pub mod output;
 pub mod parallel;
 pub mod policy;
 pub mod remedy;
-pub mod resolve;
+pub mod build;
 pub mod rules;
 pub mod schema;
 pub mod split;

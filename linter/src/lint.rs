@@ -1,10 +1,11 @@
-//! The linting pipeline: inventory → effective namespaces → rules → located diagnostics.
+//! The linting pipeline: inventory → builds (what Flux applies) → rules → located diagnostics.
 
 use std::collections::{HashMap, HashSet};
 
+use crate::build::{Built, Builds, Object, Producer};
 use crate::diagnostic::{Diagnostic, Finding, Severity};
-use crate::input::{InputError, Inventory, Resource, SourceFile};
-use crate::kustomize::PatchFiles;
+use crate::input::{InputError, Inventory, SourceFile};
+use crate::kinds::FluxKind;
 use crate::model::{EffectiveNamespace, FluxObject};
 use crate::policy::Policy;
 use crate::rules::{self, Context, SUPPRESSION_WITHOUT_REASON, Subject};
@@ -25,6 +26,8 @@ pub struct Report {
     pub unresolved: Vec<Unresolved>,
     /// Flux objects judged (in at least one known namespace).
     pub objects_checked: usize,
+    /// Of those, the ones no Flux build gives, judged as kustomize (or the file) gives them.
+    pub objects_without_flux_build: usize,
 }
 
 impl Report {
@@ -48,28 +51,46 @@ impl Report {
     }
 }
 
-pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
-    let namespaces = crate::resolve::effective_namespaces(&inventory);
-    let declared_service_accounts = declared_service_accounts(&inventory, &namespaces);
+pub fn lint(mut inventory: Inventory, policy: &Policy) -> Report {
+    let builds = crate::build::build(&inventory);
+    let reported_files: Vec<usize> = (0..inventory.files.len())
+        .filter(|&i| inventory.files[i].reported)
+        .collect();
+    // A build that fails fails for Flux too (kustomize-controller applies nothing of it).
+    let build_errors: Vec<InputError> = builds
+        .problems
+        .iter()
+        .filter(|p| {
+            p.span
+                .file_index()
+                .is_none_or(|f| inventory.files.get(f).is_some_and(|f| f.reported))
+        })
+        .map(|p| build_error(&inventory, p))
+        .collect();
+    let declared_service_accounts = declared_service_accounts(&builds);
     let cx = Context {
         policy,
         declared_service_accounts: &declared_service_accounts,
         trust_explicit_service_accounts: false,
     };
-
-    // Patch files hold partial objects: neither the rules nor the schema check judge them.
-    let patch_files = inventory.patch_files();
+    let every_file_reported = reported_files.len() == inventory.files.len();
     let judge = Judge {
         inventory: &inventory,
-        namespaces: &namespaces,
-        patch_files: &patch_files,
+        builds: &builds,
         cx: &cx,
     };
-    // Objects are judged in runs, on every core; the runs' results, joined in order, are what
-    // one pass over the objects would give. Only reported objects count: a pre-commit run
-    // judges one file's, however large the repository read for context.
-    let judged_objects: Vec<usize> = (0..inventory.resources.len())
-        .filter(|&i| judge.judges(&inventory.resources[i]))
+    // Built objects are judged in runs, on every core; the runs' results, joined in order,
+    // are what one pass would give. Only reported objects count: those of a reported file,
+    // and those whose build a reported file shapes (a pre-commit run of a changed patch or
+    // kustomization judges what it changes).
+    let judged_objects: Vec<usize> = (0..builds.objects.len())
+        .filter(|&i| {
+            let built = &builds.objects[i];
+            is_flux_object(&built.object)
+                && (every_file_reported
+                    || inventory.files[judge.file_of(built)].reported
+                    || reported_files.iter().any(|&f| builds.shaped_by(built, f)))
+        })
         .collect();
     let runs: Vec<&[usize]> = judged_objects.chunks(OBJECTS_PER_RUN).collect();
     let judged = crate::parallel::map(&runs, |run| judge.run(run));
@@ -84,20 +105,24 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
                 .map(move |f| locate(file, f))
         })
         .collect();
+    let patch_files = inventory.patch_files();
     let schema_diagnostics = crate::schema::check_inventory(&inventory, policy, &patch_files);
-    // Sized once: a diagnostic is a few hundred bytes, and growing the list copies all of it.
     let mut diagnostics = Vec::with_capacity(
         judged.iter().map(|j| j.diagnostics.len()).sum::<usize>()
             + kustomize_diagnostics.len()
             + schema_diagnostics.len(),
     );
     let mut unresolved = Vec::with_capacity(judged.iter().map(|j| j.unresolved.len()).sum());
-    let mut objects_checked = 0;
+    let mut judged_resources: HashSet<usize> = HashSet::new();
+    let mut judged_without_flux: HashSet<usize> = HashSet::new();
     for run in judged {
         diagnostics.extend(run.diagnostics);
         unresolved.extend(run.unresolved);
-        objects_checked += run.objects_checked;
+        judged_resources.extend(run.judged);
+        judged_without_flux.extend(run.judged_without_flux);
     }
+    dedup_in_place(&mut diagnostics);
+    dedup_unresolved(&mut unresolved);
     diagnostics.extend(kustomize_diagnostics);
     diagnostics.extend(schema_diagnostics);
     let with_suppressions: HashMap<&str, usize> = inventory
@@ -115,12 +140,61 @@ pub fn lint(inventory: Inventory, policy: &Policy) -> Report {
         });
     }
     diagnostics.extend(invalid_suppressions(&inventory, policy));
+    inventory.errors.extend(build_errors);
     Report {
         inventory,
         diagnostics: in_report_order(diagnostics),
         unresolved,
-        objects_checked,
+        objects_checked: judged_resources.len(),
+        objects_without_flux_build: judged_without_flux.len(),
     }
+}
+
+/// A build's problem, located like an input error.
+fn build_error(inventory: &Inventory, problem: &crate::build::BuildError) -> InputError {
+    let Some(file) = problem.span.file_index().and_then(|f| inventory.files.get(f)) else {
+        return InputError {
+            file: "kustomize build".into(),
+            line: 0,
+            column: 0,
+            message: problem.message.clone(),
+        };
+    };
+    let (line, column) = file.lines.position(&file.text, problem.span.start);
+    InputError {
+        file: file.path.clone(),
+        line,
+        column,
+        message: format!("kustomize build fails: {}", problem.message),
+    }
+}
+
+fn is_flux_object(object: &Object) -> bool {
+    FluxKind::from_type(
+        crate::build::tree::api_version(&object.root),
+        crate::build::tree::kind(&object.root),
+    )
+    .is_some()
+}
+
+/// The same finding on the same object in the same namespace, given by two builds (a
+/// directory that two Flux Kustomizations apply alike), is reported once.
+fn dedup_in_place(diagnostics: &mut Vec<Diagnostic>) {
+    let mut seen = HashSet::new();
+    diagnostics.retain(|d| {
+        seen.insert((
+            d.file.clone(),
+            d.finding.span,
+            d.finding.code,
+            d.finding.message.clone(),
+            d.object.clone(),
+        ))
+    });
+}
+
+fn dedup_unresolved(unresolved: &mut Vec<Unresolved>) {
+    let mut seen = HashSet::new();
+    unresolved.retain(|u| seen.insert((u.file.clone(), u.line, u.column, u.reason.clone())));
 }
 
 /// Objects judged in one piece of work: few enough that a run on two cores splits evenly,
@@ -130,105 +204,113 @@ const OBJECTS_PER_RUN: usize = 64;
 /// What the rules need of a lint run, shared by every core.
 struct Judge<'a> {
     inventory: &'a Inventory,
-    namespaces: &'a [Vec<EffectiveNamespace>],
-    patch_files: &'a PatchFiles,
+    builds: &'a Builds,
     cx: &'a Context<'a>,
 }
 
-/// The findings on a run of resources, in resource order.
+/// The findings on a run of built objects, in order.
 #[derive(Default)]
 struct Judged {
     diagnostics: Vec<Diagnostic>,
     unresolved: Vec<Unresolved>,
-    objects_checked: usize,
+    /// Resources judged in a known namespace.
+    judged: Vec<usize>,
+    /// Of those, the ones judged as no Flux build gives them.
+    judged_without_flux: Vec<usize>,
 }
 
 impl Judge<'_> {
-    /// Whether `resource` is a Flux object to judge: one of a reported file that is not a
-    /// patch (a patch's namespace only selects its target; the target itself is judged).
-    fn judges(&self, resource: &Resource) -> bool {
-        let file = &self.inventory.files[resource.file];
-        resource.flux.is_some() && file.reported && !self.patch_files.contains(&file.rel)
+    /// The file of the document a built object came from.
+    fn file_of(&self, built: &Built) -> usize {
+        self.inventory.resources[built.object.resource].file
     }
 
-    /// Checks the objects (indices of resources) in every namespace they may live in.
     fn run(&self, objects: &[usize]) -> Judged {
         let mut judged = Judged::default();
         for &index in objects {
-            let resource = &self.inventory.resources[index];
-            let Some(object) = resource.flux.as_ref() else {
-                continue;
-            };
-            let file = &self.inventory.files[resource.file];
-            let checked = self.object(object, file, &self.namespaces[index], &mut judged);
-            judged.objects_checked += usize::from(checked);
+            self.object(&self.builds.objects[index], &mut judged);
         }
         judged
     }
 
-    /// Judges one object; false when none of its namespaces is known.
-    fn object(
-        &self,
-        object: &FluxObject,
-        file: &SourceFile,
-        candidates: &[EffectiveNamespace],
-        judged: &mut Judged,
-    ) -> bool {
-        // This object's diagnostics start here: the same finding in two namespaces (a file
-        // applied twice) is reported once.
-        let first = judged.diagnostics.len();
-        let first_unresolved = judged.unresolved.len();
-        let mut checked = false;
-        for candidate in candidates {
-            match candidate {
-                EffectiveNamespace::Known { name, origin } => {
-                    checked = true;
-                    let subject = Subject {
-                        object,
-                        namespace: name,
-                        origin,
-                    };
-                    // What the object's findings in this namespace say of it: made once.
-                    let mut labels: Option<(String, String)> = None;
-                    for finding in rules::check_object(&subject, self.cx) {
-                        // An object has a handful of findings: a scan beats hashing them.
-                        let repeated = judged.diagnostics[first..].iter().any(|d| {
-                            let seen = &d.finding;
-                            (seen.code, seen.span, &seen.message)
-                                == (finding.code, finding.span, &finding.message)
-                        });
-                        if !repeated {
-                            let (object_label, origin_label) = labels.get_or_insert_with(|| {
-                                let label = format!("{}/{}/{}", object.kind, name, object.name);
-                                (label, origin.describe())
-                            });
-                            let mut diagnostic = locate(file, finding);
-                            diagnostic.object = Some(object_label.clone());
-                            diagnostic.namespace_origin = Some(origin_label.clone());
-                            judged.diagnostics.push(diagnostic);
-                        }
-                    }
-                }
-                EffectiveNamespace::Unknown { reason } => {
-                    // Several paths may apply the file; one note per object and reason.
-                    if judged.unresolved[first_unresolved..]
-                        .iter()
-                        .any(|seen| &seen.reason == reason)
-                    {
-                        continue;
-                    }
-                    let (line, column) = file.lines.position(&file.text, object.root.span.start);
-                    judged.unresolved.push(Unresolved {
-                        file: file.path.clone(),
-                        line,
-                        column,
-                        object: object.display_name(),
-                        reason: reason.clone(),
-                    });
-                }
-            }
+    /// Judges one built object in the namespace its build places it in.
+    fn object(&self, built: &Built, judged: &mut Judged) {
+        let file = &self.inventory.files[self.file_of(built)];
+        let Some(object) = FluxObject::from_node(built.object.root.clone()) else {
+            return;
+        };
+        let placed = crate::build::placement(&built.object);
+        for reason in &built.unknown {
+            judged.unresolved.push(self.unresolved(file, &object, reason.clone()));
         }
-        checked
+        let (name, origin) = match placed {
+            EffectiveNamespace::Known { name, origin } => (name, origin),
+            EffectiveNamespace::Unknown { reason } => {
+                let reason = format!("namespace unknown: {reason}");
+                judged.unresolved.push(self.unresolved(file, &object, reason));
+                return;
+            }
+        };
+        judged.judged.push(built.object.resource);
+        if !matches!(built.producer, Producer::Flux(_)) {
+            judged.judged_without_flux.push(built.object.resource);
+        }
+        let subject = Subject {
+            object: &object,
+            namespace: &name,
+            origin: &origin,
+        };
+        let findings = rules::check_object(&subject, self.cx);
+        if findings.is_empty() {
+            return;
+        }
+        let object_label = format!("{}/{}/{}", object.kind, name, object.name);
+        let origin_label = origin.describe();
+        let built_by = match built.producer {
+            Producer::Flux(i) => {
+                let flux = &self.builds.flux[i];
+                Some(format!(
+                    "built by Flux Kustomization {} ({})",
+                    flux.name, flux.location
+                ))
+            }
+            Producer::Kustomize(_) | Producer::File => None,
+        };
+        for finding in findings {
+            let written_in = finding
+                .span
+                .file_index()
+                .and_then(|f| self.inventory.files.get(f))
+                .unwrap_or(file);
+            let mut notes = Vec::new();
+            if !std::ptr::eq(written_in, file) {
+                let (line, _) = written_in.lines.position(&written_in.text, finding.span.start);
+                notes.push(format!(
+                    "the value is set at {}:{line}, for {} of {}",
+                    written_in.path,
+                    object.display_name(),
+                    file.path
+                ));
+            }
+            notes.extend(built_by.clone());
+            let mut diagnostic = locate(written_in, finding);
+            diagnostic.object = Some(object_label.clone());
+            diagnostic.namespace_origin = Some(origin_label.clone());
+            diagnostic.notes = notes;
+            judged.diagnostics.push(diagnostic);
+        }
+    }
+
+    fn unresolved(&self, file: &SourceFile, object: &FluxObject, reason: String) -> Unresolved {
+        let resource_start = object.root.span.start;
+        let (line, column) = file.lines.position(&file.text, resource_start);
+        Unresolved {
+            file: file.path.clone(),
+            line,
+            column,
+            object: object.display_name(),
+            reason,
+        }
     }
 }
 
@@ -264,23 +346,21 @@ fn permute<T>(items: &mut [T], mut order: Vec<usize>) {
     }
 }
 
-/// ServiceAccounts of the input, in every namespace they would be created in.
-pub(crate) fn declared_service_accounts(
-    inventory: &Inventory,
-    namespaces: &[Vec<EffectiveNamespace>],
-) -> HashSet<(String, String)> {
-    let mut found = HashSet::new();
-    for (resource, candidates) in inventory.resources.iter().zip(namespaces) {
-        if resource.kind != "ServiceAccount" || resource.api_version != "v1" {
-            continue;
-        }
-        for candidate in candidates {
-            if let EffectiveNamespace::Known { name, .. } = candidate {
-                found.insert((name.clone(), resource.name.clone()));
-            }
-        }
-    }
-    found
+/// ServiceAccounts of the builds, in every namespace they are built into.
+pub(crate) fn declared_service_accounts(builds: &Builds) -> HashSet<(String, String)> {
+    builds
+        .objects
+        .iter()
+        .map(|b| &b.object)
+        .filter(|o| {
+            crate::build::tree::kind(&o.root) == "ServiceAccount"
+                && crate::build::tree::api_version(&o.root) == "v1"
+        })
+        .filter_map(|o| {
+            let namespace = o.namespace().filter(|ns| !ns.contains("${"))?;
+            Some((namespace.to_owned(), crate::build::tree::name(&o.root).to_owned()))
+        })
+        .collect()
 }
 
 /// Places a finding in its file.
@@ -298,6 +378,7 @@ pub(crate) fn locate(file: &SourceFile, finding: Finding) -> Diagnostic {
         end_column,
         object: None,
         namespace_origin: None,
+        notes: Vec::new(),
     }
 }
 

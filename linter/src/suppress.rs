@@ -47,11 +47,8 @@ pub fn parse(text: &str, lines: &LineIndex) -> Vec<Suppression> {
             continue; // one suppression per line: the first marker
         }
         let line_end = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i);
-        let range = Span {
-            start: line_start,
-            // The marker is on the line, so it is not empty.
-            end: line_end - usize::from(bytes[line_end - 1] == b'\r'),
-        };
+        // The marker is on the line, so it is not empty.
+        let range = Span::new(line_start, line_end - usize::from(bytes[line_end - 1] == b'\r'));
         let line = &text[range.start..range.end];
         let marker_at = at - line_start;
         let (line_no, _) = lines.position(text, line_start);
@@ -78,10 +75,7 @@ pub fn parse(text: &str, lines: &LineIndex) -> Vec<Suppression> {
             line_no
         };
         found.push(Suppression {
-            span: Span {
-                start: range.start + hash_at,
-                end: range.end,
-            },
+            span: Span::new(range.start + hash_at, range.end),
             own_line,
             target_line,
             codes,

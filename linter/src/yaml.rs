@@ -22,11 +22,39 @@ pub const MAX_DEPTH: usize = 200;
 /// Upper bound on nodes produced by alias expansion in one file (a "billion laughs" guard).
 pub const MAX_ALIAS_NODES: usize = 200_000;
 
-/// A byte range in the source text.
+/// A byte range in a source text, and which text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Span {
     pub start: usize,
     pub end: usize,
+    /// 1 + the inventory index of the file the range lies in; 0 while not known (a tree just
+    /// parsed, an admission request). A build marks every node it places, so that a built
+    /// object's field says which file wrote it, whatever file the object came from.
+    pub file: u32,
+}
+
+impl Span {
+    /// A range in a text that is not yet tied to a file.
+    pub const fn new(start: usize, end: usize) -> Span {
+        Span {
+            start,
+            end,
+            file: 0,
+        }
+    }
+
+    /// The inventory index of the file the range lies in, when known.
+    pub fn file_index(self) -> Option<usize> {
+        (self.file as usize).checked_sub(1)
+    }
+
+    /// The same range, in the inventory's file `index`.
+    pub fn in_file(self, index: usize) -> Span {
+        Span {
+            file: u32::try_from(index + 1).unwrap_or(0),
+            ..self
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -304,10 +332,7 @@ impl<'a> ByteOffsets<'a> {
     }
 
     fn span(&self, span: &EventSpan) -> Span {
-        Span {
-            start: self.offset(span.start.index()),
-            end: self.offset(span.end.index()),
-        }
+        Span::new(self.offset(span.start.index()), self.offset(span.end.index()))
     }
 }
 
@@ -456,10 +481,7 @@ fn parse_events(
             Event::DocumentEnd => {
                 previous_end = span.end.max(doc_start);
                 if let Some(root) = root.take().filter(|r| !r.is_null()) {
-                    let span = Span {
-                        start: doc_start.min(root.span.start),
-                        end: root.span.end,
-                    };
+                    let span = Span::new(doc_start.min(root.span.start), root.span.end);
                     previous_end = previous_end.max(span.end);
                     on_document(Document { root, span });
                 }
@@ -519,10 +541,7 @@ fn parse_events(
                     start,
                     items,
                 }) => {
-                    let span = Span {
-                        start: start.start,
-                        end: span.end.max(start.end),
-                    };
+                    let span = Span::new(start.start, span.end.max(start.end));
                     Some((
                         Node {
                             value: Value::Seq(items),
@@ -546,10 +565,7 @@ fn parse_events(
                             ),
                         });
                     }
-                    let span = Span {
-                        start: start.start,
-                        end: span.end.max(start.end),
-                    };
+                    let span = Span::new(start.start, span.end.max(start.end));
                     Some((
                         Node {
                             value: Value::Map(merge_keys(entries)),
@@ -600,10 +616,7 @@ fn quoted_span(body: &str, base: usize, span: Span) -> Span {
             b'\\' if quote == b'"' => i += 2,
             b'\'' if quote == b'\'' && bytes.get(i + 1) == Some(&b'\'') => i += 2,
             b if b == quote => {
-                return Span {
-                    start: span.start,
-                    end: span.start + i + 1,
-                };
+                return Span::new(span.start, span.start + i + 1);
             }
             _ => i += 1,
         }
@@ -777,7 +790,7 @@ impl LineIndex {
         } else {
             end
         };
-        Span { start, end }
+        Span::new(start, end)
     }
 
     pub fn line_count(&self) -> usize {
@@ -810,7 +823,7 @@ mod tests {
             let end = end - usize::from(text[..end].ends_with('\r'));
             assert_eq!(
                 index.line_range(&text, line),
-                Span { start, end },
+                Span::new(start, end),
                 "line {line}"
             );
             let column_of_end = text[start..end]

@@ -125,16 +125,17 @@ fn documents_before_a_syntax_error_are_still_judged() {
 }
 
 #[test]
-fn documents_no_verdict_reads_are_not_parsed_when_linting() {
-    // The ConfigMap is malformed and the values file is an alias bomb, but neither can be an
-    // object a rule reads, so lint skips them; the HelmRelease between them is judged, and
-    // a malformed document whose kind cannot be read off its lines is parsed and reported.
+fn every_document_is_parsed_and_each_yaml_error_reported() {
+    // kustomize-controller fails a whole build on one document that does not parse, whatever
+    // its kind: the malformed ConfigMap is an error as much as the malformed document whose
+    // kind cannot be read; the HelmRelease between them is still judged.
     let text = "apiVersion: v1\nkind: ConfigMap\ndata: {a: [\n---\napiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {name: a, namespace: cluster-config}\nspec:\n  serviceAccountName: flux-applier\n  chartRef: {kind: OCIRepository, name: a, namespace: flux-system}\n---\na: &a [x, x]\nb: [*a, *a, *a]\n---\nkind: ConfigMap\nkind: HelmRelease\n";
     let outcome = lint_one("mixed.yaml", text.as_bytes());
     assert_eq!(outcome.findings, strings(&["FF101@10:55"]));
     assert_eq!(
         outcome.errors,
         strings(&[
+            "mixed.yaml:4:1: while parsing a node, did not find expected node content",
             "mixed.yaml:16:1: mapping key `kind` is defined twice (kubectl refuses this too)"
         ])
     );

@@ -823,7 +823,7 @@ fn an_invalid_discovered_policy_is_exit_2_not_a_silent_default() {
 /// Only what is said of Flux objects depends on the rest of the repository (their namespace,
 /// service account and schema), so a pre-commit run over other manifests does not read it.
 #[test]
-fn files_without_flux_objects_are_linted_without_reading_the_repository() {
+fn a_changed_kustomization_reports_the_objects_of_the_builds_it_shapes() {
     let repo = git_repo();
     write(
         repo.path(),
@@ -836,25 +836,25 @@ fn files_without_flux_objects_are_linted_without_reading_the_repository() {
         "namespace: team-a\nresources: [deployment.yaml, nginx.yaml]\n",
     );
     write(repo.path(), "apps/nginx.yaml", &modern_seed());
-    // `kind :` is a kind key the sniffing does not read: it may be a Flux object.
-    write(
-        repo.path(),
-        "apps/unsure.yaml",
-        "apiVersion: v1\nkind : ConfigMap\n",
-    );
+    // Any file may shape a build (a patch, a replacement source): the repository is read
+    // whatever file is given.
     let files_read = |rel: &str| {
         fluxfence::Inventory::load(&[repo.path().join(rel)])
             .files
             .len()
     };
-    assert_eq!(files_read("apps/deployment.yaml"), 1);
-    assert_eq!(files_read("apps/kustomization.yaml"), 1);
-    assert_eq!(files_read("apps/nginx.yaml"), 4);
-    assert_eq!(files_read("apps/unsure.yaml"), 4);
-    // The report on the Deployment is the same either way: nothing to judge.
+    assert_eq!(files_read("apps/deployment.yaml"), 3);
+    assert_eq!(files_read("apps/kustomization.yaml"), 3);
+    // A changed Deployment changes no Flux object: nothing to judge.
     let run = run_in(repo.path(), &["lint", "apps/deployment.yaml"]);
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert_eq!(run.stdout, "No problems in 0 Flux objects from 1 file.\n");
+    // A changed kustomization changes what it builds: the HelmRelease it places in team-a
+    // is judged there, and reported at its own file.
+    let run = run_in(repo.path(), &["lint", "apps/kustomization.yaml"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stdout.contains("HelmRelease/nginx in namespace `team-a`"), "{}", run.stdout);
+    assert!(run.stdout.contains("apps/nginx.yaml:16:20"), "{}", run.stdout);
 }
 
 /// pre-commit passes the changed files only: a HelmRelease whose namespace comes from a

@@ -43,6 +43,9 @@ pub fn write(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
         .key(b"warnings")
         .number(report.diagnostics.len() - errors);
     summary.key(b"unresolved").number(report.unresolved.len());
+    summary
+        .key(b"withoutFluxBuild")
+        .number(report.objects_without_flux_build);
     summary.key(b"inputErrors").number(report.errors().len());
     summary.end();
     document.end();
@@ -78,6 +81,9 @@ fn write_diagnostic(object: &mut Object, diagnostic: &Diagnostic) {
     }
     if let Some(origin) = &diagnostic.namespace_origin {
         object.key(b"namespaceOrigin").string(origin);
+    }
+    if !diagnostic.notes.is_empty() {
+        object.strings(b"notes", &diagnostic.notes);
     }
 }
 
@@ -263,6 +269,26 @@ impl<'w> Object<'_, 'w> {
         self.key(key).array(depth, items, fields);
     }
 
+    /// The member `key`: an array of strings.
+    fn strings(&mut self, key: &[u8], items: &[String]) {
+        let depth = self.depth + 1;
+        let json = self.key(key);
+        if items.is_empty() {
+            json.buf.extend_from_slice(b"[]");
+            return;
+        }
+        json.buf.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                json.buf.push(b',');
+            }
+            json.line_at(depth + 1);
+            json.string(item);
+        }
+        json.line_at(depth);
+        json.buf.push(b']');
+    }
+
     fn end(self) {
         if !self.empty {
             self.json.line_at(self.depth);
@@ -295,6 +321,7 @@ mod tests {
         errors: usize,
         warnings: usize,
         unresolved: usize,
+        without_flux_build: usize,
         input_errors: usize,
     }
 
@@ -315,6 +342,7 @@ mod tests {
                 errors,
                 warnings: report.diagnostics.len() - errors,
                 unresolved: report.unresolved.len(),
+                without_flux_build: report.objects_without_flux_build,
                 input_errors: report.errors().len(),
             },
         };
@@ -365,7 +393,7 @@ mod tests {
                     rule: "cross-namespace-source-ref",
                     severity: Severity::Warn,
                     pointer: text.to_owned(),
-                    span: Span { start: 0, end: 0 },
+                    span: Span::new(0, 0),
                     message: text.to_owned(),
                     help: text.to_owned(),
                     fix: Some(Fix {
@@ -381,6 +409,7 @@ mod tests {
                 end_column: 1234567,
                 object: Some(text.to_owned()),
                 namespace_origin: None,
+                notes: vec![text.to_owned(), "second".to_owned()],
             });
             assert_eq!(render(&report), by_serde(&report), "{text:?}");
         }

@@ -17,7 +17,7 @@ pub fn render(report: &Report, show_unresolved: bool) -> String {
         for u in &report.unresolved {
             let _ = writeln!(
                 out,
-                "note: {}:{}:{}: {}: namespace unknown: {}",
+                "note: {}:{}:{}: {}: {}",
                 u.file, u.line, u.column, u.object, u.reason
             );
         }
@@ -72,6 +72,9 @@ fn frame(out: &mut String, report: &Report, d: &Diagnostic) {
             "{pad} = note: namespace `{namespace}` comes from {origin}"
         );
     }
+    for note in &d.notes {
+        let _ = writeln!(out, "{pad} = note: {note}");
+    }
     let _ = writeln!(out, "{pad} = help: {}", d.finding.help);
     out.push('\n');
 }
@@ -113,9 +116,16 @@ fn summary(out: &mut String, report: &Report, show_unresolved: bool) {
     if !report.unresolved.is_empty() && !show_unresolved {
         let _ = writeln!(
             out,
-            "note: {} Flux objects have a namespace that cannot be known offline (${{VAR}} or none set); \
-             namespace rules skipped them. List them with --show-unresolved.",
+            "note: {} Flux objects have a namespace or values that cannot be known offline; \
+             the rules that read them skipped them. List them, with the reason, with --show-unresolved.",
             report.unresolved.len()
+        );
+    }
+    if report.objects_without_flux_build > 0 && report.objects_without_flux_build < report.objects_checked {
+        let _ = writeln!(
+            out,
+            "note: {} applied by no Flux Kustomization of the input: judged as kustomize builds them.",
+            plural(report.objects_without_flux_build, "Flux object")
         );
     }
     if !report.errors().is_empty() {

@@ -189,10 +189,7 @@ impl<'t> Reader<'t> {
         if next.is_some() {
             return None;
         }
-        let span = Span {
-            start: self.offset(doc_start).min(root.span.start),
-            end: root.span.end,
-        };
+        let span = Span::new(self.offset(doc_start).min(root.span.start), root.span.end);
         Some(Some(Document { root, span }))
     }
 
@@ -325,10 +322,7 @@ impl<'t> Reader<'t> {
         self.alias_budget = self.alias_budget.checked_sub(node.count())?;
         let node = Node {
             value: node.value.clone(),
-            span: Span {
-                start: self.offset(at),
-                end: self.offset(name_end),
-            },
+            span: Span::new(self.offset(at), self.offset(name_end)),
         };
         Some((node, self.content_line(line.next)))
     }
@@ -798,10 +792,7 @@ impl<'t> Reader<'t> {
     fn node(&self, value: Value, start: usize, end: usize) -> Node {
         Node {
             value,
-            span: Span {
-                start: self.offset(start),
-                end: self.offset(end),
-            },
+            span: Span::new(self.offset(start), self.offset(end)),
         }
     }
 
@@ -1196,10 +1187,7 @@ mod tests {
         let name = document.root.path(&["metadata", "name"]).expect("name");
         assert_eq!(
             name.span,
-            Span {
-                start: 122,
-                end: 123
-            }
+            Span::new(122, 123)
         );
         assert_eq!(document.span.start, 103);
         assert!(agrees(text, "inline"));
