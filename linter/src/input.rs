@@ -194,8 +194,7 @@ impl Inventory {
         // Any file of the repository may shape a build that gives the given files' objects,
         // or be shaped by a given file (a patch, a kustomization, a Flux Kustomization): the
         // rest of the repository is read whenever the given paths lie inside one.
-        if let Some(root) = root.as_ref().filter(|r| r.join(".git").exists())
-        {
+        if let Some(root) = root.as_ref().filter(|r| r.join(".git").exists()) {
             let given: Vec<PathBuf> = paths.iter().filter_map(|p| p.canonicalize().ok()).collect();
             let canonical_root = root.canonicalize().ok();
             let covers_root = given.iter().any(|g| canonical_root.as_ref() == Some(g));
@@ -863,7 +862,8 @@ fn collect_resources(root: Node, doc_start: usize, out: &mut Vec<Resource>, crds
     let span = Span::new(doc_start, root.span.end);
     let header = Span::new(doc_start, root.span.start);
     let kind = kind.to_owned();
-    let is_crd = kind == "CustomResourceDefinition" && api_version.starts_with("apiextensions.k8s.io/");
+    let is_crd =
+        kind == "CustomResourceDefinition" && api_version.starts_with("apiextensions.k8s.io/");
     let (flux, tree) = if is_crd {
         crds.push(root);
         (None, None)

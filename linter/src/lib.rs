@@ -4,6 +4,7 @@
 //! [`model::EffectiveNamespace`]; [`rules`] judge them under a [`policy::Policy`];
 //! [`output`] renders the resulting [`diagnostic::Diagnostic`]s.
 
+pub mod build;
 pub mod diagnostic;
 pub mod fix;
 pub mod input;
@@ -15,7 +16,6 @@ pub mod output;
 pub mod parallel;
 pub mod policy;
 pub mod remedy;
-pub mod build;
 pub mod rules;
 pub mod schema;
 pub mod split;

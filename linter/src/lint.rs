@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::build::{Built, Builds, Object, Producer};
+use crate::build::{Builds, Built, Object, Producer};
 use crate::diagnostic::{Diagnostic, Finding, Severity};
 use crate::input::{InputError, Inventory, SourceFile};
 use crate::kinds::FluxKind;
@@ -152,7 +152,11 @@ pub fn lint(mut inventory: Inventory, policy: &Policy) -> Report {
 
 /// A build's problem, located like an input error.
 fn build_error(inventory: &Inventory, problem: &crate::build::BuildError) -> InputError {
-    let Some(file) = problem.span.file_index().and_then(|f| inventory.files.get(f)) else {
+    let Some(file) = problem
+        .span
+        .file_index()
+        .and_then(|f| inventory.files.get(f))
+    else {
         return InputError {
             file: "kustomize build".into(),
             line: 0,
@@ -241,13 +245,17 @@ impl Judge<'_> {
         };
         let placed = crate::build::placement(&built.object);
         for reason in &built.unknown {
-            judged.unresolved.push(self.unresolved(file, &object, reason.clone()));
+            judged
+                .unresolved
+                .push(self.unresolved(file, &object, reason.clone()));
         }
         let (name, origin) = match placed {
             EffectiveNamespace::Known { name, origin } => (name, origin),
             EffectiveNamespace::Unknown { reason } => {
                 let reason = format!("namespace unknown: {reason}");
-                judged.unresolved.push(self.unresolved(file, &object, reason));
+                judged
+                    .unresolved
+                    .push(self.unresolved(file, &object, reason));
                 return;
             }
         };
@@ -284,7 +292,9 @@ impl Judge<'_> {
                 .unwrap_or(file);
             let mut notes = Vec::new();
             if !std::ptr::eq(written_in, file) {
-                let (line, _) = written_in.lines.position(&written_in.text, finding.span.start);
+                let (line, _) = written_in
+                    .lines
+                    .position(&written_in.text, finding.span.start);
                 notes.push(format!(
                     "the value is set at {}:{line}, for {} of {}",
                     written_in.path,
@@ -358,7 +368,10 @@ pub(crate) fn declared_service_accounts(builds: &Builds) -> HashSet<(String, Str
         })
         .filter_map(|o| {
             let namespace = o.namespace().filter(|ns| !ns.contains("${"))?;
-            Some((namespace.to_owned(), crate::build::tree::name(&o.root).to_owned()))
+            Some((
+                namespace.to_owned(),
+                crate::build::tree::name(&o.root).to_owned(),
+            ))
         })
         .collect()
 }

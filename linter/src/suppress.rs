@@ -48,7 +48,10 @@ pub fn parse(text: &str, lines: &LineIndex) -> Vec<Suppression> {
         }
         let line_end = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i);
         // The marker is on the line, so it is not empty.
-        let range = Span::new(line_start, line_end - usize::from(bytes[line_end - 1] == b'\r'));
+        let range = Span::new(
+            line_start,
+            line_end - usize::from(bytes[line_end - 1] == b'\r'),
+        );
         let line = &text[range.start..range.end];
         let marker_at = at - line_start;
         let (line_no, _) = lines.position(text, line_start);

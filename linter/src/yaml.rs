@@ -332,7 +332,10 @@ impl<'a> ByteOffsets<'a> {
     }
 
     fn span(&self, span: &EventSpan) -> Span {
-        Span::new(self.offset(span.start.index()), self.offset(span.end.index()))
+        Span::new(
+            self.offset(span.start.index()),
+            self.offset(span.end.index()),
+        )
     }
 }
 

@@ -853,8 +853,17 @@ fn a_changed_kustomization_reports_the_objects_of_the_builds_it_shapes() {
     // is judged there, and reported at its own file.
     let run = run_in(repo.path(), &["lint", "apps/kustomization.yaml"]);
     assert_eq!(run.code, 1, "{}", run.stdout);
-    assert!(run.stdout.contains("HelmRelease/nginx in namespace `team-a`"), "{}", run.stdout);
-    assert!(run.stdout.contains("apps/nginx.yaml:16:20"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("HelmRelease/nginx in namespace `team-a`"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("apps/nginx.yaml:16:20"),
+        "{}",
+        run.stdout
+    );
 }
 
 /// pre-commit passes the changed files only: a HelmRelease whose namespace comes from a

@@ -7,7 +7,11 @@ use crate::yaml::{self, Node, Span, Value};
 
 /// The documents of the text of `scalar` (a string node of file `file`, whose text is
 /// `file_text`), with every span placed in the file. Errors are offsets in the file.
-pub fn documents(scalar: &Node, file_text: &str, file: usize) -> Result<Vec<Node>, yaml::LoadError> {
+pub fn documents(
+    scalar: &Node,
+    file_text: &str,
+    file: usize,
+) -> Result<Vec<Node>, yaml::LoadError> {
     let text = scalar.as_scalar().unwrap_or("");
     let mut roots = Vec::new();
     let offsets = LiteralOffsets::of(scalar, file_text);
@@ -15,9 +19,11 @@ pub fn documents(scalar: &Node, file_text: &str, file: usize) -> Result<Vec<Node
         Some(o) => o.file_offset(offset),
         None => scalar.span.start,
     };
-    yaml::load_documents(text, |document| roots.push(document.root)).map_err(|e| yaml::LoadError {
-        offset: to_file(e.offset),
-        message: format!("in the inline patch: {}", e.message),
+    yaml::load_documents(text, |document| roots.push(document.root)).map_err(|e| {
+        yaml::LoadError {
+            offset: to_file(e.offset),
+            message: format!("in the inline patch: {}", e.message),
+        }
     })?;
     for root in &mut roots {
         match &offsets {
@@ -47,7 +53,9 @@ impl LiteralOffsets {
         let body_start = if written.starts_with('|') {
             scalar.span.start + written.find('\n')? + 1
         } else {
-            let line_start = file_text[..scalar.span.start].rfind('\n').map_or(0, |i| i + 1);
+            let line_start = file_text[..scalar.span.start]
+                .rfind('\n')
+                .map_or(0, |i| i + 1);
             let before = file_text[..line_start.saturating_sub(1)].trim_end();
             let indicator = before.rsplit(char::is_whitespace).next().unwrap_or("");
             if !indicator.starts_with('|') {
@@ -64,14 +72,17 @@ impl LiteralOffsets {
         let mut rebuilt = String::with_capacity(text.len());
         let mut at = body_start;
         for line in body.split_inclusive('\n') {
-            let content = line.get(indent..).unwrap_or_else(|| line.trim_start_matches(' '));
+            let content = line
+                .get(indent..)
+                .unwrap_or_else(|| line.trim_start_matches(' '));
             let skipped = line.len() - content.len();
             lines.push((rebuilt.len(), at + skipped));
             rebuilt.push_str(content.trim_end_matches('\r'));
             at += line.len();
         }
         // Chomping (`|`, `|-`, `|+`) changes only the trailing line breaks.
-        let same = rebuilt.trim_end_matches('\n').replace("\r\n", "\n") == text.trim_end_matches('\n');
+        let same =
+            rebuilt.trim_end_matches('\n').replace("\r\n", "\n") == text.trim_end_matches('\n');
         same.then_some(LiteralOffsets {
             lines,
             scalar: scalar.span,
@@ -79,7 +90,10 @@ impl LiteralOffsets {
     }
 
     fn file_offset(&self, offset: usize) -> usize {
-        let line = self.lines.partition_point(|(start, _)| *start <= offset).saturating_sub(1);
+        let line = self
+            .lines
+            .partition_point(|(start, _)| *start <= offset)
+            .saturating_sub(1);
         self.lines
             .get(line)
             .map_or(self.scalar.start, |(start, file)| file + (offset - start))
@@ -87,7 +101,10 @@ impl LiteralOffsets {
     }
 
     fn remap(&self, node: &mut Node) {
-        node.span = Span::new(self.file_offset(node.span.start), self.file_offset(node.span.end));
+        node.span = Span::new(
+            self.file_offset(node.span.start),
+            self.file_offset(node.span.end),
+        );
         match &mut node.value {
             Value::Scalar(_) => {}
             Value::Seq(items) => items.iter_mut().for_each(|n| self.remap(n)),
@@ -120,7 +137,10 @@ mod tests {
             .and_then(|p| p.get("patch"))
             .expect("patch");
         let documents = documents(scalar, file, 3).expect("parses");
-        let value = documents[0].as_seq().and_then(|s| s[0].get("value")).expect("value");
+        let value = documents[0]
+            .as_seq()
+            .and_then(|s| s[0].get("value"))
+            .expect("value");
         assert_eq!(&file[value.span.start..value.span.end], "flux-system");
         assert_eq!(value.span.file_index(), Some(3));
     }
@@ -131,7 +151,10 @@ mod tests {
         let root = parse(file);
         let scalar = root.get("patch").expect("patch");
         let documents = documents(scalar, file, 0).expect("parses");
-        let value = documents[0].as_seq().and_then(|s| s[0].get("value")).expect("value");
+        let value = documents[0]
+            .as_seq()
+            .and_then(|s| s[0].get("value"))
+            .expect("value");
         assert_eq!(value.span.start, scalar.span.start);
         assert_eq!(value.span.end, scalar.span.end);
     }

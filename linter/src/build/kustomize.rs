@@ -112,7 +112,13 @@ impl<'r> Kustomizer<'r> {
 
     /// Runs the kustomization of `dir` (its file, or the generated one) into `acc`. As a
     /// component it works on the accumulator it is given; otherwise `acc` starts empty.
-    fn run(&mut self, dir: &Path, acc: &mut Accumulator, overrides: &FluxOverrides, component: bool) {
+    fn run(
+        &mut self,
+        dir: &Path,
+        acc: &mut Accumulator,
+        overrides: &FluxOverrides,
+        component: bool,
+    ) {
         if self.stack.iter().any(|d| d == dir) {
             acc.problems.push(BuildError::detached(format!(
                 "kustomization cycle: {} includes itself",
@@ -152,7 +158,9 @@ impl<'r> Kustomizer<'r> {
     fn resources(&mut self, dir: &Path, file: usize, root: &Node, acc: &mut Accumulator) {
         for field in ["resources", "bases"] {
             for entry in root.get(field).and_then(Node::as_seq).unwrap_or_default() {
-                let Some(reference) = entry.as_str() else { continue };
+                let Some(reference) = entry.as_str() else {
+                    continue;
+                };
                 if is_remote(reference) {
                     continue; // FF130 reports it; its objects cannot be known offline
                 }
@@ -205,9 +213,17 @@ impl<'r> Kustomizer<'r> {
         }
     }
 
-    fn components(&mut self, dir: &Path, file: Option<usize>, list: Option<&Node>, acc: &mut Accumulator) {
+    fn components(
+        &mut self,
+        dir: &Path,
+        file: Option<usize>,
+        list: Option<&Node>,
+        acc: &mut Accumulator,
+    ) {
         for entry in list.and_then(Node::as_seq).unwrap_or_default() {
-            let Some(reference) = entry.as_str() else { continue };
+            let Some(reference) = entry.as_str() else {
+                continue;
+            };
             if is_remote(reference) {
                 continue;
             }
@@ -216,7 +232,12 @@ impl<'r> Kustomizer<'r> {
         }
     }
 
-    fn override_components(&mut self, dir: &Path, overrides: &FluxOverrides, acc: &mut Accumulator) {
+    fn override_components(
+        &mut self,
+        dir: &Path,
+        overrides: &FluxOverrides,
+        acc: &mut Accumulator,
+    ) {
         for entry in &overrides.components {
             if let Some(reference) = entry.as_str() {
                 self.component(dir, reference, entry.span, acc);
@@ -259,7 +280,11 @@ impl<'r> Kustomizer<'r> {
         self.namespace(kustomization, overrides, acc);
         let prefix = overrides.name_prefix.or(field("namePrefix"));
         let suffix = overrides.name_suffix.or(field("nameSuffix"));
-        rename(prefix.and_then(Node::as_str), suffix.and_then(Node::as_str), acc);
+        rename(
+            prefix.and_then(Node::as_str),
+            suffix.and_then(Node::as_str),
+            acc,
+        );
         labels(kustomization, acc);
         for item in items("patchesJson6902") {
             self.patch_entry(dir, file, item, acc);
@@ -270,12 +295,24 @@ impl<'r> Kustomizer<'r> {
     }
 
     /// The documents a patch entry applies: its `path:` file's, or its inline text's.
-    fn patch_documents(&self, dir: &Path, file: Option<usize>, item: &Node, acc: &mut Accumulator) -> Option<Vec<Node>> {
+    fn patch_documents(
+        &self,
+        dir: &Path,
+        file: Option<usize>,
+        item: &Node,
+        acc: &mut Accumulator,
+    ) -> Option<Vec<Node>> {
         let at = |span: Span| file.map_or(span, |f| span.in_file(f));
-        let path = item.as_str().filter(|p| !p.contains('\n')).or_else(|| item.get("path").and_then(Node::as_str));
+        let path = item
+            .as_str()
+            .filter(|p| !p.contains('\n'))
+            .or_else(|| item.get("path").and_then(Node::as_str));
         if let Some(path) = path {
             let Some(found) = normalize(dir, path).and_then(|p| self.repo.file_at(&p)) else {
-                acc.problems.push(BuildError::at(at(item.span), format!("patch file `{path}` is not in the repository")));
+                acc.problems.push(BuildError::at(
+                    at(item.span),
+                    format!("patch file `{path}` is not in the repository"),
+                ));
                 return None;
             };
             acc.shaped_by(found);
@@ -292,14 +329,25 @@ impl<'r> Kustomizer<'r> {
         match inline::documents(text, self.repo.text(file), file) {
             Ok(documents) => Some(documents),
             Err(e) => {
-                acc.problems.push(BuildError::at(Span::new(e.offset, e.offset).in_file(file), e.message));
+                acc.problems.push(BuildError::at(
+                    Span::new(e.offset, e.offset).in_file(file),
+                    e.message,
+                ));
                 None
             }
         }
     }
 
-    fn strategic_merge_entry(&self, dir: &Path, file: Option<usize>, item: &Node, acc: &mut Accumulator) {
-        let Some(documents) = self.patch_documents(dir, file, item, acc) else { return };
+    fn strategic_merge_entry(
+        &self,
+        dir: &Path,
+        file: Option<usize>,
+        item: &Node,
+        acc: &mut Accumulator,
+    ) {
+        let Some(documents) = self.patch_documents(dir, file, item, acc) else {
+            return;
+        };
         for document in documents {
             merge_by_identity(&document, acc);
         }
@@ -309,7 +357,9 @@ impl<'r> Kustomizer<'r> {
     /// applied to what its `target` selects, or (a strategic merge without one) to the
     /// object it names.
     fn patch_entry(&self, dir: &Path, file: Option<usize>, item: &Node, acc: &mut Accumulator) {
-        let Some(documents) = self.patch_documents(dir, file, item, acc) else { return };
+        let Some(documents) = self.patch_documents(dir, file, item, acc) else {
+            return;
+        };
         let target = match item.get("target").map(Selector::from_node).transpose() {
             Ok(target) => target,
             Err(problem) => {
@@ -321,7 +371,8 @@ impl<'r> Kustomizer<'r> {
         if is_json6902 {
             let Some(target) = target else {
                 acc.problems.push(
-                    BuildError::at(item.span, "a JSON 6902 patch needs a `target`".into()).in_file(file),
+                    BuildError::at(item.span, "a JSON 6902 patch needs a `target`".into())
+                        .in_file(file),
                 );
                 return;
             };
@@ -334,7 +385,11 @@ impl<'r> Kustomizer<'r> {
             };
             let mut problems = Vec::new();
             for object in acc.objects.iter_mut().filter(|o| target.matches(o)) {
-                if let Err(problem) = patch::apply_operations(&mut object.root, &operations) {
+                // A HelmRelease's values are not kept (free-form, read by no rule): what a
+                // patch does there cannot be checked, and changes nothing a rule reads.
+                let is_release = tree::kind(&object.root) == "HelmRelease";
+                let skip = |op: &patch::Operation| is_release && op.touches(&["spec", "values"]);
+                if let Err(problem) = patch::apply_operations(&mut object.root, &operations, skip) {
                     problems.push(problem.about(object));
                 }
             }
@@ -353,7 +408,10 @@ impl<'r> Kustomizer<'r> {
                     let mut kept = Vec::with_capacity(acc.objects.len());
                     for mut object in std::mem::take(&mut acc.objects) {
                         let deleted = target.matches(&object)
-                            && matches!(patch::strategic_merge(&mut object.root, &document), Merged::Deleted);
+                            && matches!(
+                                patch::strategic_merge(&mut object.root, &document),
+                                Merged::Deleted
+                            );
                         if !deleted {
                             kept.push(object);
                         }
@@ -365,13 +423,22 @@ impl<'r> Kustomizer<'r> {
         }
     }
 
-    fn replacement_entry(&self, dir: &Path, file: Option<usize>, item: &Node, acc: &mut Accumulator) {
+    fn replacement_entry(
+        &self,
+        dir: &Path,
+        file: Option<usize>,
+        item: &Node,
+        acc: &mut Accumulator,
+    ) {
         let entries: Vec<Node> = match item.get("path").and_then(Node::as_str) {
             Some(path) => {
                 let Some(found) = normalize(dir, path).and_then(|p| self.repo.file_at(&p)) else {
                     acc.problems.push(
-                        BuildError::at(item.span, format!("replacement file `{path}` is not in the repository"))
-                            .in_file(file),
+                        BuildError::at(
+                            item.span,
+                            format!("replacement file `{path}` is not in the repository"),
+                        )
+                        .in_file(file),
                     );
                     return;
                 };
@@ -409,7 +476,12 @@ impl<'r> Kustomizer<'r> {
 
     /// `namespace:` (or Flux's `targetNamespace`, which replaces it): set on every namespaced
     /// object; a `Namespace` object is renamed to it, as kustomize does.
-    fn namespace(&self, kustomization: Option<(usize, &Node)>, overrides: &FluxOverrides, acc: &mut Accumulator) {
+    fn namespace(
+        &self,
+        kustomization: Option<(usize, &Node)>,
+        overrides: &FluxOverrides,
+        acc: &mut Accumulator,
+    ) {
         let from_file = kustomization.and_then(|(index, root)| {
             let node = root.get("namespace")?;
             let value = node.as_str()?;
@@ -420,7 +492,8 @@ impl<'r> Kustomizer<'r> {
             };
             Some((value.to_owned(), span, origin))
         });
-        let Some((namespace, span, origin)) = overrides.target_namespace.clone().or(from_file) else {
+        let Some((namespace, span, origin)) = overrides.target_namespace.clone().or(from_file)
+        else {
             return;
         };
         for object in &mut acc.objects {
@@ -454,7 +527,8 @@ fn merge_by_identity(document: &Node, acc: &mut Accumulator) {
         tree::kind(&o.root) == wanted_kind
             && tree::api_version(&o.root) == wanted_api
             && (tree::name(&o.root) == wanted_name || o.original_name == wanted_name)
-            && (same_namespace(tree::namespace(&o.root)) || same_namespace(o.original_namespace.as_deref()))
+            && (same_namespace(tree::namespace(&o.root))
+                || same_namespace(o.original_namespace.as_deref()))
     });
     let Some(at) = position else {
         acc.problems.push(BuildError::at(
@@ -465,7 +539,10 @@ fn merge_by_identity(document: &Node, acc: &mut Accumulator) {
         ));
         return;
     };
-    if matches!(patch::strategic_merge(&mut acc.objects[at].root, document), Merged::Deleted) {
+    if matches!(
+        patch::strategic_merge(&mut acc.objects[at].root, document),
+        Merged::Deleted
+    ) {
         acc.objects.remove(at);
     }
 }
@@ -476,11 +553,22 @@ fn rename(prefix: Option<&str>, suffix: Option<&str>, acc: &mut Accumulator) {
         return;
     }
     for object in &mut acc.objects {
-        if matches!(tree::kind(&object.root), "Namespace" | "CustomResourceDefinition") {
+        if matches!(
+            tree::kind(&object.root),
+            "Namespace" | "CustomResourceDefinition"
+        ) {
             continue;
         }
-        let name = format!("{}{}{}", prefix.unwrap_or(""), tree::name(&object.root), suffix.unwrap_or(""));
-        let span = object.root.path(&["metadata", "name"]).map_or(object.root.span, |n| n.span);
+        let name = format!(
+            "{}{}{}",
+            prefix.unwrap_or(""),
+            tree::name(&object.root),
+            suffix.unwrap_or("")
+        );
+        let span = object
+            .root
+            .path(&["metadata", "name"])
+            .map_or(object.root.span, |n| n.span);
         if let Some(metadata) = tree::child_map(&mut object.root, "metadata", span) {
             tree::set(metadata, "name", tree::string(&name, span));
         }
@@ -490,15 +578,28 @@ fn rename(prefix: Option<&str>, suffix: Option<&str>, acc: &mut Accumulator) {
 /// `labels`, `commonLabels` and `commonAnnotations`: on every object's metadata (selectors
 /// match them; no rule reads the selector fields kustomize also sets).
 fn labels(kustomization: Option<(usize, &Node)>, acc: &mut Accumulator) {
-    let Some((file, root)) = kustomization else { return };
+    let Some((file, root)) = kustomization else {
+        return;
+    };
     let mut pairs: Vec<(&str, &Node, &Node)> = Vec::new();
-    for (field, target) in [("commonLabels", "labels"), ("commonAnnotations", "annotations")] {
+    for (field, target) in [
+        ("commonLabels", "labels"),
+        ("commonAnnotations", "annotations"),
+    ] {
         for (key, value) in root.get(field).and_then(Node::as_map).unwrap_or_default() {
             pairs.push((target, key, value));
         }
     }
-    for entry in root.get("labels").and_then(Node::as_seq).unwrap_or_default() {
-        for (key, value) in entry.get("pairs").and_then(Node::as_map).unwrap_or_default() {
+    for entry in root
+        .get("labels")
+        .and_then(Node::as_seq)
+        .unwrap_or_default()
+    {
+        for (key, value) in entry
+            .get("pairs")
+            .and_then(Node::as_map)
+            .unwrap_or_default()
+        {
             pairs.push(("labels", key, value));
         }
     }
@@ -507,9 +608,13 @@ fn labels(kustomization: Option<(usize, &Node)>, acc: &mut Accumulator) {
     }
     for object in &mut acc.objects {
         for (target, key, value) in &pairs {
-            let (Some(key), Some(text)) = (key.as_scalar(), value.as_scalar()) else { continue };
+            let (Some(key), Some(text)) = (key.as_scalar(), value.as_scalar()) else {
+                continue;
+            };
             let span = value.span.in_file(file);
-            let Some(metadata) = tree::child_map(&mut object.root, "metadata", span) else { continue };
+            let Some(metadata) = tree::child_map(&mut object.root, "metadata", span) else {
+                continue;
+            };
             if let Some(map) = tree::child_map(metadata, target, span) {
                 tree::set(map, key, tree::string(text, span));
             }

@@ -26,7 +26,7 @@ use foldhash::{HashMap, HashSet};
 
 use crate::input::Inventory;
 use crate::kinds::FluxKind;
-use crate::kustomize::{PatchFiles, is_kustomization_file, is_remote, normalize};
+use crate::kustomize::{is_kustomization_file, is_remote, normalize};
 use crate::model::{EffectiveNamespace, NamespaceOrigin};
 use crate::yaml::{self, Node, Span};
 
@@ -154,7 +154,10 @@ impl Builds {
     pub fn shaped_by(&self, built: &Built, file: usize) -> bool {
         match built.producer {
             Producer::Flux(i) => self.flux[i].shaped_by.contains(&file),
-            Producer::Kustomize(k) => self.kustomize_shaped_by.get(&k).is_some_and(|s| s.contains(&file)),
+            Producer::Kustomize(k) => self
+                .kustomize_shaped_by
+                .get(&k)
+                .is_some_and(|s| s.contains(&file)),
             Producer::File => false,
         }
     }
@@ -169,7 +172,11 @@ pub fn build(inventory: &Inventory) -> Builds {
     let mut flux = FluxPhase::run(&repo, &mut kustomizer, &standalone, &store);
     // A substitution source that only a Flux build gives is found on a second run.
     let more = ConfigStore::of(flux.outputs.iter().flatten().map(|b| &b.object));
-    if flux.missing.iter().any(|key| more.entries.contains_key(key)) {
+    if flux
+        .missing
+        .iter()
+        .any(|key| more.entries.contains_key(key))
+    {
         store.merge(more);
         flux = FluxPhase::run(&repo, &mut kustomizer, &standalone, &store);
     }
@@ -189,7 +196,11 @@ fn standalone_builds(repo: &Repository, kustomizer: &mut Kustomizer) -> Standalo
     for k in &inventory.kustomize_files {
         for field in ["resources", "bases", "components"] {
             for entry in k.root.get(field).and_then(Node::as_seq).unwrap_or_default() {
-                if let Some(path) = entry.as_str().filter(|e| !is_remote(e)).and_then(|e| normalize(&k.dir, e)) {
+                if let Some(path) = entry
+                    .as_str()
+                    .filter(|e| !is_remote(e))
+                    .and_then(|e| normalize(&k.dir, e))
+                {
                     included.insert(path);
                 }
             }
@@ -258,7 +269,12 @@ struct FluxPhase {
 const MAX_FLUX_BUILDS: usize = 20_000;
 
 impl FluxPhase {
-    fn run(repo: &Repository, kustomizer: &mut Kustomizer, standalone: &Standalone, store: &ConfigStore) -> FluxPhase {
+    fn run(
+        repo: &Repository,
+        kustomizer: &mut Kustomizer,
+        standalone: &Standalone,
+        store: &ConfigStore,
+    ) -> FluxPhase {
         let mut phase = FluxPhase {
             instances: Vec::new(),
             outputs: Vec::new(),
@@ -303,8 +319,9 @@ impl FluxPhase {
         parent_shaped_by: Vec<usize>,
         by_key: &mut StdHashMap<String, usize>,
     ) {
-        let is_flux_kustomization = FluxKind::from_type(tree::api_version(&object.root), tree::kind(&object.root))
-            == Some(FluxKind::Kustomization);
+        let is_flux_kustomization =
+            FluxKind::from_type(tree::api_version(&object.root), tree::kind(&object.root))
+                == Some(FluxKind::Kustomization);
         if !is_flux_kustomization {
             return;
         }
@@ -322,7 +339,11 @@ impl FluxPhase {
         if !shaped_by.contains(&file) {
             shaped_by.push(file);
         }
-        let name = format!("{}/{}", object.namespace().unwrap_or(""), tree::name(&object.root));
+        let name = format!(
+            "{}/{}",
+            object.namespace().unwrap_or(""),
+            tree::name(&object.root)
+        );
         let build = FluxBuild {
             resource: object.resource,
             name: name.trim_start_matches('/').to_owned(),
@@ -340,7 +361,13 @@ impl FluxPhase {
     }
 
     /// Builds instance `index`: kustomize with Flux's additions, then substitution.
-    fn build_one(&mut self, repo: &Repository, kustomizer: &mut Kustomizer, index: usize, store: &ConfigStore) -> Vec<Built> {
+    fn build_one(
+        &mut self,
+        repo: &Repository,
+        kustomizer: &mut Kustomizer,
+        index: usize,
+        store: &ConfigStore,
+    ) -> Vec<Built> {
         let object = self.instances[index].object.clone();
         let dir = match flux_build_dir(repo, &object.root) {
             Ok(dir) => dir,
@@ -389,25 +416,39 @@ impl FluxPhase {
             return variables;
         };
         let namespace = object.namespace().unwrap_or("").to_owned();
-        for source in post_build.get("substituteFrom").and_then(Node::as_seq).unwrap_or_default() {
+        for source in post_build
+            .get("substituteFrom")
+            .and_then(Node::as_seq)
+            .unwrap_or_default()
+        {
             let kind = source.get("kind").and_then(Node::as_str).unwrap_or("");
             let name = source.get("name").and_then(Node::as_str).unwrap_or("");
             let key = (namespace.clone(), kind.to_owned(), name.to_owned());
             match store.entries.get(&key) {
                 Some(Ok(values)) => variables.values.extend(values.clone()),
-                Some(Err(why)) => variables.unknown_sources.push(format!("{kind}/{name} ({why})")),
+                Some(Err(why)) => variables
+                    .unknown_sources
+                    .push(format!("{kind}/{name} ({why})")),
                 None => {
                     let optional = source.get("optional").and_then(Node::as_scalar) == Some("true");
                     self.missing.insert(key);
                     if !optional {
-                        variables.unknown_sources.push(format!("{kind} {namespace}/{name}"));
+                        variables
+                            .unknown_sources
+                            .push(format!("{kind} {namespace}/{name}"));
                     }
                 }
             }
         }
-        for (key, value) in post_build.get("substitute").and_then(Node::as_map).unwrap_or_default() {
+        for (key, value) in post_build
+            .get("substitute")
+            .and_then(Node::as_map)
+            .unwrap_or_default()
+        {
             if let (Some(key), Some(value)) = (key.as_scalar(), value.as_scalar()) {
-                variables.values.insert(key.to_owned(), value.replace('\n', ""));
+                variables
+                    .values
+                    .insert(key.to_owned(), value.replace('\n', ""));
             }
         }
         variables
@@ -428,7 +469,8 @@ impl FluxPhase {
             for i in 0..count {
                 let instance = &self.instances[i];
                 let given = instance.found_in.iter().any(|&j| j != i && kept[j]);
-                let superseded = (0..count).any(|j| j != i && kept[j] && reached[j].contains(&instance.object.resource));
+                let superseded = (0..count)
+                    .any(|j| j != i && kept[j] && reached[j].contains(&instance.object.resource));
                 let keep = given || (instance.standalone && !superseded);
                 if keep != kept[i] {
                     kept[i] = keep;
@@ -450,6 +492,16 @@ impl FluxPhase {
             kustomize_shaped_by: standalone.shaped_by,
         };
         builds.problems.extend(self.problems);
+        // A directory built on its own and by a Flux Kustomization fails alike: said once.
+        let mut seen = Vec::new();
+        builds.problems.retain(|p| {
+            let key = (p.span, p.message.clone());
+            let new = !seen.contains(&key);
+            if new {
+                seen.push(key);
+            }
+            new
+        });
         // Instances keep their numbers (producers name them); dropped ones give nothing.
         for (i, (instance, outputs)) in self.instances.into_iter().zip(self.outputs).enumerate() {
             builds.flux.push(instance.build);
@@ -469,23 +521,107 @@ impl FluxPhase {
 
 /// The directory a Flux Kustomization builds, or why it builds none offline.
 fn flux_build_dir(repo: &Repository, root: &Node) -> Result<PathBuf, String> {
-    let source_kind = root
-        .path(&["spec", "sourceRef", "kind"])
+    let source_ref = root.path(&["spec", "sourceRef"]);
+    let source_kind = source_ref
+        .and_then(|r| r.get("kind"))
         .and_then(Node::as_str)
         .unwrap_or("GitRepository");
-    if !matches!(source_kind, "GitRepository" | "OCIRepository" | "Bucket") {
-        return Err(format!("it builds the artifact of a {source_kind}, not this repository"));
-    }
-    let path = root.path(&["spec", "path"]).and_then(Node::as_scalar).unwrap_or("");
+    let path = root
+        .path(&["spec", "path"])
+        .and_then(Node::as_scalar)
+        .unwrap_or("");
     if path.contains("${") {
         return Err(format!("its spec.path `{path}` is a substitution variable"));
     }
-    let dir = normalize(Path::new(""), path).ok_or_else(|| format!("its spec.path `{path}` leaves the repository"))?;
+    let dir = normalize(Path::new(""), path)
+        .ok_or_else(|| format!("its spec.path `{path}` leaves the repository"))?;
+    let dir = match source_kind {
+        "GitRepository" | "OCIRepository" | "Bucket" => dir,
+        "ExternalArtifact" => {
+            let name = source_ref
+                .and_then(|r| r.get("name"))
+                .and_then(Node::as_str)
+                .unwrap_or("");
+            artifact_dir(repo, name, &dir).ok_or_else(|| {
+                format!(
+                    "it builds ExternalArtifact {name}, which no ArtifactGenerator of the input makes from this repository"
+                )
+            })?
+        }
+        other => {
+            return Err(format!(
+                "it builds the artifact of a {other}, not this repository"
+            ));
+        }
+    };
     if repo.is_dir(&dir) {
         Ok(dir)
     } else {
-        Err(format!("its spec.path `{path}` is not a directory of this repository (another source's?)"))
+        Err(format!(
+            "its spec.path `{path}` is not a directory of this repository (another source's?)"
+        ))
     }
+}
+
+/// Where, in this repository, the directory `path` of ExternalArtifact `name` comes from: the
+/// ArtifactGenerator (Flux 2.7, `source.extensions.fluxcd.io`) that makes the artifact copies
+/// `@alias/<dir>/**` of a Git source to `@artifact/<to>/`; `path` under `<to>` is then
+/// `<dir>` plus the rest of `path`. The most specific copy wins.
+fn artifact_dir(repo: &Repository, name: &str, path: &Path) -> Option<PathBuf> {
+    let generators = repo.inventory.resources.iter().filter(|r| {
+        r.kind == "ArtifactGenerator" && r.api_version.starts_with("source.extensions.fluxcd.io/")
+    });
+    let mut best: Option<(usize, PathBuf)> = None;
+    for generator in generators {
+        let Some(root) = generator.root() else {
+            continue;
+        };
+        let artifacts = root
+            .path(&["spec", "artifacts"])
+            .and_then(Node::as_seq)
+            .unwrap_or_default();
+        let Some(artifact) = artifacts
+            .iter()
+            .find(|a| a.get("name").and_then(Node::as_str) == Some(name))
+        else {
+            continue;
+        };
+        for copy in artifact
+            .get("copy")
+            .and_then(Node::as_seq)
+            .unwrap_or_default()
+        {
+            let field = |key: &str| copy.get(key).and_then(Node::as_str).unwrap_or("");
+            let Some(to) = field("to")
+                .strip_prefix("@artifact/")
+                .map(|t| t.trim_matches('/'))
+            else {
+                continue;
+            };
+            let Some(from) = field("from")
+                .strip_prefix('@')
+                .and_then(|f| f.split_once('/'))
+            else {
+                continue;
+            };
+            let Some(from_dir) = from
+                .1
+                .strip_suffix("/**")
+                .or_else(|| (from.1 == "**").then_some(""))
+            else {
+                continue;
+            };
+            let to = Path::new(to);
+            let Ok(rest) = path.strip_prefix(to) else {
+                continue;
+            };
+            let specificity = to.components().count();
+            if best.as_ref().is_none_or(|(s, _)| specificity > *s) {
+                best = Some((specificity, Path::new(from_dir).join(rest)));
+            }
+        }
+    }
+    best.and_then(|(_, dir)| normalize(Path::new(""), dir.to_str()?))
 }
 
 /// What Flux adds to the kustomization it builds.
@@ -497,7 +633,11 @@ fn overrides<'a>(repo: &Repository, object: &'a Object) -> FluxOverrides<'a> {
         let value = node.as_str()?;
         let origin = NamespaceOrigin::FluxKustomization {
             kustomization: {
-                let name = format!("{}/{}", object.namespace().unwrap_or(""), tree::name(&object.root));
+                let name = format!(
+                    "{}/{}",
+                    object.namespace().unwrap_or(""),
+                    tree::name(&object.root)
+                );
                 name.trim_start_matches('/').to_owned()
             },
             location: repo.location(node.span),
@@ -506,8 +646,16 @@ fn overrides<'a>(repo: &Repository, object: &'a Object) -> FluxOverrides<'a> {
     });
     FluxOverrides {
         target_namespace,
-        patches: field("patches").and_then(Node::as_seq).unwrap_or_default().iter().collect(),
-        components: field("components").and_then(Node::as_seq).unwrap_or_default().iter().collect(),
+        patches: field("patches")
+            .and_then(Node::as_seq)
+            .unwrap_or_default()
+            .iter()
+            .collect(),
+        components: field("components")
+            .and_then(Node::as_seq)
+            .unwrap_or_default()
+            .iter()
+            .collect(),
         name_prefix: field("namePrefix"),
         name_suffix: field("nameSuffix"),
         file: object.root.span.file_index().or(Some(file)),
@@ -536,7 +684,10 @@ impl ConfigStore {
                 kind.to_owned(),
                 tree::name(&object.root).to_owned(),
             );
-            store.entries.entry(key).or_insert_with(|| config_data(&object.root));
+            store
+                .entries
+                .entry(key)
+                .or_insert_with(|| config_data(&object.root));
         }
         store
     }
@@ -558,7 +709,9 @@ fn config_data(root: &Node) -> Result<StdHashMap<String, String>, String> {
     let is_secret = tree::kind(root) == "Secret";
     for field in ["data", "stringData"] {
         for (key, value) in root.get(field).and_then(Node::as_map).unwrap_or_default() {
-            let (Some(key), Some(text)) = (key.as_scalar(), value.as_scalar()) else { continue };
+            let (Some(key), Some(text)) = (key.as_scalar(), value.as_scalar()) else {
+                continue;
+            };
             let text = if is_secret && field == "data" {
                 match decode_base64(text) {
                     Some(decoded) => decoded,
@@ -578,7 +731,10 @@ fn decode_base64(text: &str) -> Option<String> {
     let mut bits: u32 = 0;
     let mut count = 0;
     let mut bytes = Vec::with_capacity(text.len() * 3 / 4);
-    for c in text.bytes().filter(|b| !b.is_ascii_whitespace() && *b != b'=') {
+    for c in text
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace() && *b != b'=')
+    {
         let value = match c {
             b'A'..=b'Z' => c - b'A',
             b'a'..=b'z' => c - b'a' + 26,
@@ -648,7 +804,9 @@ impl<'a> Repository<'a> {
         }
         for entry in repo.dirs.values_mut() {
             entry.subdirs.sort();
-            entry.files.sort_by(|a, b| inventory.files[*a].rel.cmp(&inventory.files[*b].rel));
+            entry
+                .files
+                .sort_by(|a, b| inventory.files[*a].rel.cmp(&inventory.files[*b].rel));
         }
         repo
     }
@@ -718,7 +876,10 @@ impl<'a> Repository<'a> {
                 Some(Object {
                     original_name: resource.name.clone(),
                     original_namespace: resource.declared_namespace.clone(),
-                    origin: resource.declared_namespace.as_ref().map(|_| NamespaceOrigin::Metadata),
+                    origin: resource
+                        .declared_namespace
+                        .as_ref()
+                        .map(|_| NamespaceOrigin::Metadata),
                     root,
                     resource: index,
                 })
@@ -753,7 +914,9 @@ impl<'a> Repository<'a> {
     }
 
     fn walk_into(&self, dir: &Path, out: &mut Vec<Generated>) {
-        let Some(entry) = self.dirs.get(dir) else { return };
+        let Some(entry) = self.dirs.get(dir) else {
+            return;
+        };
         // A walk visits a directory's entries in name order, files and directories alike.
         enum Item<'p> {
             File(usize, &'p Path),
@@ -792,7 +955,10 @@ impl<'a> Repository<'a> {
 /// The effective namespaces of every resource (indexed like `inventory.resources`), as the
 /// builds place it: one per distinct placement, in build order; a resource no build gives is
 /// where its own metadata puts it.
-pub fn effective_namespaces(inventory: &Inventory, builds: &Builds) -> Vec<Vec<EffectiveNamespace>> {
+pub fn effective_namespaces(
+    inventory: &Inventory,
+    builds: &Builds,
+) -> Vec<Vec<EffectiveNamespace>> {
     let mut out: Vec<Vec<EffectiveNamespace>> = vec![Vec::new(); inventory.resources.len()];
     for built in &builds.objects {
         let namespace = placement(&built.object);
@@ -806,7 +972,9 @@ pub fn effective_namespaces(inventory: &Inventory, builds: &Builds) -> Vec<Vec<E
         if list.is_empty() {
             list.push(match &resource.declared_namespace {
                 Some(ns) => EffectiveNamespace::from_value(ns, NamespaceOrigin::Metadata),
-                None => EffectiveNamespace::Unknown { reason: NO_NAMESPACE.into() },
+                None => EffectiveNamespace::Unknown {
+                    reason: NO_NAMESPACE.into(),
+                },
             });
         }
     }
@@ -819,8 +987,13 @@ const NO_NAMESPACE: &str = "no namespace is set: no metadata.namespace, no kusto
 /// The namespace a built object lands in.
 pub fn placement(object: &Object) -> EffectiveNamespace {
     match object.namespace() {
-        Some(ns) => EffectiveNamespace::from_value(ns, object.origin.clone().unwrap_or(NamespaceOrigin::Metadata)),
-        None => EffectiveNamespace::Unknown { reason: NO_NAMESPACE.into() },
+        Some(ns) => EffectiveNamespace::from_value(
+            ns,
+            object.origin.clone().unwrap_or(NamespaceOrigin::Metadata),
+        ),
+        None => EffectiveNamespace::Unknown {
+            reason: NO_NAMESPACE.into(),
+        },
     }
 }
 
@@ -833,16 +1006,23 @@ pub fn flux_path(root: &Node) -> Option<PathBuf> {
     if !matches!(source_kind, "GitRepository" | "OCIRepository" | "Bucket") {
         return None;
     }
-    let path = root.path(&["spec", "path"]).and_then(Node::as_scalar).unwrap_or("");
+    let path = root
+        .path(&["spec", "path"])
+        .and_then(Node::as_scalar)
+        .unwrap_or("");
     if path.contains("${") {
         return None;
     }
     normalize(Path::new(""), path)
 }
 
-/// Patch files, for callers that judge files rather than builds.
-pub fn patch_files(inventory: &Inventory) -> PatchFiles {
-    inventory.patch_files()
+/// `kustomize build` of one directory of the input (relative to its root), as a resource of
+/// another kustomization would be built: what `kubectl kustomize DIR` gives.
+pub fn kustomize_build(inventory: &Inventory, dir: &Path) -> (Vec<Object>, Vec<BuildError>) {
+    let repo = Repository::new(inventory);
+    let mut kustomizer = Kustomizer::new(&repo);
+    let built = kustomizer.build_dir(dir);
+    (built.objects.clone(), built.problems.clone())
 }
 
 #[cfg(test)]

@@ -66,7 +66,9 @@ fn merge_map(target: &mut Node, patch: &Node) {
             _ => {}
         }
         let both_maps = value.as_map().is_some()
-            && target.get(key).is_some_and(|existing| existing.as_map().is_some());
+            && target
+                .get(key)
+                .is_some_and(|existing| existing.as_map().is_some());
         if both_maps {
             if let Some(existing) = tree::get_mut(target, key) {
                 merge_map(existing, value);
@@ -109,19 +111,28 @@ pub struct Operation<'a> {
 /// Reads the operations of a JSON 6902 patch (a list of `{op, path, value, from}`).
 pub fn operations(patch: &Node) -> Result<Vec<Operation<'_>>, BuildError> {
     let Some(items) = patch.as_seq() else {
-        return Err(BuildError::at(patch.span, "a JSON 6902 patch is a list of operations".into()));
+        return Err(BuildError::at(
+            patch.span,
+            "a JSON 6902 patch is a list of operations".into(),
+        ));
     };
     items
         .iter()
         .map(|item| {
             let field = |key: &str| item.get(key).and_then(Node::as_scalar);
-            let op = field("op").ok_or_else(|| BuildError::at(item.span, "a JSON patch operation has no `op`".into()))?;
-            let path = field("path")
-                .ok_or_else(|| BuildError::at(item.span, format!("JSON patch `{op}` has no `path`")))?;
+            let op = field("op").ok_or_else(|| {
+                BuildError::at(item.span, "a JSON patch operation has no `op`".into())
+            })?;
+            let path = field("path").ok_or_else(|| {
+                BuildError::at(item.span, format!("JSON patch `{op}` has no `path`"))
+            })?;
             Ok(Operation {
                 op,
                 path: pointer(path).map_err(|m| BuildError::at(item.span, m))?,
-                from: field("from").map(pointer).transpose().map_err(|m| BuildError::at(item.span, m))?,
+                from: field("from")
+                    .map(pointer)
+                    .transpose()
+                    .map_err(|m| BuildError::at(item.span, m))?,
                 value: item.get("value"),
                 node: item,
             })
@@ -137,17 +148,38 @@ fn pointer(text: &str) -> Result<Vec<String>, String> {
     let Some(rest) = text.strip_prefix('/') else {
         return Err(format!("JSON pointer `{text}` does not start with `/`"));
     };
-    Ok(rest.split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect())
+    Ok(rest
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect())
 }
 
-/// Applies JSON 6902 operations to an object, in order; the first failing one fails the patch
-/// (kustomize fails the build).
-pub fn apply_operations(target: &mut Node, operations: &[Operation]) -> Result<(), BuildError> {
-    for operation in operations {
+impl Operation<'_> {
+    /// Whether the operation reads or writes under `prefix`.
+    pub fn touches(&self, prefix: &[&str]) -> bool {
+        let under = |path: &[String]| {
+            path.len() >= prefix.len() && path.iter().zip(prefix).all(|(a, b)| a == b)
+        };
+        under(&self.path) || self.from.as_deref().is_some_and(under)
+    }
+}
+
+/// Applies JSON 6902 operations to an object, in order, but those `skip` says not to; the first
+/// failing one fails the patch (kustomize fails the build).
+pub fn apply_operations(
+    target: &mut Node,
+    operations: &[Operation],
+    skip: impl Fn(&Operation) -> bool,
+) -> Result<(), BuildError> {
+    for operation in operations.iter().filter(|op| !skip(op)) {
         apply_operation(target, operation).map_err(|message| {
             BuildError::at(
                 operation.node.span,
-                format!("JSON patch `{}` at /{}: {message}", operation.op, operation.path.join("/")),
+                format!(
+                    "JSON patch `{}` at /{}: {message}",
+                    operation.op,
+                    operation.path.join("/")
+                ),
             )
         })?;
     }
@@ -155,7 +187,12 @@ pub fn apply_operations(target: &mut Node, operations: &[Operation]) -> Result<(
 }
 
 fn apply_operation(target: &mut Node, operation: &Operation) -> Result<(), String> {
-    let value = || operation.value.cloned().ok_or_else(|| "no `value`".to_owned());
+    let value = || {
+        operation
+            .value
+            .cloned()
+            .ok_or_else(|| "no `value`".to_owned())
+    };
     match operation.op {
         "add" => add(target, &operation.path, value()?),
         "replace" => {
@@ -224,7 +261,8 @@ fn add(target: &mut Node, path: &[String], value: Node) -> Result<(), String> {
             let at = if last == "-" {
                 items.len()
             } else {
-                last.parse::<usize>().map_err(|_| format!("`{last}` is not a list index"))?
+                last.parse::<usize>()
+                    .map_err(|_| format!("`{last}` is not a list index"))?
             };
             if at > items.len() {
                 return Err(format!("index {at} is past the end of the list"));
@@ -242,7 +280,9 @@ fn remove(target: &mut Node, path: &[String]) -> Result<Node, String> {
     match &mut parent.value {
         Value::Map(_) => tree::remove(parent, last).ok_or_else(|| "the path does not exist".into()),
         Value::Seq(items) => {
-            let at = last.parse::<usize>().map_err(|_| format!("`{last}` is not a list index"))?;
+            let at = last
+                .parse::<usize>()
+                .map_err(|_| format!("`{last}` is not a list index"))?;
             if at < items.len() {
                 Ok(items.remove(at))
             } else {
@@ -289,7 +329,10 @@ mod tests {
         strategic_merge(&mut object, &patch);
         assert_eq!(json(&object), r#"{"spec":{"upgrade":{"crds":"Skip"}}}"#);
         let delete = parse("$patch: delete\nkind: HelmRelease\n");
-        assert!(matches!(strategic_merge(&mut object, &delete), Merged::Deleted));
+        assert!(matches!(
+            strategic_merge(&mut object, &delete),
+            Merged::Deleted
+        ));
     }
 
     #[test]
@@ -302,7 +345,7 @@ mod tests {
              - {op: test, path: /spec/first, value: a}\n- {op: add, path: /spec/a~1b, value: 1}\n",
         );
         let ops = operations(&patch).expect("operations");
-        apply_operations(&mut object, &ops).expect("applies");
+        apply_operations(&mut object, &ops, |_| false).expect("applies");
         assert_eq!(
             json(&object),
             r#"{"spec":{"a/b":1,"first":"a","list":["x","b","z"],"n":{"k":"w"}}}"#
@@ -314,14 +357,22 @@ mod tests {
         let mut object = parse("spec: {}\n");
         for (patch, why) in [
             ("- {op: replace, path: /spec/x, value: 1}", "does not exist"),
-            ("- {op: add, path: /spec/x/y, value: 1}", "parent of the path does not exist"),
+            (
+                "- {op: add, path: /spec/x/y, value: 1}",
+                "parent of the path does not exist",
+            ),
             ("- {op: test, path: /spec, value: 1}", "differs"),
             ("- {op: frob, path: /spec}", "unknown operation"),
         ] {
             let patch = parse(patch);
             let ops = operations(&patch).expect("operations");
-            let error = apply_operations(&mut object, &ops).err().map(|e| e.message);
-            assert!(error.as_deref().is_some_and(|m| m.contains(why)), "{error:?}");
+            let error = apply_operations(&mut object, &ops, |_| false)
+                .err()
+                .map(|e| e.message);
+            assert!(
+                error.as_deref().is_some_and(|m| m.contains(why)),
+                "{error:?}"
+            );
         }
     }
 }

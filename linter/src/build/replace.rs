@@ -20,7 +20,11 @@ pub fn apply(entry: &Node, objects: &mut [Object]) -> Result<Option<usize>, Buil
         .get("source")
         .ok_or_else(|| BuildError::at(entry.span, "a replacement has no `source`".into()))?;
     let (value, source_file) = source_value(source, objects)?;
-    for target in entry.get("targets").and_then(Node::as_seq).unwrap_or_default() {
+    for target in entry
+        .get("targets")
+        .and_then(Node::as_seq)
+        .unwrap_or_default()
+    {
         apply_target(target, &value, objects)?;
     }
     Ok(source_file)
@@ -55,7 +59,10 @@ fn source_value(source: &Node, objects: &[Object]) -> Result<(Node, Option<usize
     let path = field("fieldPath").unwrap_or("metadata.name");
     let segments = split_path(path);
     let found = find(&object.root, &segments).ok_or_else(|| {
-        BuildError::at(source.span, format!("the replacement source has no field `{path}`"))
+        BuildError::at(
+            source.span,
+            format!("the replacement source has no field `{path}`"),
+        )
     })?;
     let options = source.get("options");
     let value = match cut(found, options)? {
@@ -67,7 +74,10 @@ fn source_value(source: &Node, objects: &[Object]) -> Result<(Node, Option<usize
 
 /// The `index`-th part of a scalar cut at `delimiter`, when the options say so.
 fn cut(value: &Node, options: Option<&Node>) -> Result<Option<String>, BuildError> {
-    let Some(delimiter) = options.and_then(|o| o.get("delimiter")).and_then(Node::as_str) else {
+    let Some(delimiter) = options
+        .and_then(|o| o.get("delimiter"))
+        .and_then(Node::as_str)
+    else {
         return Ok(None);
     };
     let index = options
@@ -77,7 +87,10 @@ fn cut(value: &Node, options: Option<&Node>) -> Result<Option<String>, BuildErro
         .unwrap_or(0);
     let text = value.as_scalar().unwrap_or("");
     let part = text.split(delimiter).nth(index).ok_or_else(|| {
-        BuildError::at(value.span, format!("`{text}` has no part {index} cut at `{delimiter}`"))
+        BuildError::at(
+            value.span,
+            format!("`{text}` has no part {index} cut at `{delimiter}`"),
+        )
     })?;
     Ok(Some(part.to_owned()))
 }
@@ -115,7 +128,10 @@ fn apply_target(target: &Node, value: &Node, objects: &mut [Object]) -> Result<(
             if !written {
                 return Err(BuildError::at(
                     target.span,
-                    format!("unable to find field `{path}` in replacement target {}", object.label()),
+                    format!(
+                        "unable to find field `{path}` in replacement target {}",
+                        object.label()
+                    ),
                 ));
             }
         }
@@ -207,7 +223,11 @@ fn write(
                 if !create {
                     return Ok(false);
                 }
-                let fresh = if rest.is_empty() { value.clone() } else { tree::mapping(value.span) };
+                let fresh = if rest.is_empty() {
+                    value.clone()
+                } else {
+                    tree::mapping(value.span)
+                };
                 tree::set(node, key, fresh);
             }
             match tree::get_mut(node, key) {
@@ -251,7 +271,9 @@ fn write(
 /// Puts the value in place of the target field, or (with a delimiter) in place of one part of
 /// the target's text.
 fn write_leaf(target: &mut Node, value: &Node, options: Option<&Node>) -> Result<(), BuildError> {
-    let delimiter = options.and_then(|o| o.get("delimiter")).and_then(Node::as_str);
+    let delimiter = options
+        .and_then(|o| o.get("delimiter"))
+        .and_then(Node::as_str);
     let Some(delimiter) = delimiter else {
         *target = value.clone();
         return Ok(());

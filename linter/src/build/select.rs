@@ -31,7 +31,10 @@ impl Selector {
             field(key)
                 .map(|p| {
                     Regex::new(&format!("^(?:{p})$")).map_err(|e| {
-                        BuildError::at(node.span, format!("selector {key} `{p}` is not a regular expression: {e}"))
+                        BuildError::at(
+                            node.span,
+                            format!("selector {key} `{p}` is not a regular expression: {e}"),
+                        )
                     })
                 })
                 .transpose()
@@ -51,8 +54,10 @@ impl Selector {
         let root = &object.root;
         let (group, version) = tree::group_version(tree::api_version(root));
         let kind = tree::kind(root);
-        let exact = |wanted: &Option<String>, value: &str| wanted.as_deref().is_none_or(|w| w == value);
-        if !exact(&self.group, group) || !exact(&self.version, version) || !exact(&self.kind, kind) {
+        let exact =
+            |wanted: &Option<String>, value: &str| wanted.as_deref().is_none_or(|w| w == value);
+        if !exact(&self.group, group) || !exact(&self.version, version) || !exact(&self.kind, kind)
+        {
             return false;
         }
         if let Some(name) = &self.name {
@@ -67,7 +72,9 @@ impl Selector {
                 return false;
             }
         }
-        self.labels.iter().all(|r| r.holds(|key| tree::metadata_entry(root, "labels", key)))
+        self.labels
+            .iter()
+            .all(|r| r.holds(|key| tree::metadata_entry(root, "labels", key)))
             && self
                 .annotations
                 .iter()
@@ -101,8 +108,12 @@ impl Requirement {
         match self {
             Requirement::Equals(k, v) => value_of(k) == Some(v.as_str()),
             Requirement::NotEquals(k, v) => value_of(k) != Some(v.as_str()),
-            Requirement::In(k, values) => value_of(k).is_some_and(|x| values.iter().any(|v| v == x)),
-            Requirement::NotIn(k, values) => value_of(k).is_none_or(|x| values.iter().all(|v| v != x)),
+            Requirement::In(k, values) => {
+                value_of(k).is_some_and(|x| values.iter().any(|v| v == x))
+            }
+            Requirement::NotIn(k, values) => {
+                value_of(k).is_none_or(|x| values.iter().all(|v| v != x))
+            }
             Requirement::Exists(k) => value_of(k).is_some(),
             Requirement::Absent(k) => value_of(k).is_none(),
         }
@@ -115,7 +126,10 @@ fn requirements(text: Option<&str>, node: &Node) -> Result<Vec<Requirement>, Bui
         return Ok(Vec::new());
     };
     let invalid = |part: &str| {
-        BuildError::at(node.span, format!("cannot read the label selector `{text}` at `{part}`"))
+        BuildError::at(
+            node.span,
+            format!("cannot read the label selector `{text}` at `{part}`"),
+        )
     };
     split_requirements(text)
         .into_iter()
@@ -145,16 +159,28 @@ fn split_requirements(text: &str) -> Vec<&str> {
 fn parse_requirement(part: &str) -> Option<Requirement> {
     let set = |rest: &str| -> Option<Vec<String>> {
         let inner = rest.trim().strip_prefix('(')?.strip_suffix(')')?;
-        Some(inner.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect())
+        Some(
+            inner
+                .split(',')
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .collect(),
+        )
     };
     if let Some(key) = part.strip_prefix('!') {
         return Some(Requirement::Absent(key.trim().to_owned()));
     }
     if let Some((key, value)) = part.split_once("!=") {
-        return Some(Requirement::NotEquals(key.trim().to_owned(), value.trim().to_owned()));
+        return Some(Requirement::NotEquals(
+            key.trim().to_owned(),
+            value.trim().to_owned(),
+        ));
     }
     if let Some((key, value)) = part.split_once("==").or_else(|| part.split_once('=')) {
-        return Some(Requirement::Equals(key.trim().to_owned(), value.trim().to_owned()));
+        return Some(Requirement::Equals(
+            key.trim().to_owned(),
+            value.trim().to_owned(),
+        ));
     }
     let mut words = part.splitn(2, char::is_whitespace);
     let key = words.next()?.trim().to_owned();
@@ -177,10 +203,11 @@ mod tests {
 
     #[test]
     fn label_selectors_read_as_kubernetes_writes_them() {
-        let parsed: Vec<Option<Requirement>> = split_requirements("a=b, c!=d,e in (x, y),f notin (z),g,!h")
-            .into_iter()
-            .map(parse_requirement)
-            .collect();
+        let parsed: Vec<Option<Requirement>> =
+            split_requirements("a=b, c!=d,e in (x, y),f notin (z),g,!h")
+                .into_iter()
+                .map(parse_requirement)
+                .collect();
         assert_eq!(
             parsed,
             [

@@ -125,7 +125,10 @@ fn value_of(expression: &str, variables: &Variables) -> Lookup {
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .unwrap_or(expression.len());
     let (name, operator) = expression.split_at(name_end);
-    let starts_well = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let starts_well = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if !starts_well {
         return Lookup::NotAVariable;
     }
@@ -153,7 +156,10 @@ mod tests {
 
     fn vars(pairs: &[(&str, &str)]) -> Variables {
         Variables {
-            values: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            values: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             unknown_sources: Vec::new(),
         }
     }
@@ -175,7 +181,11 @@ mod tests {
             ("${NS^^}", "${NS^^}"),
         ];
         for (text, expected) in cases {
-            assert_eq!(expand(text, &v, &mut unknown).as_deref(), Some(expected), "{text}");
+            assert_eq!(
+                expand(text, &v, &mut unknown).as_deref(),
+                Some(expected),
+                "{text}"
+            );
         }
         assert!(unknown.is_empty());
     }
@@ -201,7 +211,8 @@ mod tests {
         let mut root = roots.remove(0);
         substitute(&mut root, &vars(&[("NS", "a")]));
         assert_eq!(root.get("spec").and_then(Node::as_str), Some("${NS}"));
-        let mut root = crate::yaml::Node::from_json(&serde_json::json!({"spec": "${NS}"})).expect("json");
+        let mut root =
+            crate::yaml::Node::from_json(&serde_json::json!({"spec": "${NS}"})).expect("json");
         substitute(&mut root, &Variables::default());
         assert_eq!(root.get("spec").and_then(Node::as_str), Some("${NS}"));
     }

@@ -80,7 +80,9 @@ pub fn remove(node: &mut Node, key: &str) -> Option<Node> {
     let Value::Map(entries) = &mut node.value else {
         return None;
     };
-    let at = entries.iter().position(|(k, _)| k.as_scalar() == Some(key))?;
+    let at = entries
+        .iter()
+        .position(|(k, _)| k.as_scalar() == Some(key))?;
     Some(entries.remove(at).1)
 }
 
@@ -198,7 +200,10 @@ mod tests {
         }
         place_in_file(&mut root, 1);
         assert_eq!(root.span.file_index(), Some(1));
-        assert_eq!(root.path(&["a", "b"]).map(|n| n.span.file_index()), Some(Some(4)));
+        assert_eq!(
+            root.path(&["a", "b"]).map(|n| n.span.file_index()),
+            Some(Some(4))
+        );
     }
 
     #[test]

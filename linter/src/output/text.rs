@@ -121,7 +121,9 @@ fn summary(out: &mut String, report: &Report, show_unresolved: bool) {
             report.unresolved.len()
         );
     }
-    if report.objects_without_flux_build > 0 && report.objects_without_flux_build < report.objects_checked {
+    if report.objects_without_flux_build > 0
+        && report.objects_without_flux_build < report.objects_checked
+    {
         let _ = writeln!(
             out,
             "note: {} applied by no Flux Kustomization of the input: judged as kustomize builds them.",

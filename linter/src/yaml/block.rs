@@ -1185,10 +1185,7 @@ mod tests {
         let text = "---\nmetadata:\n  name: n # c\nspec:\n  values: {}\n  list:\n  - 'q'\n";
         let document = load(text, 100, None).flatten().expect("plain block YAML");
         let name = document.root.path(&["metadata", "name"]).expect("name");
-        assert_eq!(
-            name.span,
-            Span::new(122, 123)
-        );
+        assert_eq!(name.span, Span::new(122, 123));
         assert_eq!(document.span.start, 103);
         assert!(agrees(text, "inline"));
     }
