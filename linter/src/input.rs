@@ -143,17 +143,36 @@ impl Inventory {
     /// repository is loaded as context (a file's namespace may come from a kustomization.yaml
     /// or a Flux Kustomization elsewhere) but only the given paths are reported on.
     pub fn load(paths: &[PathBuf]) -> Inventory {
-        Inventory::load_with_context(paths, Depth::Verdicts)
+        Inventory::load_with_context(paths, None, Depth::Verdicts)
     }
 
     /// Like [`Inventory::load`], but context files are parsed whole: the fixer needs every
     /// resource near the objects it moves, not only what decides namespaces.
     pub fn load_for_fix(paths: &[PathBuf]) -> Inventory {
-        Inventory::load_with_context(paths, Depth::Full)
+        Inventory::load_with_context(paths, None, Depth::Full)
     }
 
-    fn load_with_context(paths: &[PathBuf], depth: Depth) -> Inventory {
-        let root = paths.first().map(|p| repository_root(p));
+    /// Like [`Inventory::load`], with the repository root given (`--root`) instead of taken
+    /// from the nearest `.git`: paths are relative to it, its `.gitignore` rules and policy
+    /// apply, and the rest of it is read as context even where it holds no `.git`.
+    pub fn load_in_root(root: &Path, paths: &[PathBuf]) -> Inventory {
+        Inventory::load_with_context(paths, Some(root), Depth::Verdicts)
+    }
+
+    /// [`Inventory::load_for_fix`] with the repository root given, as for
+    /// [`Inventory::load_in_root`].
+    pub fn load_for_fix_in_root(root: &Path, paths: &[PathBuf]) -> Inventory {
+        Inventory::load_with_context(paths, Some(root), Depth::Full)
+    }
+
+    fn load_with_context(
+        paths: &[PathBuf],
+        explicit_root: Option<&Path>,
+        depth: Depth,
+    ) -> Inventory {
+        let root = explicit_root
+            .map(Path::to_path_buf)
+            .or_else(|| paths.first().map(|p| repository_root(p)));
         let mut inventory = Inventory {
             root: root.clone(),
             skipped_documents: depth == Depth::Verdicts,
@@ -188,7 +207,7 @@ impl Inventory {
         let needs_context = depth == Depth::Full || may_hold_flux_objects(&read);
         if let Some(root) = root
             .as_ref()
-            .filter(|r| needs_context && r.join(".git").exists())
+            .filter(|r| needs_context && (explicit_root.is_some() || r.join(".git").exists()))
         {
             let given: Vec<PathBuf> = paths.iter().filter_map(|p| p.canonicalize().ok()).collect();
             let canonical_root = root.canonicalize().ok();

@@ -1018,6 +1018,9 @@ mod tests {
         ] {
             yaml_files(&root.join(dir), &mut files);
         }
+        if !root.join("../shared").is_dir() {
+            println!("skipped (the corpus and Flux CRDs part): no ../shared");
+        }
         files.sort();
         let mut documents = Vec::new();
         for path in files {
