@@ -352,7 +352,7 @@ impl Inventory {
 }
 
 /// The nearest ancestor holding `.git`, else the directory itself (or a file's directory).
-fn repository_root(path: &Path) -> PathBuf {
+pub fn repository_root(path: &Path) -> PathBuf {
     let start = if path.is_dir() {
         path.to_path_buf()
     } else {
