@@ -351,7 +351,7 @@ fn find_root(
     if let Some(root) = explicit {
         let canonical = root
             .canonicalize()
-            .with_context(|| format!("--root {}: no such directory", root.display()))?;
+            .map_err(|_| anyhow::anyhow!("--root {}: no such directory", root.display()))?;
         anyhow::ensure!(
             canonical.is_dir(),
             "--root {} is not a directory",
@@ -533,7 +533,7 @@ fn show_settings(settings: &Settings, args: &LintArgs) -> String {
         .as_deref()
         .map_or_else(|| "none".to_owned(), |d| d.display().to_string());
     format!(
-        "root: {root}\n  (from {})\npolicy: {policy}\ninput: {input}\nrules: {}\noutputs: {}\n\
+        "root: {root} (from {})\npolicy: {policy}\ninput: {input}\nrules: {}\noutputs: {}\n\
          crds: {crds}\ncolor: {}\nexit-zero: {}\nstatistics: {}\nquiet: {}\nshow-unresolved: {}\n\
          fix: {}\n",
         settings.root_from,

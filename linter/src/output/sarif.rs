@@ -192,7 +192,12 @@ fn file_uri(file: &str, options: &Options) -> String {
 fn directory_uri(dir: &Path) -> String {
     let text = dir.display().to_string().replace('\\', "/");
     let text = text.trim_end_matches('/');
-    let slash = if text.starts_with('/') { "" } else { "/" };
+    // `/work/repo` is `file:///work/repo/`, `C:/repo` is `file:///C:/repo/`, `/` is `file:///`.
+    let slash = if text.starts_with('/') || text.is_empty() {
+        ""
+    } else {
+        "/"
+    };
     format!("file://{slash}{}/", encode(text))
 }
 
