@@ -522,7 +522,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = &dir.path().canonicalize().unwrap();
         if git(root, &["init", "-q"], "").is_none() {
-            println!("skipped: no git");
+            crate::test_skipped("no git");
             return;
         }
         // Patterns with a slash are anchored at the root, in .git/info/exclude as in a

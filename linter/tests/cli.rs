@@ -1756,3 +1756,22 @@ fn crds_without_any_crd_is_an_error() {
     assert_eq!(run.code, 2);
     insta::assert_snapshot!(snapshot_text(&run));
 }
+
+#[test]
+fn the_readme_example_is_what_lint_prints() {
+    let readme = fixture("README.md");
+    let start = readme.find("```text\n").expect("an example") + "```text\n".len();
+    let frame = &readme[start..start + readme[start..].find("```").expect("its end")];
+    let run = run_in(&workspace(), &["lint", "testdata/seed/before"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.contains(frame), "{}", run.stdout);
+    let summary = "Found 5 problems (4 errors, 1 warning) in 2 Flux objects from 1 file.";
+    assert!(run.stdout.contains(summary) && readme.contains(summary));
+    assert!(run.stdout.contains("[*] 3 fixable with `fluxfence fix`."));
+    // And what the README says is left after the document's own rewrite.
+    let after = run_in(
+        &workspace(),
+        &["lint", "--format", "json", "testdata/seed/after"],
+    );
+    assert_eq!(codes(&after), ["FF002", "FF110", "FF002"]);
+}

@@ -18,7 +18,7 @@ fn corpus() -> Option<PathBuf> {
         "../shared is required (FLUXFENCE_REQUIRE_SHARED) but {} is missing",
         corpus.display()
     );
-    println!("skipped: no ../shared");
+    skipped("no ../shared");
     None
 }
 
@@ -145,4 +145,12 @@ fn every_repository_of_the_corpus_is_linted() {
         .filter(|e| e.as_ref().unwrap().path().is_dir())
         .count();
     assert_eq!(repos, 13, "the corpus changed: update the expected counts");
+}
+
+/// Says on the terminal that the running test skipped (part of) its work and why: written past
+/// the test harness's capture, so that `cargo test` shows what a machine could not check.
+fn skipped(reason: &str) {
+    use std::io::Write as _;
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let _ = writeln!(std::io::stderr(), "{test}: skipped: {reason}");
 }

@@ -307,7 +307,7 @@ fn moves_that_would_strand_a_patch_are_held_back() {
             std::env::var_os("FLUXFENCE_REQUIRE_KUBECTL").is_none(),
             "kubectl is required but not found"
         );
-        println!("skipped kustomize builds: no kubectl");
+        skipped("no kubectl (the kustomize builds)");
         return;
     };
     let temp = tempfile::tempdir().unwrap();
@@ -621,7 +621,7 @@ fn corpus() -> Option<PathBuf> {
         "../shared is required (FLUXFENCE_REQUIRE_SHARED) but {} is missing",
         corpus.display()
     );
-    println!("skipped: no ../shared");
+    skipped("no ../shared");
     None
 }
 
@@ -732,7 +732,7 @@ fn every_corpus_repository_survives_fix() {
             std::env::var_os("FLUXFENCE_REQUIRE_KUBECTL").is_none(),
             "kubectl is required but not found"
         );
-        println!("skipped kustomize builds: no kubectl");
+        skipped("no kubectl (the kustomize builds)");
     }
     let policy = Policy::azure_default();
     let mut repos: Vec<PathBuf> = std::fs::read_dir(corpus)
@@ -817,4 +817,12 @@ fn every_corpus_repository_survives_fix() {
     }
     // The corpus is full of the pattern the document describes: the fix must find work.
     assert!(total_changed > 500, "only {total_changed} files changed");
+}
+
+/// Says on the terminal that the running test skipped (part of) its work and why: written past
+/// the test harness's capture, so that `cargo test` shows what a machine could not check.
+fn skipped(reason: &str) {
+    use std::io::Write as _;
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let _ = writeln!(std::io::stderr(), "{test}: skipped: {reason}");
 }

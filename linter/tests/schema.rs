@@ -18,7 +18,7 @@ fn shared() -> Option<PathBuf> {
         "../shared is required (FLUXFENCE_REQUIRE_SHARED) but {} is missing",
         shared.display()
     );
-    println!("skipped: no ../shared");
+    skipped("no ../shared");
     None
 }
 const CONTROLLERS: &[&str] = &[
@@ -421,4 +421,12 @@ fn corpus_ff001_counts_with_the_current_crds() {
     assert_eq!(actual, expected);
     // The check did run over real volume.
     assert!(objects > 1000, "{objects} Flux objects");
+}
+
+/// Says on the terminal that the running test skipped (part of) its work and why: written past
+/// the test harness's capture, so that `cargo test` shows what a machine could not check.
+fn skipped(reason: &str) {
+    use std::io::Write as _;
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let _ = writeln!(std::io::stderr(), "{test}: skipped: {reason}");
 }

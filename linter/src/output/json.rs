@@ -358,7 +358,7 @@ mod tests {
 
         let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
         if !corpus.is_dir() {
-            println!("skipped (the corpus part): no ../shared");
+            crate::test_skipped("no ../shared (the corpus half)");
             return;
         }
         // Its own root: `../shared` may lie inside another Git repository.

@@ -1012,7 +1012,7 @@ mod tests {
     fn documents() -> Option<Vec<(String, String)>> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         if !root.join("../shared/corpus").is_dir() {
-            println!("skipped: no ../shared");
+            crate::test_skipped("no ../shared");
             return None;
         }
         let mut files = Vec::new();
