@@ -109,7 +109,8 @@ struct ReportArgs {
     /// List the objects whose namespace cannot be known offline.
     #[arg(long)]
     show_unresolved: bool,
-    /// Report only these rules: codes, code prefixes (`FF1`) or names, comma-separated.
+    /// Report only these rules: codes, code prefixes (`FF1`) or names, comma-separated
+    /// (`--fix` still applies every safe fix).
     #[arg(long, value_delimiter = ',', value_name = "RULES")]
     select: Vec<String>,
     /// Do not report these rules (codes, code prefixes or names); wins over --select.
