@@ -1775,3 +1775,11 @@ fn the_readme_example_is_what_lint_prints() {
     );
     assert_eq!(codes(&after), ["FF002", "FF110", "FF002"]);
 }
+
+#[test]
+fn a_held_move_is_one_not_fixed_line_with_its_edit_count() {
+    let tmp = temp_with(&[("nginx.yaml", SEED)]);
+    let run = run_in(tmp.path(), &["fix", "--diff", "nginx.yaml"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    insta::assert_snapshot!(run.stderr);
+}
