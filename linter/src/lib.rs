@@ -29,7 +29,9 @@ pub mod yaml;
 pub(crate) fn test_skipped(reason: &str) {
     use std::io::Write as _;
     let test = std::thread::current().name().unwrap_or("a test").to_owned();
-    let _ = writeln!(std::io::stderr(), "{test}: skipped: {reason}");
+    // One write, so that the notes of tests running at once do not interleave.
+    let line = format!("{test}: skipped: {reason}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 pub use diagnostic::{Diagnostic, Finding, Severity};
