@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Checks the pre-commit hook in .pre-commit-hooks.yaml with the real pre-commit:
+# Checks the pre-commit hooks in .pre-commit-hooks.yaml with the real pre-commit:
 # `pre-commit try-repo <this repository> fluxfence --files ...` in a scratch Git repository must
-# fail on a manifest with a cross-namespace source reference (FF101) and pass on a clean one.
+# fail on a manifest with a cross-namespace source reference (FF101) and pass on a clean one;
+# so must `fluxfence-build`, with no fluxfence on PATH (it builds its own with cargo).
 #
 #   scripts/test-pre-commit.sh
 #
@@ -26,6 +27,10 @@ else
   bin=$root/target/release
 fi
 [ -x "$bin/fluxfence" ] || fail "no fluxfence in $bin"
+# PATH without any fluxfence, for the hook that builds its own.
+path_without_fluxfence=$(printf '%s' "$PATH" | tr ':' '\n' |
+  while read -r dir; do [ -x "$dir/fluxfence" ] || printf '%s:' "$dir"; done)
+path_without_fluxfence=${path_without_fluxfence%:}
 export PATH="$bin:$PATH"
 
 venv=${PRE_COMMIT_VENV:-$tmp/venv}
@@ -95,8 +100,9 @@ EOF
 git add apps
 git commit -q -m fixtures
 
+hook=fluxfence
 try() {
-  "$venv/bin/pre-commit" try-repo "$root" fluxfence --verbose --files "$@" > "$tmp/out" 2>&1
+  "$venv/bin/pre-commit" try-repo "$root" "$hook" --verbose --files "$@" > "$tmp/out" 2>&1
 }
 
 echo "--- a violating file"
@@ -121,4 +127,20 @@ git add README.md
 try README.md || { cat "$tmp/out"; fail "the hook failed on README.md"; }
 grep -q 'no files to check' "$tmp/out" || { cat "$tmp/out"; fail "the hook ran on README.md"; }
 echo "ok: skipped"
+
+echo "--- fluxfence-build, with no fluxfence on PATH"
+hook=fluxfence-build
+# The build goes to this checkout's target directory (dev profile, shared with `cargo test`)
+# rather than a release build in pre-commit's clone: the same script, minutes less.
+export FLUXFENCE_HOOK_PROFILE=${FLUXFENCE_HOOK_PROFILE:-dev}
+export FLUXFENCE_HOOK_TARGET_DIR=${FLUXFENCE_HOOK_TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}}
+PATH=$path_without_fluxfence
+! command -v fluxfence > /dev/null || fail "fluxfence is still on PATH: $(command -v fluxfence)"
+if try apps/team-a.yaml; then
+  cat "$tmp/out"; fail "fluxfence-build passed on a file with a cross-namespace source reference"
+fi
+cat "$tmp/out"
+grep -q 'FF101' "$tmp/out" || fail "fluxfence-build failed, but without the FF101 finding"
+try apps/cluster-config.yaml || { cat "$tmp/out"; fail "fluxfence-build failed on a clean file"; }
+echo "ok: failed with FF101, passed on the clean file"
 echo "PASS"

@@ -151,17 +151,36 @@ impl Inventory {
     /// repository is loaded as context (a file's namespace may come from a kustomization.yaml
     /// or a Flux Kustomization elsewhere) but only the given paths are reported on.
     pub fn load(paths: &[PathBuf]) -> Inventory {
-        Inventory::load_with_context(paths, Depth::Verdicts)
+        Inventory::load_with_context(paths, None, Depth::Verdicts)
     }
 
     /// Like [`Inventory::load`], but context files are parsed whole: the fixer needs every
     /// resource near the objects it moves, not only what decides namespaces.
     pub fn load_for_fix(paths: &[PathBuf]) -> Inventory {
-        Inventory::load_with_context(paths, Depth::Full)
+        Inventory::load_with_context(paths, None, Depth::Full)
     }
 
-    fn load_with_context(paths: &[PathBuf], depth: Depth) -> Inventory {
-        let root = paths.first().map(|p| repository_root(p));
+    /// Like [`Inventory::load`], with the repository root given (`--root`) instead of taken
+    /// from the nearest `.git`: paths are relative to it, its `.gitignore` rules and policy
+    /// apply, and the rest of it is read as context even where it holds no `.git`.
+    pub fn load_in_root(root: &Path, paths: &[PathBuf]) -> Inventory {
+        Inventory::load_with_context(paths, Some(root), Depth::Verdicts)
+    }
+
+    /// [`Inventory::load_for_fix`] with the repository root given, as for
+    /// [`Inventory::load_in_root`].
+    pub fn load_for_fix_in_root(root: &Path, paths: &[PathBuf]) -> Inventory {
+        Inventory::load_with_context(paths, Some(root), Depth::Full)
+    }
+
+    fn load_with_context(
+        paths: &[PathBuf],
+        explicit_root: Option<&Path>,
+        depth: Depth,
+    ) -> Inventory {
+        let root = explicit_root
+            .map(Path::to_path_buf)
+            .or_else(|| paths.first().map(|p| repository_root(p)));
         let mut inventory = Inventory {
             root: root.clone(),
             skipped_documents: depth == Depth::Verdicts,
@@ -194,7 +213,10 @@ impl Inventory {
         // Any file of the repository may shape a build that gives the given files' objects,
         // or be shaped by a given file (a patch, a kustomization, a Flux Kustomization): the
         // rest of the repository is read whenever the given paths lie inside one.
-        if let Some(root) = root.as_ref().filter(|r| r.join(".git").exists()) {
+        if let Some(root) = root
+            .as_ref()
+            .filter(|r| explicit_root.is_some() || r.join(".git").exists())
+        {
             let given: Vec<PathBuf> = paths.iter().filter_map(|p| p.canonicalize().ok()).collect();
             let canonical_root = root.canonicalize().ok();
             let covers_root = given.iter().any(|g| canonical_root.as_ref() == Some(g));
@@ -338,7 +360,7 @@ impl Inventory {
 }
 
 /// The nearest ancestor holding `.git`, else the directory itself (or a file's directory).
-fn repository_root(path: &Path) -> PathBuf {
+pub fn repository_root(path: &Path) -> PathBuf {
     let start = if path.is_dir() {
         path.to_path_buf()
     } else {

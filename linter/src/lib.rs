@@ -23,6 +23,17 @@ pub mod suppress;
 pub mod walk;
 pub mod yaml;
 
+/// Says on the terminal that the running test skipped (part of) its work and why: written past
+/// the test harness's capture, so that `cargo test` shows what a machine could not check.
+#[cfg(test)]
+pub(crate) fn test_skipped(reason: &str) {
+    use std::io::Write as _;
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    // One write, so that the notes of tests running at once do not interleave.
+    let line = format!("{test}: skipped: {reason}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
 pub use diagnostic::{Diagnostic, Finding, Severity};
 pub use input::Inventory;
 pub use lint::{Report, lint};

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
 use ignore::Match;
-use ignore::gitignore::Gitignore;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use crate::kustomize;
 use crate::parallel;
@@ -147,6 +147,19 @@ fn push_rules(parent: Option<Arc<Rules>>, file: &Path) -> Option<Arc<Rules>> {
     Some(Arc::new(Rules { matcher, parent }))
 }
 
+/// `.git/info/exclude`: its patterns are relative to the repository root, not to the file's
+/// own directory (`apps/x.yaml` and `/apps/x.yaml` name the root's `apps/`).
+fn push_exclude(parent: Option<Arc<Rules>>, root: &Path, file: &Path) -> Option<Arc<Rules>> {
+    let mut builder = GitignoreBuilder::new(root);
+    // A bad pattern leaves the others in force, as Git does.
+    let _ = builder.add(file);
+    let matcher = builder.build().ok()?;
+    if matcher.is_empty() {
+        return parent;
+    }
+    Some(Arc::new(Rules { matcher, parent }))
+}
+
 /// Rules from above `dir`: the repository's `.git/info/exclude` and the `.gitignore` of each
 /// directory from the repository root down to `dir`'s parent.
 fn inherited_rules(dir: &Path, repository_root: Option<&Path>) -> Option<Arc<Rules>> {
@@ -155,7 +168,7 @@ fn inherited_rules(dir: &Path, repository_root: Option<&Path>) -> Option<Arc<Rul
     let mut rules = None;
     let exclude = root.join(".git/info/exclude");
     if exclude.is_file() {
-        rules = push_rules(rules, &exclude);
+        rules = push_exclude(rules, &root, &exclude);
     }
     let mut ancestor = root.clone();
     for component in below.components() {
@@ -475,5 +488,96 @@ mod tests {
         assert_eq!(walked.unlisted.len(), 1);
         assert_eq!(walked.unlisted[0].0, gone);
         assert_eq!(walked.unlisted[0].1.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    /// `git`, or `None` where it is not installed (the test then says so and passes).
+    fn git(dir: &Path, args: &[&str], stdin: &str) -> Option<String> {
+        use std::io::Write as _;
+        let home = dir.join(".test-home");
+        std::fs::create_dir_all(&home).unwrap();
+        // Only the repository's own rules: no global or system excludes file.
+        let mut child = std::process::Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", &home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        Some(String::from_utf8(output.stdout).unwrap())
+    }
+
+    #[test]
+    fn excludes_what_git_check_ignore_excludes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = &dir.path().canonicalize().unwrap();
+        if git(root, &["init", "-q"], "").is_none() {
+            crate::test_skipped("no git");
+            return;
+        }
+        // Patterns with a slash are anchored at the root, in .git/info/exclude as in a
+        // .gitignore; without one they match at any depth.
+        write(
+            root,
+            ".git/info/exclude",
+            "apps/nginx.yaml\n/root-only.yaml\ndeep/*.yaml\n!deep/keep.yaml\n**/gen/*.yaml\n\
+             nested/dir/\nanywhere.yaml\n",
+        );
+        write(root, "team/.gitignore", "sub/z.yaml\n/top.yaml\n");
+        let files = [
+            "apps/nginx.yaml",
+            "apps/other.yaml",
+            "x/apps/nginx.yaml",
+            "root-only.yaml",
+            "sub/root-only.yaml",
+            "deep/a.yaml",
+            "deep/keep.yaml",
+            "deep/sub/b.yaml",
+            "a/gen/c.yaml",
+            "gen/d.yaml",
+            "nested/dir/e.yaml",
+            "other/nested/dir/f.yaml",
+            "anywhere.yaml",
+            "q/r/anywhere.yaml",
+            "team/sub/z.yaml",
+            "team/x/sub/z.yaml",
+            "team/top.yaml",
+            "team/y/top.yaml",
+        ];
+        for rel in files {
+            write(root, rel, "kind: X\n");
+        }
+        let listed = files.join("\n") + "\n";
+        let ignored = git(root, &["check-ignore", "--stdin"], &listed).unwrap();
+        let ignored: Vec<&str> = ignored.lines().collect();
+        // The tree does test both sides.
+        assert!(
+            ignored.len() >= 8 && ignored.len() <= files.len() - 6,
+            "{ignored:?}"
+        );
+        let mut expected: Vec<&str> = files
+            .iter()
+            .copied()
+            .filter(|f| !ignored.contains(f))
+            .collect();
+        expected.sort_by_key(|f| depth_first_key(Path::new(f)));
+        assert_eq!(walked(root, Some(root)), expected);
+        // The same from a subdirectory, with the root's rules inherited.
+        let team: Vec<String> = expected
+            .iter()
+            .filter_map(|f| f.strip_prefix("team/"))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(walked(&root.join("team"), Some(root)), team);
     }
 }

@@ -350,7 +350,11 @@ fn a_cross_namespace_ref_in_a_crlf_bom_file_still_fires_at_its_position() {
     assert_eq!(outcome.findings, strings(&SEED_FINDINGS));
     assert_eq!(report.exit_code(), 1);
     // The code frame shows the line without its carriage return.
-    let text = fluxfence::output::render(&report, fluxfence::output::Format::Text, false);
+    let text = fluxfence::output::render(
+        &report,
+        fluxfence::output::Format::Text,
+        &fluxfence::output::Options::default(),
+    );
     assert!(
         text.contains("16 |         namespace: flux-system\n"),
         "{text}"

@@ -257,7 +257,7 @@ fn exit_2_on_usage_errors() {
     let run = run_in(&dir, &["lint", "--format", "yaml", "x"]);
     assert!(
         run.stderr
-            .contains("invalid value 'yaml' for '--format <FORMAT>'"),
+            .contains("invalid value 'yaml' for '--format <FORMAT[=FILE]>'"),
         "{}",
         run.stderr
     );
@@ -373,19 +373,26 @@ fn empty_stdin_is_clean() {
 // ---------------------------------------------------------------- formats
 
 /// Two files, errors and warnings: the seed and a bare suppression.
+/// A repository (`.git/`) with five findings in two files under `apps/`.
 fn multi_finding_case() -> tempfile::TempDir {
-    temp_with_seed(
+    let tmp = temp_with_seed(
         "apps/nginx.yaml",
         &[(
             "apps/suppressed.yaml",
             "testdata/rules/FF003/fires-no-reason.yaml",
         )],
-    )
+    );
+    std::fs::create_dir(tmp.path().join(".git")).expect(".git");
+    tmp
 }
 
+/// A report on [`multi_finding_case`], with the repository's temporary path as `<root>`.
 fn formatted(format: &str) -> Run {
     let tmp = multi_finding_case();
-    run_in(tmp.path(), &["lint", "--format", format, "apps"])
+    let mut run = run_in(tmp.path(), &["lint", "--format", format, "apps"]);
+    let root = tmp.path().canonicalize().expect("root");
+    run.stdout = run.stdout.replace(&root.display().to_string(), "<root>");
+    run
 }
 
 fn snapshot_text(run: &Run) -> String {
@@ -564,7 +571,7 @@ fn rule_prints_its_doc() {
     assert_eq!(run.code, 0);
     assert!(
         run.stdout.starts_with(
-            "# FF101 cross-namespace-source-ref\n\nA Flux object references a source in another namespace\n\nDefault severity: deny. Fixable: yes.\n\n## What it does\n"
+            "# FF101 cross-namespace-source-ref\n\nA Flux object references a source in another namespace\n\nDefault severity: deny. Fixable: only with `fluxfence fix --unsafe-fixes` (the fix moves objects between namespaces).\n\n## What it does\n"
         ),
         "{}",
         run.stdout
@@ -1108,14 +1115,9 @@ fn lint_fix_checks_the_fixed_files_against_the_crds_given() {
         &["lint", "--fix", "--crds", "nowhere", "app.yaml"],
     );
     assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
-    assert!(
-        run.stderr
-            .contains("not fixing while files cannot be read or parsed")
-            && run
-                .stderr
-                .contains("nowhere: no such CRD file or directory"),
-        "{}",
-        run.stderr
+    assert_eq!(
+        run.stderr,
+        "error: --crds cannot be read:\nnowhere: no such CRD file or directory\n"
     );
     assert_eq!(fixture_in(tmp.path(), "app.yaml"), app);
 
@@ -1148,4 +1150,645 @@ fn lint_fix_checks_the_fixed_files_against_the_crds_given() {
 
 fn fixture_in(dir: &Path, rel: &str) -> String {
     std::fs::read_to_string(dir.join(rel)).expect("file")
+}
+
+// ---------------------------------------------------------------- the root and code scanning
+
+/// A run in `dir` of `args`, with `root` (a temporary path) spelled `<root>` in its output.
+fn run_redacted(dir: &Path, root: &Path, args: &[&str]) -> Run {
+    let mut run = run_in(dir, args);
+    let root = root.canonicalize().expect("root").display().to_string();
+    run.stdout = run.stdout.replace(&root, "<root>");
+    run.stderr = run.stderr.replace(&root, "<root>");
+    run
+}
+
+/// `(uri, uriBaseId, fingerprint)` of every SARIF result, and the `%SRCROOT%` base.
+fn sarif_locations(text: &str) -> (Vec<(String, String, String)>, serde_json::Value) {
+    let log = assert_valid_sarif(text);
+    let run = &log["runs"][0];
+    let results = run["results"].as_array().expect("results");
+    let locations = results
+        .iter()
+        .map(|r| {
+            let artifact = &r["locations"][0]["physicalLocation"]["artifactLocation"];
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+            (
+                text(&artifact["uri"]),
+                text(&artifact["uriBaseId"]),
+                text(&r["partialFingerprints"]["fluxfence/v1"]),
+            )
+        })
+        .collect();
+    (locations, run["originalUriBaseIds"].clone())
+}
+
+#[test]
+fn sarif_uris_are_the_same_from_the_root_a_subdirectory_and_absolute_paths() {
+    let repo = multi_finding_case();
+    let root = repo.path().canonicalize().expect("root");
+    let apps = root.join("apps");
+    let absolute = apps.display().to_string();
+    let runs = [
+        run_in(&root, &["lint", "--format", "sarif", "apps"]),
+        run_in(&root, &["lint", "--format", "sarif", "./apps/"]),
+        run_in(&apps, &["lint", "--format", "sarif"]),
+        run_in(
+            &apps,
+            &["lint", "--format", "sarif", "nginx.yaml", "suppressed.yaml"],
+        ),
+        run_in(
+            &apps,
+            &[
+                "lint",
+                "--format",
+                "sarif",
+                "../apps/nginx.yaml",
+                "suppressed.yaml",
+            ],
+        ),
+        run_in(Path::new("/"), &["lint", "--format", "sarif", &absolute]),
+    ];
+    let (expected, base) = sarif_locations(&runs[0].stdout);
+    assert_eq!(expected.len(), 5);
+    for (uri, base_id, fingerprint) in &expected {
+        assert!(uri.starts_with("apps/"), "{uri}");
+        assert_eq!(base_id, "%SRCROOT%");
+        assert_eq!(fingerprint.len(), 16, "{fingerprint}");
+    }
+    assert_eq!(
+        base["%SRCROOT%"]["uri"],
+        format!("file://{}/", root.display())
+    );
+    for run in &runs {
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert_eq!(
+            sarif_locations(&run.stdout),
+            (expected.clone(), base.clone())
+        );
+    }
+}
+
+#[test]
+fn github_annotations_name_files_from_the_repository_root() {
+    let repo = multi_finding_case();
+    let apps = repo.path().join("apps");
+    let from_root = run_in(repo.path(), &["lint", "--format", "github", "apps"]);
+    let from_apps = run_in(&apps, &["lint", "--format", "github", "."]);
+    assert_eq!(from_root.stdout, from_apps.stdout);
+    assert!(
+        from_apps
+            .stdout
+            .contains("::error file=apps/nginx.yaml,line=16")
+    );
+}
+
+#[test]
+fn a_fingerprint_survives_lines_added_above_the_finding() {
+    let repo = multi_finding_case();
+    let before = sarif_locations(&run_in(repo.path(), &["lint", "--format", "sarif"]).stdout).0;
+    let nginx = repo.path().join("apps/nginx.yaml");
+    let text = std::fs::read_to_string(&nginx).expect("read");
+    std::fs::write(&nginx, format!("# a comment\n# and another\n{text}")).expect("write");
+    let after = sarif_locations(&run_in(repo.path(), &["lint", "--format", "sarif"]).stdout).0;
+    assert_eq!(before, after);
+}
+
+#[test]
+fn every_rule_has_a_help_page_that_is_its_rule_text() {
+    let run = formatted("sarif");
+    let log: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    for descriptor in log["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .expect("rules")
+    {
+        let code = descriptor["id"].as_str().expect("id");
+        let page = format!("docs/rules/{code}.md");
+        assert_eq!(
+            descriptor["helpUri"],
+            format!("https://github.com/fluxfence/fluxfence/blob/main/{page}")
+        );
+        // The page is what `fluxfence rule CODE` prints (regenerate it with that command).
+        assert_eq!(
+            fixture(&page),
+            run_in(&workspace(), &["rule", code]).stdout,
+            "{page}"
+        );
+    }
+}
+
+/// A repository whose root applies `team/` into `cluster-config`, with the seed in `team/`.
+fn repository_around_team() -> tempfile::TempDir {
+    let repo = git_repo();
+    write(repo.path(), "team/nginx.yaml", &modern_seed());
+    write(
+        repo.path(),
+        "kustomization.yaml",
+        "namespace: cluster-config\nresources:\n  - team/nginx.yaml\n",
+    );
+    repo
+}
+
+#[test]
+fn root_makes_a_directory_its_own_repository() {
+    let repo = repository_around_team();
+    let origins = |run: &Run| -> Vec<String> {
+        let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+        report["diagnostics"]
+            .as_array()
+            .expect("diagnostics")
+            .iter()
+            .filter_map(|d| d["namespaceOrigin"].as_str().map(str::to_owned))
+            .collect()
+    };
+    // Found from `.git`: the root's kustomization.yaml sets the namespace.
+    let found = run_redacted(
+        repo.path(),
+        repo.path(),
+        &["lint", "--format", "json", "team"],
+    );
+    assert!(
+        found.stdout.contains("\"root\": \"<root>\""),
+        "{}",
+        found.stdout
+    );
+    assert!(
+        origins(&found)
+            .iter()
+            .all(|o| o.contains("kustomization.yaml"))
+    );
+    // Given: `team` is all there is, and the namespace is the file's own.
+    let team = repo.path().join("team");
+    let given = run_redacted(
+        repo.path(),
+        &team,
+        &["lint", "--root", "team", "--format", "json", "team"],
+    );
+    assert_eq!(given.code, 1, "{}", given.stderr);
+    assert!(
+        given.stdout.contains("\"root\": \"<root>\""),
+        "{}",
+        given.stdout
+    );
+    let origins = origins(&given);
+    assert!(!origins.is_empty() && origins.iter().all(|o| o == "metadata.namespace"));
+    let sarif = run_in(
+        repo.path(),
+        &["lint", "--root", "team", "--format", "sarif", "team"],
+    );
+    let (locations, base) = sarif_locations(&sarif.stdout);
+    assert!(
+        locations.iter().all(|l| l.0 == "nginx.yaml"),
+        "{locations:?}"
+    );
+    let team = team.canonicalize().expect("team");
+    assert_eq!(
+        base["%SRCROOT%"]["uri"],
+        format!("file://{}/", team.display())
+    );
+}
+
+#[test]
+fn root_refuses_paths_outside_it_and_a_missing_directory() {
+    let repo = repository_around_team();
+    let outside = run_in(
+        repo.path(),
+        &["lint", "--root", "team", "kustomization.yaml"],
+    );
+    let missing = run_in(repo.path(), &["lint", "--root", "nowhere", "team"]);
+    insta::assert_snapshot!(format!(
+        "{}{}",
+        snapshot_text(&outside),
+        snapshot_text(&missing)
+    ));
+}
+
+#[test]
+fn show_settings_says_the_root_policy_rules_and_outputs() {
+    let repo = repository_around_team();
+    write(repo.path(), ".fluxfence.yaml", "enforce: true\n");
+    let found = run_redacted(
+        &repo.path().join("team"),
+        repo.path(),
+        &[
+            "lint",
+            "--show-settings",
+            "--select",
+            "FF1",
+            "--ignore",
+            "FF110",
+        ],
+    );
+    let given = run_redacted(
+        repo.path(),
+        repo.path(),
+        &[
+            "lint",
+            "--show-settings",
+            "--root",
+            "team",
+            "--format",
+            "text",
+            "--format",
+            "sarif=out.sarif",
+            "--color",
+            "always",
+            "team",
+        ],
+    );
+    let stdin = run_redacted(
+        repo.path(),
+        repo.path(),
+        &["lint", "--show-settings", "--stdin-filename", "team/x.yaml"],
+    );
+    insta::assert_snapshot!(format!(
+        "{}{}{}",
+        snapshot_text(&found),
+        snapshot_text(&given),
+        snapshot_text(&stdin)
+    ));
+    assert!(
+        !repo.path().join("out.sarif").exists(),
+        "--show-settings writes nothing"
+    );
+}
+
+#[test]
+fn stdin_filename_names_stdin_in_every_format() {
+    let repo = multi_finding_case();
+    let apps = repo.path().join("apps");
+    let seed = modern_seed();
+    let text = run_stdin(
+        &apps,
+        &["lint", "--stdin-filename", "new.yaml"],
+        seed.as_bytes(),
+    );
+    assert_eq!(text.code, 1, "{}", text.stderr);
+    assert!(
+        text.stdout.contains("  --> new.yaml:16:20\n"),
+        "{}",
+        text.stdout
+    );
+    let sarif = run_stdin(
+        &apps,
+        &[
+            "lint",
+            "--stdin-filename",
+            "new.yaml",
+            "--format",
+            "sarif",
+            "-",
+        ],
+        seed.as_bytes(),
+    );
+    let (locations, _) = sarif_locations(&sarif.stdout);
+    assert!(
+        locations
+            .iter()
+            .all(|l| l.0 == "apps/new.yaml" && l.1 == "%SRCROOT%")
+    );
+    let refused = run_in(repo.path(), &["lint", "--stdin-filename", "x.yaml", "apps"]);
+    insta::assert_snapshot!(snapshot_text(&refused));
+}
+
+// ---------------------------------------------------------------- report flags
+
+/// The codes of a JSON report's diagnostics.
+fn codes(run: &Run) -> Vec<String> {
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    report["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .map(|d| d["code"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn select_and_ignore_take_codes_prefixes_and_names() {
+    let repo = multi_finding_case();
+    let lint = |extra: &[&str]| {
+        let mut args = vec!["lint", "--format", "json", "apps"];
+        args.extend_from_slice(extra);
+        run_in(repo.path(), &args)
+    };
+    assert_eq!(
+        codes(&lint(&[])),
+        ["FF110", "FF111", "FF101", "FF101", "FF003"]
+    );
+    assert_eq!(codes(&lint(&["--select", "FF101"])), ["FF101", "FF101"]);
+    assert_eq!(
+        codes(&lint(&["--select", "cross-namespace-source-ref,ff003"])),
+        ["FF101", "FF101", "FF003"]
+    );
+    assert_eq!(codes(&lint(&["--ignore", "FF1"])), ["FF003"]);
+    assert_eq!(
+        codes(&lint(&[
+            "--select", "FF1", "--ignore", "FF101", "--ignore", "FF111"
+        ])),
+        ["FF110"]
+    );
+    // Only warnings left: the run passes.
+    let warnings = lint(&["--select", "FF003,FF110"]);
+    assert_eq!((warnings.code, codes(&warnings).len()), (0, 2));
+    let unknown = run_in(repo.path(), &["lint", "--select", "FF9", "apps"]);
+    let unknown_name = run_in(repo.path(), &["lint", "--ignore", "no-such-rule", "apps"]);
+    insta::assert_snapshot!(format!(
+        "{}{}",
+        snapshot_text(&unknown),
+        snapshot_text(&unknown_name)
+    ));
+}
+
+#[test]
+fn exit_zero_passes_on_findings_but_not_on_read_errors() {
+    let repo = multi_finding_case();
+    let run = run_in(repo.path(), &["lint", "--exit-zero", "apps"]);
+    assert_eq!(run.code, 0);
+    assert!(run.stdout.contains("error[FF101]"), "{}", run.stdout);
+    write(repo.path(), "apps/broken.yaml", "kind: [\n");
+    assert_eq!(
+        run_in(repo.path(), &["lint", "--exit-zero", "apps"]).code,
+        2
+    );
+}
+
+#[test]
+fn statistics_count_findings_per_rule() {
+    let repo = multi_finding_case();
+    let run = run_in(repo.path(), &["lint", "--statistics", "apps"]);
+    assert_eq!(run.code, 1);
+    insta::assert_snapshot!(snapshot_text(&run));
+}
+
+#[test]
+fn quiet_prints_the_findings_only() {
+    let repo = multi_finding_case();
+    let run = run_in(repo.path(), &["lint", "--quiet", "apps"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.contains("error[FF101]"), "{}", run.stdout);
+    assert!(!run.stdout.contains("Found "), "{}", run.stdout);
+    let clean = temp_with(&[("ok.yaml", "testdata/rules/FF101/ok-same-namespace.yaml")]);
+    let run = run_in(clean.path(), &["lint", "-q", "ok.yaml"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (0, "", "")
+    );
+    // `lint --fix --quiet` does not say what it fixed either.
+    let run = run_in(repo.path(), &["lint", "--fix", "--quiet", "apps"]);
+    assert_eq!(run.stderr, "");
+    assert!(!run.stdout.contains("Found "), "{}", run.stdout);
+}
+
+#[test]
+fn output_file_and_several_formats_in_one_run() {
+    let repo = multi_finding_case();
+    let run = run_in(
+        repo.path(),
+        &[
+            "lint",
+            "--format",
+            "text",
+            "--format",
+            "sarif=out.sarif",
+            "--format",
+            "json=reports/out.json",
+            "apps",
+        ],
+    );
+    // The directory of a report is not created: that is an error that names the file.
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("reports/out.json"), "{}", run.stderr);
+    std::fs::create_dir(repo.path().join("reports")).expect("mkdir");
+    let run = run_in(
+        repo.path(),
+        &[
+            "lint",
+            "--format",
+            "text",
+            "--format",
+            "sarif=out.sarif",
+            "--format",
+            "json=reports/out.json",
+            "apps",
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.stdout, formatted("text").stdout);
+    let sarif = std::fs::read_to_string(repo.path().join("out.sarif")).expect("sarif");
+    assert_eq!(sarif_locations(&sarif).0.len(), 5);
+    let json = std::fs::read_to_string(repo.path().join("reports/out.json")).expect("json");
+    assert_eq!(
+        codes(&Run {
+            code: 1,
+            stdout: json,
+            stderr: String::new()
+        })
+        .len(),
+        5
+    );
+
+    let run = run_in(
+        repo.path(),
+        &[
+            "lint",
+            "--format",
+            "github",
+            "--output-file",
+            "gh.txt",
+            "apps",
+        ],
+    );
+    assert_eq!((run.code, run.stdout.as_str()), (1, ""));
+    let annotations = std::fs::read_to_string(repo.path().join("gh.txt")).expect("gh.txt");
+    assert_eq!(annotations, formatted("github").stdout);
+
+    let two_to_stdout = run_in(
+        repo.path(),
+        &["lint", "--format", "text", "--format", "json"],
+    );
+    let same_file = run_in(
+        repo.path(),
+        &["lint", "--format", "json=a.out", "--format", "sarif=a.out"],
+    );
+    let no_file = run_in(repo.path(), &["lint", "--format", "sarif="]);
+    insta::assert_snapshot!(format!(
+        "{}{}{}",
+        snapshot_text(&two_to_stdout),
+        snapshot_text(&same_file),
+        snapshot_text(&no_file)
+    ));
+}
+
+#[test]
+fn color_on_request_or_on_a_terminal_without_no_color() {
+    let repo = multi_finding_case();
+    let lint = |color: &str, no_color: Option<&str>| {
+        let mut command = command(repo.path());
+        command.args(["lint", "--color", color, "apps"]);
+        if let Some(value) = no_color {
+            command.env("NO_COLOR", value);
+        } else {
+            command.env_remove("NO_COLOR");
+        }
+        let output = command.output().expect("run");
+        String::from_utf8(output.stdout).expect("utf-8")
+    };
+    let plain = formatted("text").stdout;
+    let always = lint("always", None);
+    assert!(always.contains("\x1b[1;31merror[FF101]\x1b[0m"), "{always}");
+    // The colours are all that differs.
+    let stripped = regex::Regex::new("\x1b\\[[0-9;]*m")
+        .expect("regex")
+        .replace_all(&always, "");
+    assert_eq!(stripped, plain);
+    // An explicit `always` wins over NO_COLOR; `auto` is off when stdout is no terminal.
+    assert_eq!(lint("always", Some("1")), always);
+    assert_eq!(lint("auto", None), plain);
+    assert_eq!(lint("never", None), plain);
+    // A report written to a file is never coloured.
+    let run = run_in(
+        repo.path(),
+        &[
+            "lint",
+            "--color",
+            "always",
+            "--format",
+            "text=out.txt",
+            "apps",
+        ],
+    );
+    assert_eq!(run.code, 1);
+    let file = std::fs::read_to_string(repo.path().join("out.txt")).expect("out.txt");
+    assert_eq!(file, plain);
+    insta::assert_snapshot!(always);
+}
+
+// ---------------------------------------------------------------- fix and wording
+
+#[test]
+fn fix_help_lists_only_what_fix_uses() {
+    let run = run_in(&workspace(), &["fix", "--help"]);
+    assert_eq!(run.code, 0);
+    for lint_only in [
+        "--format",
+        "--show-unresolved",
+        "--crds",
+        "--fix ",
+        "stdin",
+        "--select",
+    ] {
+        assert!(
+            !run.stdout.contains(lint_only),
+            "{lint_only}: {}",
+            run.stdout
+        );
+    }
+    insta::assert_snapshot!(run.stdout);
+}
+
+#[test]
+fn rules_mark_fixes_that_need_unsafe_fixes() {
+    let run = run_in(&workspace(), &["rules"]);
+    assert_eq!(run.code, 0);
+    insta::assert_snapshot!(run.stdout);
+}
+
+#[test]
+fn counts_are_spelled_in_the_singular_for_one() {
+    // One unresolved object.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write(
+        tmp.path(),
+        "hr.yaml",
+        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: a\n  \
+         namespace: ${NS}\nspec:\n  interval: 5m\n  chart:\n    spec:\n      chart: a\n      \
+         sourceRef:\n        kind: HelmRepository\n        name: a\n",
+    );
+    let run = run_in(tmp.path(), &["lint", "hr.yaml"]);
+    assert!(
+        run.stdout
+            .contains("note: 1 Flux object has a namespace or values that cannot be known offline"),
+        "{}",
+        run.stdout
+    );
+    // One file fixed, with one edit.
+    let tmp = temp_with(&[("apps.yaml", "testdata/rules/FF110/fires-no-spec.yaml")]);
+    let before = fixture_in(tmp.path(), "apps.yaml");
+    let run = run_in(tmp.path(), &["fix", "--diff", "apps.yaml"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.ends_with("Would fix 1 file (1 edit).\n"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(fixture_in(tmp.path(), "apps.yaml"), before);
+}
+
+#[test]
+fn a_long_line_is_cut_in_its_code_frame() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let padding = "x".repeat(1 << 20);
+    let seed = modern_seed().replacen(
+        "namespace: flux-system",
+        &format!("namespace: flux-system # {padding}"),
+        1,
+    );
+    write(tmp.path(), "nginx.yaml", &seed);
+    let run = run_in(tmp.path(), &["lint", "nginx.yaml"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stdout.len() < 8 * 1024, "{} bytes", run.stdout.len());
+    assert!(
+        run.stdout
+            .contains("16 |         namespace: flux-system # xxx"),
+        "{}",
+        &run.stdout[..2000.min(run.stdout.len())]
+    );
+    assert!(run.stdout.contains("x…\n"), "the cut is marked");
+}
+
+#[test]
+fn no_problems_is_not_said_when_a_file_could_not_be_read() {
+    let tmp = temp_with(&[("ok.yaml", "testdata/rules/FF101/ok-same-namespace.yaml")]);
+    std::fs::write(tmp.path().join("bad.yaml"), b"kind: a\xffb\n").expect("write");
+    let both = run_in(tmp.path(), &["lint", "."]);
+    let alone = run_in(tmp.path(), &["lint", "bad.yaml"]);
+    assert_eq!((both.code, alone.code), (2, 2));
+    insta::assert_snapshot!(format!("{}{}", snapshot_text(&both), snapshot_text(&alone)));
+}
+
+#[test]
+fn crds_without_any_crd_is_an_error() {
+    let tmp = temp_with(&[("ok.yaml", "testdata/rules/FF101/ok-same-namespace.yaml")]);
+    std::fs::create_dir(tmp.path().join("crds")).expect("mkdir");
+    let run = run_in(tmp.path(), &["lint", "--crds", "crds", "ok.yaml"]);
+    assert_eq!(run.code, 2);
+    insta::assert_snapshot!(snapshot_text(&run));
+}
+
+#[test]
+fn the_readme_example_is_what_lint_prints() {
+    let readme = fixture("README.md");
+    let start = readme.find("```text\n").expect("an example") + "```text\n".len();
+    let frame = &readme[start..start + readme[start..].find("```").expect("its end")];
+    let run = run_in(&workspace(), &["lint", "testdata/seed/before"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.contains(frame), "{}", run.stdout);
+    let summary = "Found 5 problems (4 errors, 1 warning) in 2 Flux objects from 1 file.";
+    assert!(run.stdout.contains(summary) && readme.contains(summary));
+    assert!(run.stdout.contains("[*] 3 fixable with `fluxfence fix`."));
+    // And what the README says is left after the document's own rewrite.
+    let after = run_in(
+        &workspace(),
+        &["lint", "--format", "json", "testdata/seed/after"],
+    );
+    assert_eq!(codes(&after), ["FF002", "FF110", "FF002"]);
+}
+
+#[test]
+fn a_held_move_is_one_not_fixed_line_with_its_edit_count() {
+    let tmp = temp_with(&[("nginx.yaml", SEED)]);
+    let run = run_in(tmp.path(), &["fix", "--diff", "nginx.yaml"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    insta::assert_snapshot!(run.stderr);
 }

@@ -557,15 +557,23 @@ fn text_of_firing_fixtures(code: &str) -> String {
             let expectation = dir_expectation(&path);
             let policy = load_policy(expectation.policy.as_deref());
             let (report, tmp) = lint_dir(&path, &policy);
-            output::render(&report, Format::Text, false)
-                .replace(&format!("{}/", tmp.path().display()), &format!("{name}/"))
+            output::render(
+                &report,
+                Format::Text,
+                &output::Options::with_unresolved(false),
+            )
+            .replace(&format!("{}/", tmp.path().display()), &format!("{name}/"))
         } else {
             let header = std::fs::read_to_string(&path).expect("read");
             let expectation = file_expectation(&path, &header);
             let policy = load_policy(expectation.policy.as_deref());
             let mut report = lint_file(&path, &policy);
             in_scope(&mut report);
-            output::render(&report, Format::Text, true)
+            output::render(
+                &report,
+                Format::Text,
+                &output::Options::with_unresolved(true),
+            )
         };
         out.push_str(&format!("===== {name}\n{text}\n"));
     }

@@ -50,7 +50,8 @@ pub fn helm() -> Option<Helm> {
             )
         }
         None => {
-            println!("skipped: no helm");
+            // Past the test harness's capture: `cargo test` shows what it could not check.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), b"skipped: no helm\n");
             None
         }
     }

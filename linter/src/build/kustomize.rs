@@ -71,6 +71,8 @@ pub struct FluxOverrides<'a> {
 /// many overlays and Flux Kustomizations include it).
 pub struct Kustomizer<'r> {
     repo: &'r Repository<'r>,
+    /// Building from Flux's source artifact: files `.sourceignore` leaves out are not there.
+    from_artifact: bool,
     built: HashMap<PathBuf, Rc<Accumulator>>,
     /// Directories being built, to stop at a cycle.
     stack: Vec<PathBuf>,
@@ -83,9 +85,10 @@ enum Plan<'n> {
 }
 
 impl<'r> Kustomizer<'r> {
-    pub fn new(repo: &'r Repository<'r>) -> Kustomizer<'r> {
+    pub fn new(repo: &'r Repository<'r>, from_artifact: bool) -> Kustomizer<'r> {
         Kustomizer {
             repo,
+            from_artifact,
             built: HashMap::default(),
             stack: Vec::new(),
         }
@@ -177,7 +180,7 @@ impl<'r> Kustomizer<'r> {
             ));
             return;
         };
-        if let Some(file) = self.repo.file_at(&path) {
+        if let Some(file) = self.file_at(&path) {
             acc.objects.extend(self.repo.objects_of_file(file));
         } else if self.repo.is_dir(&path) {
             if self.repo.kustomization_of(&path).is_none() {
@@ -204,6 +207,8 @@ impl<'r> Kustomizer<'r> {
     fn generated_resources(&mut self, dir: &Path, acc: &mut Accumulator) {
         for entry in self.repo.walk_generated(dir) {
             match entry {
+                Generated::File(file)
+                    if self.from_artifact && self.repo.is_source_ignored(file) => {}
                 Generated::File(file) => acc.objects.extend(self.repo.objects_of_file(file)),
                 Generated::Kustomization(sub) => {
                     let built = self.build_dir(&sub);
@@ -257,6 +262,13 @@ impl<'r> Kustomizer<'r> {
         }
     }
 
+    /// The file at `path`, as the build sees the tree.
+    fn file_at(&self, path: &Path) -> Option<usize> {
+        self.repo
+            .file_at(path)
+            .filter(|&f| !(self.from_artifact && self.repo.is_source_ignored(f)))
+    }
+
     /// The transformers, in kustomize's order.
     fn transform(
         &mut self,
@@ -308,7 +320,7 @@ impl<'r> Kustomizer<'r> {
             .filter(|p| !p.contains('\n'))
             .or_else(|| item.get("path").and_then(Node::as_str));
         if let Some(path) = path {
-            let Some(found) = normalize(dir, path).and_then(|p| self.repo.file_at(&p)) else {
+            let Some(found) = normalize(dir, path).and_then(|p| self.file_at(&p)) else {
                 acc.problems.push(BuildError::at(
                     at(item.span),
                     format!("patch file `{path}` is not in the repository"),
@@ -432,7 +444,7 @@ impl<'r> Kustomizer<'r> {
     ) {
         let entries: Vec<Node> = match item.get("path").and_then(Node::as_str) {
             Some(path) => {
-                let Some(found) = normalize(dir, path).and_then(|p| self.repo.file_at(&p)) else {
+                let Some(found) = normalize(dir, path).and_then(|p| self.file_at(&p)) else {
                     acc.problems.push(
                         BuildError::at(
                             item.span,

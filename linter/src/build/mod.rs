@@ -166,8 +166,11 @@ impl Builds {
 /// Builds every Flux Kustomization of the input (see the module documentation).
 pub fn build(inventory: &Inventory) -> Builds {
     let repo = Repository::new(inventory);
-    let mut kustomizer = Kustomizer::new(&repo);
-    let standalone = standalone_builds(&repo, &mut kustomizer);
+    // What `kubectl kustomize` of the checkout gives, and what Flux builds from its source
+    // artifact (without what `.sourceignore` leaves out).
+    let mut checkout = Kustomizer::new(&repo, false);
+    let standalone = standalone_builds(&repo, &mut checkout);
+    let mut kustomizer = Kustomizer::new(&repo, true);
     let mut store = ConfigStore::of(standalone.objects.iter().map(|b| &b.object));
     let mut flux = FluxPhase::run(&repo, &mut kustomizer, &standalone, &store);
     // A substitution source that only a Flux build gives is found on a second run.
@@ -369,6 +372,14 @@ impl FluxPhase {
         store: &ConfigStore,
     ) -> Vec<Built> {
         let object = self.instances[index].object.clone();
+        let (_, version) = tree::group_version(tree::api_version(&object.root));
+        if FluxKind::Kustomization.info().is_removed_version(version) {
+            // The API server refuses the object: nothing of it is ever built.
+            self.instances[index].build.not_built = Some(format!(
+                "its API version {version} is no longer served (FF002)"
+            ));
+            return Vec::new();
+        }
         let dir = match flux_build_dir(repo, &object.root) {
             Ok(dir) => dir,
             Err(reason) => {
@@ -535,7 +546,20 @@ fn flux_build_dir(repo: &Repository, root: &Node) -> Result<PathBuf, String> {
     }
     let dir = normalize(Path::new(""), path)
         .ok_or_else(|| format!("its spec.path `{path}` leaves the repository"))?;
+    let source_name = source_ref
+        .and_then(|r| r.get("name"))
+        .and_then(Node::as_str)
+        .unwrap_or("");
     let dir = match source_kind {
+        // The whole tree of a source other than the bootstrap one is most likely another
+        // repository (a tenant's); a sub-directory that exists here is taken to be this one.
+        "GitRepository" | "OCIRepository" | "Bucket"
+            if dir.as_os_str().is_empty() && source_name != "flux-system" =>
+        {
+            return Err(format!(
+                "it builds the whole of {source_kind} {source_name}, taken to be another repository than this one"
+            ));
+        }
         "GitRepository" | "OCIRepository" | "Bucket" => dir,
         "ExternalArtifact" => {
             let name = source_ref
@@ -761,6 +785,9 @@ pub struct Repository<'a> {
     dirs: HashMap<PathBuf, Directory>,
     resources_by_file: Vec<Vec<usize>>,
     kustomize_by_file: HashMap<usize, usize>,
+    /// Files the source artifact leaves out (`.sourceignore`): a Flux build does not see
+    /// them, `kubectl kustomize` of the checkout does.
+    source_ignored: Vec<bool>,
     /// Documents of files read as patches or replacements, parsed once.
     parsed: RefCell<HashMap<usize, Result<Vec<Node>, BuildError>>>,
 }
@@ -780,6 +807,7 @@ impl<'a> Repository<'a> {
             dirs: HashMap::default(),
             resources_by_file: vec![Vec::new(); inventory.files.len()],
             kustomize_by_file: HashMap::default(),
+            source_ignored: source_ignored(inventory),
             parsed: RefCell::new(HashMap::default()),
         };
         for (index, file) in inventory.files.iter().enumerate() {
@@ -831,6 +859,11 @@ impl<'a> Repository<'a> {
     /// The file at `path` (relative to the root), when the input has one there.
     pub fn file_at(&self, path: &Path) -> Option<usize> {
         self.file_by_path.get(path).copied()
+    }
+
+    /// Whether the source artifact Flux builds from leaves `file` out.
+    pub fn is_source_ignored(&self, file: usize) -> bool {
+        self.source_ignored.get(file).copied().unwrap_or(false)
     }
 
     /// The kustomization file (its file index) kustomize reads in `dir`.
@@ -1016,11 +1049,34 @@ pub fn flux_path(root: &Node) -> Option<PathBuf> {
     normalize(Path::new(""), path)
 }
 
+/// Which files of the input the root's `.sourceignore` leaves out of the source artifact
+/// (gitignore syntax, paths from the repository root, as source-controller reads it).
+fn source_ignored(inventory: &Inventory) -> Vec<bool> {
+    let none = || vec![false; inventory.files.len()];
+    let Some(root) = inventory.root.as_deref() else {
+        return none();
+    };
+    let file = root.join(".sourceignore");
+    if !file.is_file() {
+        return none();
+    }
+    let (matcher, _error) = ignore::gitignore::Gitignore::new(&file);
+    inventory
+        .files
+        .iter()
+        .map(|f| {
+            matcher
+                .matched_path_or_any_parents(&f.rel, false)
+                .is_ignore()
+        })
+        .collect()
+}
+
 /// `kustomize build` of one directory of the input (relative to its root), as a resource of
 /// another kustomization would be built: what `kubectl kustomize DIR` gives.
 pub fn kustomize_build(inventory: &Inventory, dir: &Path) -> (Vec<Object>, Vec<BuildError>) {
     let repo = Repository::new(inventory);
-    let mut kustomizer = Kustomizer::new(&repo);
+    let mut kustomizer = Kustomizer::new(&repo, false);
     let built = kustomizer.build_dir(dir);
     (built.objects.clone(), built.problems.clone())
 }

@@ -1,17 +1,30 @@
 //! GitHub Actions workflow commands: each diagnostic becomes an annotation on the diff.
+//! Paths are relative to the repository root, which is what GitHub places annotations by
+//! (the checkout is the workspace), whatever directory the linter ran in.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use crate::diagnostic::Severity;
 use crate::lint::Report;
+use crate::output::Options;
 
-pub fn render(report: &Report) -> String {
+pub fn render<'a>(report: &'a Report, options: &Options) -> String {
+    let mut known: HashMap<&str, String> = HashMap::new();
+    let mut path = |file: &'a str| -> String {
+        let rel = known.entry(file).or_insert_with(|| {
+            options
+                .repository_relative(file)
+                .unwrap_or_else(|| file.to_owned())
+        });
+        property(rel)
+    };
     let mut out = String::new();
     for e in report.errors() {
         let _ = writeln!(
             out,
             "::error file={},line={},col={},title={}::{}",
-            property(&e.file),
+            path(&e.file),
             e.line.max(1),
             e.column.max(1),
             property("fluxfence: input error"),
@@ -27,7 +40,7 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(
             out,
             "::{level} file={},line={},col={},endLine={},endColumn={},title={}::{}",
-            property(&d.file),
+            path(&d.file),
             d.line,
             d.column,
             d.end_line,

@@ -13,7 +13,7 @@ static META: RuleMeta = RuleMeta {
     name: "schema-violation",
     summary: "A Flux object is not valid against its CustomResourceDefinition schema",
     default_severity: Severity::Deny,
-    fixable: false,
+    fixable: super::Fixable::No,
     doc: "\
 ## What it does
 Validates every Flux object against the `openAPIV3Schema` of its CustomResourceDefinition for

@@ -12,7 +12,7 @@ static META: RuleMeta = RuleMeta {
     name: "removed-api-version",
     summary: "A Flux object uses an API version that current Flux no longer serves",
     default_severity: Severity::Deny,
-    fixable: true,
+    fixable: super::Fixable::Safe,
     doc: "\
 ## What it does
 Compares each Flux object's `apiVersion` with the versions current Flux serves: HelmRelease

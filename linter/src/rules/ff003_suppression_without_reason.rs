@@ -9,7 +9,7 @@ pub static SUPPRESSION_WITHOUT_REASON: RuleMeta = RuleMeta {
     name: "suppression-without-reason",
     summary: "A `fluxfence:ignore` comment names no rule or gives no reason",
     default_severity: Severity::Warn,
-    fixable: false,
+    fixable: super::Fixable::No,
     doc: "\
 ## What it does
 Reports `# fluxfence:ignore` comments that do not name the rule codes they silence or do not

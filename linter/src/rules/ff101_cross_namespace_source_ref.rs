@@ -10,7 +10,7 @@ static META: RuleMeta = RuleMeta {
     name: "cross-namespace-source-ref",
     summary: "A Flux object references a source in another namespace",
     default_severity: Severity::Deny,
-    fixable: true,
+    fixable: super::Fixable::UnsafeOnly,
     doc: "\
 ## What it does
 Checks Kustomization `spec.sourceRef`, HelmRelease `spec.chart.spec.sourceRef` and

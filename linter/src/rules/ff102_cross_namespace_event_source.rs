@@ -10,7 +10,7 @@ static META: RuleMeta = RuleMeta {
     name: "cross-namespace-event-source",
     summary: "A Receiver or Alert points at objects in another namespace",
     default_severity: Severity::Deny,
-    fixable: false,
+    fixable: super::Fixable::No,
     doc: "\
 ## What it does
 Checks each `namespace` in a Receiver's `spec.resources` and an Alert's `spec.eventSources`.

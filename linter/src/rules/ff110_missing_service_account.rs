@@ -9,7 +9,7 @@ static META: RuleMeta = RuleMeta {
     name: "missing-service-account",
     summary: "A Kustomization or HelmRelease does not name the service account it is applied as",
     default_severity: Severity::Warn,
-    fixable: true,
+    fixable: super::Fixable::Safe,
     doc: "\
 ## What it does
 Reports Kustomizations and HelmReleases without `spec.serviceAccountName`. The fix (and the

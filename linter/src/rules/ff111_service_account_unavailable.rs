@@ -11,7 +11,7 @@ static META: RuleMeta = RuleMeta {
     name: "service-account-unavailable",
     summary: "The service account an object is applied as is not allowed or not in its namespace",
     default_severity: Severity::Deny,
-    fixable: true,
+    fixable: super::Fixable::UnsafeOnly,
     doc: "\
 ## What it does
 Works out the service account a Kustomization or HelmRelease is applied as:

@@ -9,7 +9,7 @@ static META: RuleMeta = RuleMeta {
     name: "remote-cluster-kubeconfig",
     summary: "A tenant object applies to another cluster through spec.kubeConfig",
     default_severity: Severity::Deny,
-    fixable: false,
+    fixable: super::Fixable::No,
     doc: "\
 ## What it does
 Reports `spec.kubeConfig` on Kustomizations and HelmReleases outside the exempt (platform)

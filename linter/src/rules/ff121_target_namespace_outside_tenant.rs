@@ -12,7 +12,7 @@ static META: RuleMeta = RuleMeta {
     name: "target-namespace-outside-tenant",
     summary: "targetNamespace or storageNamespace is outside the tenant's namespaces",
     default_severity: Severity::Deny,
-    fixable: false,
+    fixable: super::Fixable::No,
     doc: "\
 ## What it does
 For objects in a namespace the policy assigns to a tenant, checks Kustomization and

@@ -10,7 +10,7 @@ static META: RuleMeta = RuleMeta {
     name: "remote-kustomize-base",
     summary: "A kustomization.yaml pulls a remote base",
     default_severity: Severity::Deny,
-    fixable: false,
+    fixable: super::Fixable::No,
     doc: "\
 ## What it does
 Reports entries of a kustomization.yaml's `resources`, `bases` and `components` that are

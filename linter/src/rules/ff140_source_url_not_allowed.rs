@@ -10,7 +10,7 @@ static META: RuleMeta = RuleMeta {
     name: "source-url-not-allowed",
     summary: "A tenant source fetches from a URL the policy does not allow",
     default_severity: Severity::Deny,
-    fixable: false,
+    fixable: super::Fixable::No,
     doc: "\
 ## What it does
 For GitRepository, HelmRepository and OCIRepository `spec.url` and Bucket `spec.endpoint` in

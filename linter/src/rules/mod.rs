@@ -26,6 +26,38 @@ mod ff140_source_url_not_allowed;
 
 pub use ff003_suppression_without_reason::SUPPRESSION_WITHOUT_REASON;
 
+/// Which fixes a rule offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fixable {
+    No,
+    /// `fluxfence fix` applies it (some findings may need `--unsafe-fixes`).
+    Safe,
+    /// Only `fluxfence fix --unsafe-fixes` applies it: it changes what the cluster runs.
+    UnsafeOnly,
+}
+
+impl Fixable {
+    /// The `rules` table's column.
+    pub fn column(self) -> &'static str {
+        match self {
+            Fixable::No => "",
+            Fixable::Safe => "fix",
+            Fixable::UnsafeOnly => "unsafe",
+        }
+    }
+
+    /// The `rule CODE` page's line.
+    pub fn sentence(self) -> &'static str {
+        match self {
+            Fixable::No => "no",
+            Fixable::Safe => "yes (`fluxfence fix`)",
+            Fixable::UnsafeOnly => {
+                "only with `fluxfence fix --unsafe-fixes` (the fix moves objects between namespaces)"
+            }
+        }
+    }
+}
+
 /// What `fluxfence rule CODE` prints and the docs are made of.
 #[derive(Debug)]
 pub struct RuleMeta {
@@ -35,7 +67,7 @@ pub struct RuleMeta {
     pub summary: &'static str,
     pub default_severity: Severity,
     /// Whether the rule offers a fix (`fluxfence fix`, or a mutation in the webhook).
-    pub fixable: bool,
+    pub fixable: Fixable,
     /// Markdown: what it does, why it is bad, example, use instead.
     pub doc: &'static str,
 }

@@ -997,9 +997,15 @@ mod tests {
         }
     }
 
-    /// Every document of the fixtures and, where it is beside the repository, of the corpus.
-    fn documents() -> Vec<(String, String)> {
+    /// Every document of the fixtures and of the corpus, or `None` (and a note) where
+    /// `../shared` is not beside the repository: the thresholds below are about real
+    /// repositories, which the fixtures alone (odd and broken on purpose) are not.
+    fn documents() -> Option<Vec<(String, String)>> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        if !root.join("../shared/corpus").is_dir() {
+            crate::test_skipped("no ../shared");
+            return None;
+        }
         let mut files = Vec::new();
         for dir in [
             "testdata",
@@ -1025,7 +1031,7 @@ mod tests {
                 documents.push((path.display().to_string(), document.to_owned()));
             }
         }
-        documents
+        Some(documents)
     }
 
     /// The document this reader makes of `text`, which must be the parser's.
@@ -1040,7 +1046,7 @@ mod tests {
 
     #[test]
     fn reads_manifests_exactly_as_the_parser_does() {
-        let documents = documents();
+        let Some(documents) = documents() else { return };
         let taken = documents
             .iter()
             .filter(|(origin, text)| agrees(text, origin))
@@ -1073,7 +1079,7 @@ mod tests {
             "<<: ", "\\u00e9", "é", "\r", "\\x4", ": |", ": >-", "- - ", "&b", "*b ", " &a",
             "\"\\", "''", "\n- ", "\n  - ", "\n    ", "\n\n",
         ];
-        let documents = documents();
+        let Some(documents) = documents() else { return };
         let mut state: u64 = setting("FLUXFENCE_EDIT_SEED", 0x9e37_79b9_7f4a_7c15);
         let mut next = move |bound: usize| {
             state = state
