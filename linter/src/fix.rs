@@ -516,6 +516,15 @@ fn plan_moves(
                 ));
                 continue;
             }
+            NamespaceOrigin::Replacement { location } => {
+                skipped.push(format!(
+                    "{}: {} not moved: a kustomize replacement copies its namespace from {location}; \
+                     change the replacement's source by hand",
+                    inventory.files[resource.file].path,
+                    object.display_name()
+                ));
+                continue;
+            }
             NamespaceOrigin::AdmissionRequest => continue,
         }
         for (pointer, value) in edits {

@@ -244,7 +244,9 @@ impl Judge<'_> {
             return;
         };
         let placed = crate::build::placement(&built.object);
-        for reason in &built.unknown {
+        // One note per object: what substitution cannot know explains an unknown namespace
+        // too.
+        if let Some(reason) = &built.unknown {
             judged
                 .unresolved
                 .push(self.unresolved(file, &object, reason.clone()));
@@ -252,10 +254,12 @@ impl Judge<'_> {
         let (name, origin) = match placed {
             EffectiveNamespace::Known { name, origin } => (name, origin),
             EffectiveNamespace::Unknown { reason } => {
-                let reason = format!("namespace unknown: {reason}");
-                judged
-                    .unresolved
-                    .push(self.unresolved(file, &object, reason));
+                if built.unknown.is_none() {
+                    let reason = format!("namespace unknown: {reason}");
+                    judged
+                        .unresolved
+                        .push(self.unresolved(file, &object, reason));
+                }
                 return;
             }
         };

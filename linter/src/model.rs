@@ -100,6 +100,9 @@ pub enum NamespaceOrigin {
         location: String,
         kustomization: usize,
     },
+    /// A kustomize replacement that copied the namespace from another object's field
+    /// (`location` is where the copied value is written).
+    Replacement { location: String },
     /// The object's own `metadata.namespace`.
     Metadata,
     /// The namespace of an admission request.
@@ -116,6 +119,9 @@ impl NamespaceOrigin {
                 format!("targetNamespace of Flux Kustomization {kustomization} ({location})")
             }
             NamespaceOrigin::KustomizeFile { location, .. } => format!("namespace of {location}"),
+            NamespaceOrigin::Replacement { location } => {
+                format!("a kustomize replacement, copied from {location}")
+            }
             NamespaceOrigin::Metadata => "metadata.namespace".to_owned(),
             NamespaceOrigin::AdmissionRequest => "the admission request".to_owned(),
         }

@@ -118,7 +118,8 @@ fn fails_outside_the_model(error: &str) -> bool {
 /// Compares every kustomization directory under `root` (a repository); returns the
 /// directories compared and the differences found.
 fn compare_tree(kubectl: &Path, root: &Path) -> (Vec<String>, Vec<String>) {
-    let inventory = Inventory::load(&[root.to_path_buf()]);
+    // Each tree is its own repository (testdata lies inside this one).
+    let inventory = Inventory::load_in_root(root, &[root.to_path_buf()]);
     let dirs: Vec<&fluxfence::kustomize::KustomizeFile> =
         inventory.kustomize_files.iter().collect();
     // kubectl runs are most of the time: two at once.

@@ -478,7 +478,8 @@ impl<'r> Kustomizer<'r> {
             }
         };
         for entry in &entries {
-            match replace::apply(entry, &mut acc.objects) {
+            let locate = |span: Span| self.repo.location(span);
+            match replace::apply(entry, &mut acc.objects, &locate) {
                 // The source's file shapes the build too: a renamed Namespace renames targets.
                 Ok(source) => source.into_iter().for_each(|f| acc.shaped_by(f)),
                 Err(problem) => acc.problems.push(problem),

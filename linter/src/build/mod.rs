@@ -119,7 +119,7 @@ pub struct Built {
     pub producer: Producer,
     /// Why some of its values cannot be known offline (a `${VAR}` whose value lives in a
     /// ConfigMap or Secret the input does not hold).
-    pub unknown: Vec<String>,
+    pub unknown: Option<String>,
 }
 
 /// One Flux Kustomization that is built.
@@ -224,7 +224,7 @@ fn standalone_builds(repo: &Repository, kustomizer: &mut Kustomizer) -> Standalo
         out.objects.extend(built.objects.iter().map(|object| Built {
             object: object.clone(),
             producer: Producer::Kustomize(k.file),
-            unknown: Vec::new(),
+            unknown: None,
         }));
         out.problems.extend(built.problems.iter().cloned());
         out.shaped_by.insert(k.file, built.shaped_by.clone());
@@ -239,7 +239,7 @@ fn standalone_builds(repo: &Repository, kustomizer: &mut Kustomizer) -> Standalo
                 out.objects.push(Built {
                     object,
                     producer: Producer::File,
-                    unknown: Vec::new(),
+                    unknown: None,
                 });
             }
         }
@@ -401,16 +401,17 @@ impl FluxPhase {
             .into_iter()
             .map(|mut built| {
                 let outcome = substitute::substitute(&mut built.root, &variables);
-                let unknown = outcome
-                    .unknown
-                    .iter()
-                    .map(|var| {
-                        format!(
-                            "${{{var}}} may come from {}, which the input does not hold",
-                            variables.unknown_sources.join(", ")
-                        )
-                    })
-                    .collect();
+                let unknown = if outcome.unknown.is_empty() {
+                    None
+                } else {
+                    let vars: Vec<String> = outcome.unknown.iter().map(|v| format!("${{{v}}}")).collect();
+                    Some(format!(
+                        "{} cannot be known offline: post-build substitution may take {} from {}, which the input does not hold",
+                        vars.join(", "),
+                        if vars.len() == 1 { "it" } else { "them" },
+                        variables.unknown_sources.join(", ")
+                    ))
+                };
                 Built {
                     object: built,
                     producer: Producer::Flux(index),

@@ -11,11 +11,19 @@
 use super::select::Selector;
 use super::tree;
 use super::{BuildError, Object};
-use crate::yaml::{Node, Value};
+use crate::model::NamespaceOrigin;
+use crate::yaml::{Node, Span, Value};
+
+/// `path:line` of a span, as findings name places.
+pub type Locate<'a> = &'a dyn Fn(Span) -> String;
 
 /// Applies one replacement entry (`source` + `targets`) to the objects; gives the file of the
 /// source object (it shapes the build: renaming it renames the targets' fields).
-pub fn apply(entry: &Node, objects: &mut [Object]) -> Result<Option<usize>, BuildError> {
+pub fn apply(
+    entry: &Node,
+    objects: &mut [Object],
+    locate: Locate,
+) -> Result<Option<usize>, BuildError> {
     let source = entry
         .get("source")
         .ok_or_else(|| BuildError::at(entry.span, "a replacement has no `source`".into()))?;
@@ -25,7 +33,7 @@ pub fn apply(entry: &Node, objects: &mut [Object]) -> Result<Option<usize>, Buil
         .and_then(Node::as_seq)
         .unwrap_or_default()
     {
-        apply_target(target, &value, objects)?;
+        apply_target(target, &value, objects, locate)?;
     }
     Ok(source_file)
 }
@@ -95,7 +103,12 @@ fn cut(value: &Node, options: Option<&Node>) -> Result<Option<String>, BuildErro
     Ok(Some(part.to_owned()))
 }
 
-fn apply_target(target: &Node, value: &Node, objects: &mut [Object]) -> Result<(), BuildError> {
+fn apply_target(
+    target: &Node,
+    value: &Node,
+    objects: &mut [Object],
+    locate: Locate,
+) -> Result<(), BuildError> {
     let select = target.get("select").map(Selector::from_node).transpose()?;
     let rejects = target
         .get("reject")
@@ -125,6 +138,11 @@ fn apply_target(target: &Node, value: &Node, objects: &mut [Object]) -> Result<(
         for path in &paths {
             let segments = split_path(path);
             let written = write(&mut object.root, &segments, value, options, create)?;
+            if written && segments == ["metadata", "namespace"] {
+                object.origin = Some(NamespaceOrigin::Replacement {
+                    location: locate(value.span),
+                });
+            }
             if !written {
                 return Err(BuildError::at(
                     target.span,
