@@ -400,7 +400,12 @@ impl<'r> Kustomizer<'r> {
                 // A HelmRelease's values are not kept (free-form, read by no rule): what a
                 // patch does there cannot be checked, and changes nothing a rule reads.
                 let is_release = tree::kind(&object.root) == "HelmRelease";
-                let skip = |op: &patch::Operation| is_release && op.touches(&["spec", "values"]);
+                let light = object.light;
+                // Of an object carried by its identity only, only its metadata is patched.
+                let skip = |op: &patch::Operation| {
+                    (is_release && op.touches(&["spec", "values"]))
+                        || (light && !op.touches(&["metadata"]))
+                };
                 if let Err(problem) = patch::apply_operations(&mut object.root, &operations, skip) {
                     problems.push(problem.about(object));
                 }
@@ -479,7 +484,8 @@ impl<'r> Kustomizer<'r> {
         };
         for entry in &entries {
             let locate = |span: Span| self.repo.location(span);
-            match replace::apply(entry, &mut acc.objects, &locate) {
+            let file_version = |resource: usize| self.repo.file_version(resource);
+            match replace::apply(entry, &mut acc.objects, &locate, &file_version) {
                 // The source's file shapes the build too: a renamed Namespace renames targets.
                 Ok(source) => source.into_iter().for_each(|f| acc.shaped_by(f)),
                 Err(problem) => acc.problems.push(problem),

@@ -53,6 +53,11 @@ pub struct Object {
     pub original_namespace: Option<String>,
     /// Where its `metadata.namespace` was last written, when it has one.
     pub origin: Option<NamespaceOrigin>,
+    /// Carried with its identity only (`apiVersion`, `kind`, `metadata`): no rule reads an
+    /// object of its kind, and a Deployment or a dashboard ConfigMap is most of the bytes a
+    /// build would otherwise copy at every step. Patches and replacements leave what they
+    /// cannot see of it alone; a replacement copying from it reads its file's version.
+    pub light: bool,
 }
 
 impl Object {
@@ -136,6 +141,33 @@ pub struct FluxBuild {
     pub shaped_by: Vec<usize>,
     /// Why it is not built (its path is not in the input, or not knowable offline).
     pub not_built: Option<String>,
+}
+
+/// Whether a build carries objects of `resource`'s kind whole: what the rules read (Flux
+/// objects, ServiceAccounts), what substitution reads (ConfigMaps, Secrets), and what
+/// replacements most often copy from (Namespaces).
+fn carried_whole(resource: &crate::input::Resource) -> bool {
+    resource.flux.is_some()
+        || (resource.api_version == "v1"
+            && matches!(
+                resource.kind.as_str(),
+                "ServiceAccount" | "ConfigMap" | "Secret" | "Namespace"
+            ))
+}
+
+/// `apiVersion`, `kind` and `metadata` of an object: all that selectors read.
+fn identity_of(root: &Node) -> Node {
+    let entries = root
+        .as_map()
+        .unwrap_or_default()
+        .iter()
+        .filter(|(k, _)| matches!(k.as_scalar(), Some("apiVersion" | "kind" | "metadata")))
+        .cloned()
+        .collect();
+    Node {
+        value: yaml::Value::Map(entries),
+        span: root.span,
+    }
 }
 
 /// Every build of the input.
@@ -905,9 +937,16 @@ impl<'a> Repository<'a> {
             .iter()
             .filter_map(|&index| {
                 let resource = &self.inventory.resources[index];
-                let mut root = resource.root()?.clone();
+                let full = resource.root()?;
+                let light = !carried_whole(resource);
+                let mut root = if light {
+                    identity_of(full)
+                } else {
+                    full.clone()
+                };
                 tree::place_in_file(&mut root, file);
                 Some(Object {
+                    light,
                     original_name: resource.name.clone(),
                     original_namespace: resource.declared_namespace.clone(),
                     origin: resource
@@ -919,6 +958,15 @@ impl<'a> Repository<'a> {
                 })
             })
             .collect()
+    }
+
+    /// A resource's tree as its file writes it, placed in the file (a replacement's source
+    /// that the build carries by its identity only).
+    pub fn file_version(&self, resource: usize) -> Option<Node> {
+        let resource = self.inventory.resources.get(resource)?;
+        let mut root = resource.root()?.clone();
+        tree::place_in_file(&mut root, resource.file);
+        Some(root)
     }
 
     /// Every document of a file (a patch, a replacement list), placed in it.

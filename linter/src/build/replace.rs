@@ -17,17 +17,21 @@ use crate::yaml::{Node, Span, Value};
 /// `path:line` of a span, as findings name places.
 pub type Locate<'a> = &'a dyn Fn(Span) -> String;
 
+/// The tree of a resource as its file writes it.
+pub type FileVersion<'a> = &'a dyn Fn(usize) -> Option<Node>;
+
 /// Applies one replacement entry (`source` + `targets`) to the objects; gives the file of the
 /// source object (it shapes the build: renaming it renames the targets' fields).
 pub fn apply(
     entry: &Node,
     objects: &mut [Object],
     locate: Locate,
+    file_version: FileVersion,
 ) -> Result<Option<usize>, BuildError> {
     let source = entry
         .get("source")
         .ok_or_else(|| BuildError::at(entry.span, "a replacement has no `source`".into()))?;
-    let (value, source_file) = source_value(source, objects)?;
+    let (value, source_file) = source_value(source, objects, file_version)?;
     for target in entry
         .get("targets")
         .and_then(Node::as_seq)
@@ -38,7 +42,11 @@ pub fn apply(
     Ok(source_file)
 }
 
-fn source_value(source: &Node, objects: &[Object]) -> Result<(Node, Option<usize>), BuildError> {
+fn source_value(
+    source: &Node,
+    objects: &[Object],
+    file_version: FileVersion,
+) -> Result<(Node, Option<usize>), BuildError> {
     let field = |key: &str| source.get(key).and_then(Node::as_str);
     let matching: Vec<&Object> = objects
         .iter()
@@ -66,7 +74,12 @@ fn source_value(source: &Node, objects: &[Object]) -> Result<(Node, Option<usize
     };
     let path = field("fieldPath").unwrap_or("metadata.name");
     let segments = split_path(path);
-    let found = find(&object.root, &segments).ok_or_else(|| {
+    let whole = if object.light && segments.first() != Some(&"metadata") {
+        file_version(object.resource)
+    } else {
+        None
+    };
+    let found = find(whole.as_ref().unwrap_or(&object.root), &segments).ok_or_else(|| {
         BuildError::at(
             source.span,
             format!("the replacement source has no field `{path}`"),
@@ -137,6 +150,9 @@ fn apply_target(
         }
         for path in &paths {
             let segments = split_path(path);
+            if object.light && segments.first() != Some(&"metadata") {
+                continue; // not carried: nothing a rule reads
+            }
             let written = write(&mut object.root, &segments, value, options, create)?;
             if written && segments == ["metadata", "namespace"] {
                 object.origin = Some(NamespaceOrigin::Replacement {
