@@ -160,6 +160,7 @@ fn log(endpoint: Endpoint, request: &AdmissionRequest<DynamicObject>, outcome: &
         verdict = outcome.verdict.as_str(),
         allowed = outcome.response.allowed,
         rules = %rules.join(","),
+        findings = %outcome.messages.join("; "),
         note = outcome.note.as_deref().unwrap_or(""),
         "admission review"
     );

@@ -75,8 +75,10 @@ pub struct Context<'a> {
     /// `(namespace, name)` of the ServiceAccounts declared in the input.
     pub declared_service_accounts: &'a HashSet<(String, String)>,
     /// The webhook cannot see which service accounts exist in the cluster: it trusts an explicit
-    /// `serviceAccountName` to exist (the API server's impersonation check is the backstop) and
-    /// checks only the policy's default. The linter checks both against the input and policy.
+    /// `serviceAccountName` the policy says nothing about to exist (the API server's
+    /// impersonation check is the backstop). An account the policy knows (the default, a
+    /// tenant's, one it places) is judged by the policy, written out or not: Flux impersonates
+    /// the same account either way. The linter checks every account against input and policy.
     pub trust_explicit_service_accounts: bool,
 }
 
