@@ -45,7 +45,13 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.is_ready() {
+    if state.is_draining() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down, still answering for the drain period",
+        )
+            .into_response()
+    } else if state.is_ready() {
         "ok".into_response()
     } else {
         (
@@ -68,7 +74,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 /// AdmissionReview parsing, no judgement.
 #[cfg(feature = "bench")]
 async fn bench_allow(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let bytes = match read_body(request.into_body(), state.max_body_bytes).await {
+    let bytes = match read_body(request.into_body(), state).await {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
@@ -84,13 +90,13 @@ async fn bench_allow(State(state): State<Arc<AppState>>, request: Request) -> Re
 /// Reads, parses and judges one AdmissionReview. Whatever the object says, the answer is HTTP
 /// 200 with a review echoing the uid; only a body that is not a review with a uid gets a 4xx.
 async fn admit(state: &AppState, endpoint: Endpoint, body: Body) -> Response {
-    let bytes = match read_body(body, state.max_body_bytes).await {
+    let bytes = match read_body(body, state).await {
         Ok(bytes) => bytes,
         Err(response) => {
-            let reason = if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ErrorReason::BodyTooLarge
-            } else {
-                ErrorReason::BadRequest
+            let reason = match response.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ErrorReason::BodyTooLarge,
+                StatusCode::REQUEST_TIMEOUT => ErrorReason::BodyTimeout,
+                _ => ErrorReason::BadRequest,
             };
             state.metrics.error(endpoint, reason);
             return response;
@@ -167,8 +173,19 @@ fn log(endpoint: Endpoint, request: &AdmissionRequest<DynamicObject>, outcome: &
 }
 
 /// The body, or the 4xx response to send instead.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
-    match Limited::new(body, limit).collect().await {
+async fn read_body(body: Body, state: &AppState) -> Result<Bytes, Response> {
+    let limit = state.max_body_bytes;
+    let timeout = state.body_read_timeout;
+    let Ok(read) = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await else {
+        return Err(error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "the request body did not arrive within {}s (--body-read-timeout-seconds)",
+                timeout.as_secs_f64()
+            ),
+        ));
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(error_response(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -39,6 +39,8 @@ pub enum ErrorReason {
     BadRequest,
     /// The body was over `--max-body-bytes`: answered 413.
     BodyTooLarge,
+    /// The body did not arrive within `--body-read-timeout-seconds`: answered 408.
+    BodyTimeout,
     /// An AdmissionReview with a uid whose object could not be read: denied.
     UnreadableReview,
     /// The engine refused the object (e.g. nested too deep): denied.
@@ -46,9 +48,10 @@ pub enum ErrorReason {
 }
 
 impl ErrorReason {
-    const ALL: [ErrorReason; 4] = [
+    const ALL: [ErrorReason; 5] = [
         ErrorReason::BadRequest,
         ErrorReason::BodyTooLarge,
+        ErrorReason::BodyTimeout,
         ErrorReason::UnreadableReview,
         ErrorReason::Engine,
     ];
@@ -57,6 +60,7 @@ impl ErrorReason {
         match self {
             ErrorReason::BadRequest => "bad_request",
             ErrorReason::BodyTooLarge => "body_too_large",
+            ErrorReason::BodyTimeout => "body_timeout",
             ErrorReason::UnreadableReview => "unreadable_review",
             ErrorReason::Engine => "engine",
         }

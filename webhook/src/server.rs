@@ -1,32 +1,35 @@
-//! The HTTPS listener: TLS handshakes, HTTP/1.1 and HTTP/2 connections, graceful shutdown.
+//! The HTTPS listener: TLS handshakes, HTTP/1.1 and HTTP/2 connections, the limits that keep
+//! one client from holding them, and the drain on shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
 
-use crate::config::Config;
+use crate::config::{Config, Limits, Shutdown};
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::state::AppState;
 use crate::tls::{self, CertStore};
 use crate::{app, metrics};
 
-/// A client that connects and never finishes the handshake must not hold a task forever.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// In-flight reviews get this long to finish after SIGTERM; the API server's webhook timeout
-/// is at most 30 s, and Kubernetes' default grace period is 30 s.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+/// File descriptors kept free of connections: the listener, the files the reloader reads,
+/// the runtime's own.
+const RESERVED_FDS: u64 = 32;
 
 /// A bound, loaded server, not yet accepting.
 pub struct Server {
@@ -35,6 +38,9 @@ pub struct Server {
     state: Arc<AppState>,
     reloader: Reloader,
     reload_interval: Duration,
+    limits: Limits,
+    shutdown: Shutdown,
+    max_connections: usize,
 }
 
 impl Server {
@@ -64,12 +70,15 @@ impl Server {
             None => None,
         };
         let tls = tls::server_config(certs, client_cas)?;
-        let state = Arc::new(AppState::new(
-            policy,
-            metrics,
-            config.namespace.clone(),
-            config.max_body_bytes,
-        ));
+        let state = Arc::new(
+            AppState::new(
+                policy,
+                metrics,
+                config.namespace.clone(),
+                config.max_body_bytes,
+            )
+            .with_body_read_timeout(Duration::from_secs(config.limits.body_read_timeout_seconds)),
+        );
         state.set_ready();
         let listener = TcpListener::bind(config.listen)
             .await
@@ -80,6 +89,9 @@ impl Server {
             state,
             reloader,
             reload_interval: Duration::from_secs(config.reload_interval_seconds),
+            max_connections: connection_cap(config.limits.max_connections),
+            limits: config.limits,
+            shutdown: config.shutdown,
         })
     }
 
@@ -87,7 +99,10 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and lets open requests finish.
+    /// Serves until `shutdown` resolves; then drains: `/readyz` answers 503 while the server
+    /// keeps serving for `--drain-seconds`, then the listener closes, every connection is
+    /// asked to finish (HTTP/2 GOAWAY, HTTP/1.1 `Connection: close` after its request) and open
+    /// requests get `--shutdown-timeout-seconds` to complete.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Server {
             listener,
@@ -95,27 +110,116 @@ impl Server {
             state,
             reloader,
             reload_interval,
+            limits,
+            shutdown: timing,
+            max_connections,
         } = self;
         tracing::info!(
             listen = %listener.local_addr()?,
+            max_connections,
             metrics = metrics::REQUESTS,
             "fluxfence webhook serving"
         );
         let reload = tokio::spawn(reloader.run(Arc::clone(&state), reload_interval));
-        let app = app::router(state);
-        let acceptor = TlsAcceptor::from(tls);
-        let graceful = GracefulShutdown::new();
-        tokio::pin!(shutdown);
+        let accepting = Accepting {
+            listener,
+            connections: Arc::new(Connections {
+                acceptor: TlsAcceptor::from(tls),
+                app: app::router(Arc::clone(&state)),
+                limits,
+                stop: watch::channel(false).0,
+            }),
+            permits: Arc::new(Semaphore::new(max_connections)),
+        };
+        accepting.accept_until(shutdown).await;
+
+        state.set_draining();
+        let drain = Duration::from_secs(timing.drain_seconds);
+        tracing::info!(
+            "shutting down: /readyz answers 503, still serving for {drain:?} (--drain-seconds)"
+        );
+        accepting.accept_until(tokio::time::sleep(drain)).await;
+
+        let Accepting {
+            listener,
+            connections,
+            permits,
+        } = accepting;
+        drop(listener);
+        reload.abort();
+        connections.stop.send_replace(true);
+        let grace = Duration::from_secs(timing.shutdown_timeout_seconds);
+        tracing::info!("listener closed: finishing in-flight requests");
+        let all_closed = permits.acquire_many_owned(permits_of(max_connections));
+        if tokio::time::timeout(grace, all_closed).await.is_err() {
+            tracing::warn!(
+                "connections still open after {grace:?} (--shutdown-timeout-seconds); closing them"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `--max-connections`, lowered to what the open-file limit leaves room for: a process out of
+/// descriptors cannot even accept the kubelet's probe.
+fn connection_cap(requested: u64) -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let cap = match limit {
+        Some(files) if files.saturating_sub(RESERVED_FDS) < requested => {
+            let lowered = files.saturating_sub(RESERVED_FDS).max(1);
+            tracing::warn!(
+                requested,
+                open_file_limit = files,
+                max_connections = lowered,
+                "--max-connections lowered to fit the open-file limit"
+            );
+            lowered
+        }
+        _ => requested,
+    };
+    usize::try_from(cap)
+        .unwrap_or(usize::MAX)
+        .min(Semaphore::MAX_PERMITS)
+}
+
+fn permits_of(count: usize) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
+/// The listener and what each accepted connection needs.
+struct Accepting {
+    listener: TcpListener,
+    connections: Arc<Connections>,
+    /// One permit per open connection; all of them back means every connection is closed.
+    permits: Arc<Semaphore>,
+}
+
+struct Connections {
+    acceptor: TlsAcceptor,
+    app: Router,
+    limits: Limits,
+    /// Set once the listener is closed: every connection finishes and closes.
+    stop: watch::Sender<bool>,
+}
+
+impl Accepting {
+    /// Accepts connections until `until` resolves. At the connection cap nothing is accepted:
+    /// new connections wait in the kernel's listen queue until one closes.
+    async fn accept_until(&self, until: impl Future<Output = ()>) {
+        tokio::pin!(until);
         loop {
+            let permit = tokio::select! {
+                permit = Arc::clone(&self.permits).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return, // never closed
+                },
+                () = &mut until => return,
+            };
             tokio::select! {
-                accepted = listener.accept() => match accepted {
+                accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let watcher = graceful.watcher();
-                        let acceptor = acceptor.clone();
-                        let app = app.clone();
-                        tokio::spawn(async move {
-                            serve_connection(stream, peer, acceptor, app, watcher).await;
-                        });
+                        let connections = Arc::clone(&self.connections);
+                        tokio::spawn(connections.serve(stream, peer, permit));
                     }
                     Err(e) => {
                         // Usually out of file descriptors: back off instead of spinning.
@@ -123,49 +227,159 @@ impl Server {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
-                () = &mut shutdown => break,
+                () = &mut until => return,
             }
         }
-        drop(listener);
-        reload.abort();
-        tracing::info!("shutting down: finishing in-flight requests");
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("requests still open after {DRAIN_TIMEOUT:?}; closing them");
-        }
-        Ok(())
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    acceptor: TlsAcceptor,
+impl Connections {
+    /// One connection, from handshake to close; the permit is given back when it ends.
+    async fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let limits = &self.limits;
+        let handshake = Duration::from_secs(limits.handshake_timeout_seconds);
+        let tls = match tokio::time::timeout(handshake, self.acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(limits.header_read_timeout_seconds));
+        let keepalive = Some(limits.http2_keepalive_interval_seconds)
+            .filter(|seconds| *seconds > 0)
+            .map(Duration::from_secs);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(keepalive)
+            .keep_alive_timeout(Duration::from_secs(limits.http2_keepalive_timeout_seconds))
+            .max_concurrent_streams(limits.http2_max_concurrent_streams);
+        let activity = Arc::new(Activity::new());
+        let service = tracked(self.app.clone(), Arc::clone(&activity));
+        let connection =
+            builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
+        tokio::pin!(connection);
+        let idle = Duration::from_secs(limits.idle_timeout_seconds);
+        let mut stop = self.stop.subscribe();
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = activity.idle_for(idle), if !closing => {
+                    tracing::debug!(%peer, "idle connection closed (--idle-timeout-seconds)");
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = stop.wait_for(|stopping| *stopping), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// `app`, counting the requests in flight on one connection.
+fn tracked(
     app: Router,
-    watcher: hyper_util::server::graceful::Watcher,
-) {
-    let _ = stream.set_nodelay(true);
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            return;
+    activity: Arc<Activity>,
+) -> impl tower::Service<
+    hyper::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
+> + Clone {
+    tower::service_fn(move |request: hyper::Request<Incoming>| {
+        let in_flight = activity.begin();
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request).await;
+            drop(in_flight);
+            response
         }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return;
+    })
+}
+
+/// Requests in flight on one connection and when the last one ended.
+struct Activity {
+    in_flight: AtomicUsize,
+    last_ended: Mutex<Instant>,
+    changed: Notify,
+}
+
+/// One request in flight; ends when dropped (answered, or cancelled with its connection).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self
+            .0
+            .last_ended
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.changed.notify_waiters();
+    }
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            last_ended: Mutex::new(Instant::now()),
+            changed: Notify::new(),
         }
-    };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT);
-    let connection = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
-    if let Err(e) = watcher.watch(connection.into_owned()).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_waiters();
+        InFlight(Arc::clone(self))
+    }
+
+    /// Resolves once no request has been in flight for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.in_flight.load(Ordering::Acquire) > 0 {
+                changed.await;
+                continue;
+            }
+            let deadline = *self
+                .last_ended
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                + timeout;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {}
+                () = &mut changed => {}
+            }
+        }
     }
 }
 

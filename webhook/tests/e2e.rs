@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::Pki;
 use fluxfence::kinds::FLUX_KINDS;
-use fluxfence_webhook::config::{Config, LogFormat};
+use fluxfence_webhook::config::{Config, Limits, LogFormat, Shutdown};
 use fluxfence_webhook::metrics::Metrics;
 use fluxfence_webhook::server::Server;
 use serde_json::{Value, json};
@@ -381,6 +381,11 @@ async fn kubectl_apply_against_a_real_api_server() {
             max_body_bytes: 3 * 1024 * 1024,
             reload_interval_seconds: 10,
             log_format: LogFormat::Text,
+            limits: Limits::default(),
+            shutdown: Shutdown {
+                drain_seconds: 0,
+                shutdown_timeout_seconds: 5,
+            },
         },
         Arc::new(Metrics::new()),
     )

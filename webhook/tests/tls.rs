@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Client, Pair, Pki, once, repo_root, write_volume};
-use fluxfence_webhook::config::{Config, LogFormat};
+use fluxfence_webhook::config::{Config, Limits, LogFormat, Shutdown};
 use fluxfence_webhook::metrics::Metrics;
 use fluxfence_webhook::server::Server;
 use serde_json::Value;
@@ -28,6 +28,11 @@ fn config(tls_dir: &Path, policy: Option<PathBuf>, client_ca: Option<PathBuf>) -
         max_body_bytes: 3 * 1024 * 1024,
         reload_interval_seconds: 1,
         log_format: LogFormat::Text,
+        limits: Limits::default(),
+        shutdown: Shutdown {
+            drain_seconds: 0,
+            shutdown_timeout_seconds: 5,
+        },
     }
 }
 
