@@ -211,6 +211,47 @@ async fn an_oversized_body_over_http2_gets_the_413_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_413_over_http2_arrives_whole_and_the_stream_ends_without_error() {
+    let server = start(short_limits(), QUICK_SHUTDOWN).await;
+    let (tls, _) = tls_connect(server.addr, server.pki.roots(), None, b"h2")
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = hyper::Request::post("https://localhost/validate")
+        .header("content-type", "application/json")
+        .body(())
+        .unwrap();
+    let (response, mut upload) = client.send_request(request, false).unwrap();
+    // Over the 4096-byte limit, and the body never ends: the server answers before it has
+    // read everything, as a caller sending a huge object would see.
+    upload
+        .send_data(hyper::body::Bytes::from(vec![b' '; 4 << 20]), false)
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), response)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let mut body = response.into_body();
+    let mut read = Vec::new();
+    while let Some(chunk) = body.data().await {
+        read.extend_from_slice(&chunk.expect("the 413's body was cut by a reset"));
+    }
+    let error: Value = serde_json::from_slice(&read).unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("4096 bytes"),
+        "{error}"
+    );
+    // The server tells the client to stop sending without calling it an error.
+    let reason = std::future::poll_fn(|cx| upload.poll_reset(cx))
+        .await
+        .unwrap();
+    assert_eq!(reason, h2::Reason::NO_ERROR);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_connection_cap_new_connections_wait_until_one_closes() {
     let limits = Limits {
         max_connections: 3,
