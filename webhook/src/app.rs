@@ -223,8 +223,58 @@ struct EnvelopeRequest {
     uid: String,
 }
 
+/// How deep the review's own wrapping goes: the objects sit inside `{"request": {"object":`.
+const REVIEW_WRAPPING: usize = 2;
+
+/// Whether `bytes`, as JSON, nests objects and arrays deeper than an object may be (the
+/// linter's limit, [`fluxfence::yaml::MAX_DEPTH`]) plus the review's wrapping. Checked
+/// before parsing, so the parse (with serde_json's own limit of 128 lifted) stays shallow.
+fn nested_too_deep(bytes: &[u8]) -> bool {
+    let limit = fluxfence::yaml::MAX_DEPTH + REVIEW_WRAPPING + 1;
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in bytes {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 fn parse_review(bytes: &[u8]) -> Parsed {
-    let error = match serde_json::from_slice::<AdmissionReview<DynamicObject>>(bytes) {
+    if nested_too_deep(bytes) {
+        let reason = format!(
+            "the object nests deeper than {} levels, the limit fluxfence lint has too",
+            fluxfence::yaml::MAX_DEPTH
+        );
+        return match serde_json::from_slice::<Envelope>(bytes) {
+            Ok(Envelope {
+                request: Some(EnvelopeRequest { uid }),
+            }) if !uid.is_empty() => Parsed::Unreadable { uid, reason },
+            _ => Parsed::Invalid(format!("the body is not an AdmissionReview: {reason}")),
+        };
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    deserializer.disable_recursion_limit();
+    let parsed = AdmissionReview::<DynamicObject>::deserialize(&mut deserializer)
+        .and_then(|review| deserializer.end().map(|()| review));
+    let error = match parsed {
         Ok(review) => match TryInto::<AdmissionRequest<DynamicObject>>::try_into(review) {
             Ok(request) if request.uid.is_empty() => {
                 return Parsed::Invalid(
