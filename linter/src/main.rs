@@ -125,16 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(rule) = rules::by_code(&code) else {
                 anyhow::bail!("no rule `{code}`; `fluxfence rules` lists them");
             };
-            let meta = rule.meta();
-            print(&format!(
-                "# {} {}\n\n{}\n\nDefault severity: {}. Fixable: {}.\n\n{}",
-                meta.code,
-                meta.name,
-                meta.summary,
-                meta.default_severity.as_str(),
-                if meta.fixable { "yes" } else { "no" },
-                meta.doc
-            ))?;
+            print(&rule.meta().page())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Kinds => {

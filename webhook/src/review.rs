@@ -386,6 +386,14 @@ fn validate(
     }
 }
 
+/// The documentation page of rule `code`.
+fn doc_url(code: &str) -> String {
+    rules::by_code(code).map_or_else(
+        || format!("{}/", rules::DOCS_BASE_URL),
+        |rule| rule.meta().doc_url(),
+    )
+}
+
 /// The audit annotation naming the rules found, when any was.
 fn annotate_rules(response: &mut AdmissionResponse, findings: &[Finding]) {
     if !findings.is_empty() {
@@ -411,8 +419,13 @@ fn denial_message(
     );
     for finding in denials {
         message.push_str(&format!(
-            "\n- {} {} at {}: {}. Fix: {}",
-            finding.code, finding.rule, finding.pointer, finding.message, finding.help
+            "\n- {} {} at {}: {}. Fix: {}. Docs: {}",
+            finding.code,
+            finding.rule,
+            finding.pointer,
+            finding.message,
+            finding.help,
+            doc_url(finding.code)
         ));
     }
     let movable = denials.iter().any(|f| matches!(f.code, "FF101" | "FF111"));

@@ -154,6 +154,12 @@ async fn ff101_and_ff111_deny_the_seed_helmrelease_with_the_rewrite() {
         text.contains("Fix: Flux refuses cross-namespace references"),
         "{text}"
     );
+    // Each denied rule links its documentation page.
+    for code in ["FF101", "FF111"] {
+        let url =
+            format!("Docs: https://github.com/fluxfence/fluxfence/blob/main/docs/rules/{code}.md");
+        assert!(text.contains(&url), "{text}");
+    }
     assert!(
         text.contains("FF111 service-account-unavailable at /spec/serviceAccountName"),
         "{text}"

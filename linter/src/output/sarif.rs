@@ -46,6 +46,7 @@ struct ReportingDescriptor<'a> {
     short_description: Text,
     full_description: Text,
     help: Help<'a>,
+    help_uri: String,
     default_configuration: Configuration,
 }
 
@@ -147,6 +148,7 @@ pub fn render(report: &Report) -> String {
                     text: meta.doc,
                     markdown: meta.doc,
                 },
+                help_uri: meta.doc_url(),
                 default_configuration: Configuration {
                     level: level(meta.default_severity),
                 },
