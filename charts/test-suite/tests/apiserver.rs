@@ -266,6 +266,30 @@ fn rendered_manifests_apply_to_a_real_api_server() {
     // fields, webhook configurations' rules and selectors).
     kubectl.ok(&["apply", "--server-side", "-f", "-"], Some(&as_list(rest)));
 
+    // The standalone chart's mutating webhook calls only when there is an account to
+    // default (matchConditions): the API server compiles the CEL expression on create.
+    let standalone = helm
+        .template(
+            &fluxfence_charts_test::chart_dir("fluxfence"),
+            "standalone",
+            FLUX_NS,
+            "",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mutating = standalone
+        .into_iter()
+        .find(|d| d["kind"] == "MutatingWebhookConfiguration")
+        .unwrap_or_else(|| panic!("no MutatingWebhookConfiguration in the standalone chart"));
+    assert!(
+        mutating["webhooks"][0]["matchConditions"].is_array(),
+        "{mutating}"
+    );
+    kubectl.ok(
+        &["create", "--dry-run=server", "-f", "-"],
+        Some(&mutating.to_string()),
+    );
+
     let applied = kubectl.ok(
         &[
             "get",

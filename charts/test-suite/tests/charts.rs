@@ -451,6 +451,49 @@ fn pods_drain_before_they_stop() {
 }
 
 #[test]
+fn mutate_is_called_only_when_there_is_an_account_to_default() {
+    let Some(helm) = helm() else { return };
+    let chart = chart_dir("fluxfence");
+    let conditions = |values: &str, version: &str, kind: &str| {
+        let docs = helm
+            .template(
+                &chart,
+                "fluxfence",
+                NS,
+                values,
+                &["--kube-version", version],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        object(&docs, kind, "fluxfence")["webhooks"][0]["matchConditions"].clone()
+    };
+    let mutating = conditions("", "1.32.0", "MutatingWebhookConfiguration");
+    let expression = mutating[0]["expression"].as_str().unwrap_or("");
+    for part in [
+        "request.kind.kind in ['Kustomization', 'HelmRelease']",
+        "!has(object.spec.serviceAccountName)",
+        "object.spec.serviceAccountName == ''",
+    ] {
+        assert!(expression.contains(part), "{part} not in {expression}");
+    }
+    // Validation sees every object: FF101 holds in exempt namespaces too.
+    assert!(conditions("", "1.32.0", "ValidatingWebhookConfiguration").is_null());
+    // Shared sources are rewritten on any object; an outside policy may share some; older
+    // API servers have no matchConditions; and it can be turned off.
+    for (values, version) in [
+        (
+            "policy: {enforce: true, sharedSources: [{kind: HelmRepository, namespace: flux-system, name: bitnami}]}",
+            "1.32.0",
+        ),
+        ("policyConfigMap: {create: false}", "1.32.0"),
+        ("", "1.27.0"),
+        ("webhook: {mutating: {onlyWhenDefaulting: false}}", "1.32.0"),
+    ] {
+        let mutating = conditions(values, version, "MutatingWebhookConfiguration");
+        assert!(mutating.is_null(), "{values} on {version}: {mutating}");
+    }
+}
+
+#[test]
 fn generated_certificate_is_the_one_both_webhooks_trust() {
     let Some(helm) = helm() else { return };
     let docs = helm
