@@ -74,7 +74,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 /// AdmissionReview parsing, no judgement.
 #[cfg(feature = "bench")]
 async fn bench_allow(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let bytes = match read_body(request.into_body(), state).await {
+    let bytes = match read_body(request.into_body(), &state).await {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };

@@ -153,7 +153,7 @@ pub fn review(
     let findings = judge(&object, namespace, policy);
     match endpoint {
         Endpoint::Validate => {
-            if ratchets(request, &json, namespace, policy, &findings) {
+            if ratchets(request, namespace, policy, &findings) {
                 return ratcheted(response, &object, &findings);
             }
             validate(response, &object, namespace, policy, &findings)
@@ -187,7 +187,6 @@ type ViolationKey = (&'static str, String, String);
 /// ratcheting off, something new) the update is judged as a create.
 fn ratchets(
     request: &AdmissionRequest<DynamicObject>,
-    json: &Value,
     namespace: &str,
     policy: &Policy,
     findings: &[Finding],
@@ -204,9 +203,24 @@ fn ratchets(
         return false;
     };
     let old_findings = judge(&old_object, namespace, policy);
-    let before = violations(&old_json, namespace, policy, &old_findings);
-    let after = violations(json, namespace, policy, findings);
-    after.iter().all(|v| before.contains(v))
+    let before = deny_keys(&old_findings);
+    let mut new: Vec<ViolationKey> = deny_keys(findings);
+    new.retain(|v| !before.contains(v));
+    if new.is_empty() {
+        return true;
+    }
+    // The rest may be the old object's, as the mutating webhook would leave it: a default
+    // account it wrote in during this update changes no violation. Judged only when needed.
+    let mutated = as_mutated(&old_json, namespace, policy, &old_findings);
+    new.iter().all(|v| mutated.contains(v))
+}
+
+fn deny_keys(findings: &[Finding]) -> Vec<ViolationKey> {
+    findings
+        .iter()
+        .filter(|f| f.severity == Severity::Deny)
+        .map(|f| (f.code, f.pointer.clone(), f.message.clone()))
+        .collect()
 }
 
 /// An UPDATE that keeps violations it did not bring: admitted, every finding a warning, so
@@ -239,22 +253,14 @@ fn ratcheted(
     }
 }
 
-/// The deny findings of an object as the mutating webhook leaves it: the safe fixes (the
-/// default service account written out) applied first. Whether the default came from the
-/// object or from the mutating webhook then makes no difference to what counts as new.
-fn violations(
+/// The deny findings of an object as the mutating webhook leaves it: its safe fixes (the
+/// default service account written out) applied. Nothing when there is nothing to fix.
+fn as_mutated(
     json: &Value,
     namespace: &str,
     policy: &Policy,
     findings: &[Finding],
 ) -> Vec<ViolationKey> {
-    let keys = |findings: &[Finding]| -> Vec<ViolationKey> {
-        findings
-            .iter()
-            .filter(|f| f.severity == Severity::Deny)
-            .map(|f| (f.code, f.pointer.clone(), f.message.clone()))
-            .collect()
-    };
     let mut ops = Vec::new();
     for fix in findings.iter().filter_map(|f| f.fix.as_ref()) {
         if fix.applicability == Applicability::Safe {
@@ -264,17 +270,15 @@ fn violations(
         }
     }
     if ops.is_empty() {
-        return keys(findings);
+        return Vec::new();
     }
     let mut fixed = json.clone();
-    let refixed = json_patch::patch(&mut fixed, &ops)
+    json_patch::patch(&mut fixed, &ops)
         .ok()
         .and_then(|()| fluxfence::yaml::Node::from_json(&fixed).ok())
-        .and_then(FluxObject::from_node);
-    match refixed {
-        Some(fixed) => keys(&judge(&fixed, namespace, policy)),
-        None => keys(findings),
-    }
+        .and_then(FluxObject::from_node)
+        .map(|fixed| deny_keys(&judge(&fixed, namespace, policy)))
+        .unwrap_or_default()
 }
 
 /// Requests fluxfence never blocks, whatever the object says.

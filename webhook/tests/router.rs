@@ -474,6 +474,19 @@ async fn an_update_that_adds_or_changes_a_violation_is_denied() {
     let (allowed, codes) = verdict(&app, &remote).await;
     assert!(!allowed);
     assert!(codes.contains(&"FF120".to_owned()), "{codes:?}");
+    // Dropping the account where the policy denies FF110 adds a violation, even though the
+    // mutating webhook would write the default back.
+    let app_ff110 = app_with(per_tenant(), None, MAX_BODY);
+    let mut dropped = fixture("kustomization-cluster-config-with-service-account");
+    dropped["request"]["operation"] = json!("UPDATE");
+    dropped["request"]["oldObject"] = dropped["request"]["object"].clone();
+    dropped["request"]["object"]["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("serviceAccountName");
+    let (allowed, codes) = verdict(&app_ff110, &dropped).await;
+    assert!(!allowed);
+    assert_eq!(codes, vec!["FF110".to_owned()]);
     // Fixing a violation is always admitted.
     let mut fixed = fixture("helmrelease-reconcile-annotation");
     fixed["request"]["object"]["spec"]["chart"]["spec"]["sourceRef"]
