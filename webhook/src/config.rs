@@ -73,8 +73,10 @@ pub struct Limits {
     pub handshake_timeout_seconds: u64,
 
     /// HTTP/1.1: a request's headers not read in this long close the connection. hyper
-    /// starts this clock when it waits for a request, so it also ends an HTTP/1.1 connection
-    /// that sends nothing.
+    /// starts this clock when it waits for a request, so it is also how long an HTTP/1.1
+    /// connection may idle. A client that keeps idle connections longer (Go: 90 s) may send on
+    /// one just as it closes; the API server calls webhooks over HTTP/2, where the idle
+    /// timeout and GOAWAY apply instead.
     #[arg(long, env = "FLUXFENCE_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_read_timeout_seconds: u64,
 

@@ -412,3 +412,34 @@ async fn a_drain_under_load_fails_no_request() {
         "too little load to mean anything"
     );
 }
+
+/// hyper starts the header clock as soon as it waits for the next request, so an HTTP/1.1
+/// connection idles at most the header-read timeout, whatever the idle timeout says (README,
+/// chart README).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http1_connection_closes_at_the_header_read_timeout() {
+    let limits = Limits {
+        header_read_timeout_seconds: 1,
+        idle_timeout_seconds: 5,
+        ..short_limits()
+    };
+    let server = start(limits, QUICK_SHUTDOWN).await;
+    let (mut tls, _) = tls_connect(server.addr, server.pki.roots(), None, b"http/1.1")
+        .await
+        .unwrap();
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 1024];
+    let n = tls.read(&mut answer).await.unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    let (_, after) = read_until_closed(&mut tls, Duration::from_secs(4)).await;
+    assert!(
+        after >= Duration::from_millis(800) && after < Duration::from_secs(3),
+        "{after:?}"
+    );
+}
