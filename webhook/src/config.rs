@@ -72,11 +72,8 @@ pub struct Limits {
     #[arg(long, env = "FLUXFENCE_HANDSHAKE_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub handshake_timeout_seconds: u64,
 
-    /// HTTP/1.1: a request's headers not read in this long close the connection. hyper
-    /// starts this clock when it waits for a request, so it is also how long an HTTP/1.1
-    /// connection may idle. A client that keeps idle connections longer (Go: 90 s) may send on
-    /// one just as it closes; the API server calls webhooks over HTTP/2, where the idle
-    /// timeout and GOAWAY apply instead.
+    /// HTTP/1.1: a request whose headers are not all read this long after its first byte
+    /// closes the connection (an idle connection is the idle timeout's).
     #[arg(long, env = "FLUXFENCE_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_read_timeout_seconds: u64,
 
@@ -85,8 +82,10 @@ pub struct Limits {
     pub body_read_timeout_seconds: u64,
 
     /// A connection (HTTP/1.1 or HTTP/2) with no request in flight for this long is closed
-    /// (HTTP/2 with GOAWAY), before its first request or between requests.
-    #[arg(long, env = "FLUXFENCE_IDLE_TIMEOUT_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    /// (HTTP/2 with GOAWAY), before its first request or between requests. Longer than the
+    /// API server keeps idle connections (90 s), so that it is the one to close them: a
+    /// review sent on a connection the server is closing fails.
+    #[arg(long, env = "FLUXFENCE_IDLE_TIMEOUT_SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_seconds: u64,
 
     /// HTTP/2: a PING is sent on a connection quiet for this long (0: never).
@@ -117,7 +116,7 @@ impl Default for Limits {
             handshake_timeout_seconds: 10,
             header_read_timeout_seconds: 10,
             body_read_timeout_seconds: 10,
-            idle_timeout_seconds: 60,
+            idle_timeout_seconds: 120,
             http2_keepalive_interval_seconds: 20,
             http2_keepalive_timeout_seconds: 10,
             http2_max_concurrent_streams: 250,

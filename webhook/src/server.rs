@@ -14,6 +14,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
@@ -255,11 +259,17 @@ impl Connections {
                 return;
             }
         };
+        let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
         let mut builder = auto::Builder::new(TokioExecutor::new());
+        // No hyper header timeout: it starts while hyper waits for the next request, so it
+        // would also end idle keep-alive connections, long before the API server (which calls
+        // admission webhooks over HTTP/1.1 and keeps idle connections 90 s) stops using them,
+        // and a review sent just as one closes fails. The header clock below starts with the
+        // first byte of a request instead.
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(limits.header_read_timeout_seconds));
+            .header_read_timeout(None);
         let keepalive = Some(limits.http2_keepalive_interval_seconds)
             .filter(|seconds| *seconds > 0)
             .map(Duration::from_secs);
@@ -271,10 +281,15 @@ impl Connections {
             .max_concurrent_streams(limits.http2_max_concurrent_streams);
         let activity = Arc::new(Activity::new());
         let service = tracked(self.app.clone(), Arc::clone(&activity));
+        let io = Watched {
+            inner: tls,
+            activity: Arc::clone(&activity),
+        };
         let connection =
-            builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
+            builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
         tokio::pin!(connection);
         let idle = Duration::from_secs(limits.idle_timeout_seconds);
+        let header_read = Duration::from_secs(limits.header_read_timeout_seconds);
         let mut stop = self.stop.subscribe();
         let mut closing = false;
         loop {
@@ -283,6 +298,12 @@ impl Connections {
                     if let Err(e) = result {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
+                    return;
+                }
+                // HTTP/2 frames (pings, settings) arrive between requests: headers are
+                // HTTP/2's own business there, bounded by the stream cap and keep-alive.
+                () = activity.request_overdue(header_read), if !http2 => {
+                    tracing::debug!(%peer, "request headers too slow (--header-read-timeout-seconds)");
                     return;
                 }
                 () = activity.idle_for(idle), if !closing => {
@@ -320,11 +341,72 @@ fn tracked(
     })
 }
 
-/// Requests in flight on one connection and when the last one ended.
+/// Requests in flight on one connection, when the last one ended, and when bytes of the next
+/// one began to arrive.
 struct Activity {
     in_flight: AtomicUsize,
     last_ended: Mutex<Instant>,
+    /// Set by the first byte read while no request is in flight; cleared when one starts.
+    next_begun: Mutex<Option<Instant>>,
     changed: Notify,
+}
+
+/// The connection's stream, telling `activity` when bytes arrive.
+struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.bytes_arrived();
+        }
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 /// One request in flight; ends when dropped (answered, or cancelled with its connection).
@@ -347,14 +429,56 @@ impl Activity {
         Activity {
             in_flight: AtomicUsize::new(0),
             last_ended: Mutex::new(Instant::now()),
+            next_begun: Mutex::new(None),
             changed: Notify::new(),
         }
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        *self
+            .next_begun
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         self.changed.notify_waiters();
         InFlight(Arc::clone(self))
+    }
+
+    fn bytes_arrived(&self) {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        let mut begun = self
+            .next_begun
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if begun.is_none() {
+            *begun = Some(Instant::now());
+            drop(begun);
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Resolves once bytes of a request have been arriving for `timeout` without the request
+    /// being complete enough to start (its headers, on HTTP/1.1).
+    async fn request_overdue(&self, timeout: Duration) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let begun = *self
+                .next_begun
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match begun {
+                Some(begun) if Instant::now() >= begun + timeout => return,
+                Some(begun) => tokio::select! {
+                    () = tokio::time::sleep_until(begun + timeout) => {}
+                    () = &mut changed => {}
+                },
+                None => changed.await,
+            }
+        }
     }
 
     /// Resolves once no request has been in flight for `timeout`.
