@@ -198,7 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(rule) = rules::by_code(&code) else {
                 anyhow::bail!("no rule `{code}`; `fluxfence rules` lists them");
             };
-            print(&rule_page(rule.meta()))?;
+            print(&rule.meta().page())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Kinds => {
@@ -209,19 +209,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// What `fluxfence rule CODE` prints; `docs/rules/CODE.md` is the same text.
-fn rule_page(meta: &rules::RuleMeta) -> String {
-    format!(
-        "# {} {}\n\n{}\n\nDefault severity: {}. Fixable: {}.\n\n{}",
-        meta.code,
-        meta.name,
-        meta.summary,
-        meta.default_severity.as_str(),
-        meta.fixable.sentence(),
-        meta.doc
-    )
 }
 
 /// Everything a lint run decided before reading its input, as `--show-settings` prints it.

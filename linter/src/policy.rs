@@ -46,6 +46,12 @@ pub struct Policy {
     /// Per-rule severity overrides, by code (`FF110: deny`).
     #[serde(default)]
     pub rules: BTreeMap<String, Severity>,
+    /// Admission only: an UPDATE that brings no new or changed violation is admitted, the
+    /// violations it keeps sent as warnings, so objects that violated before the webhook (or
+    /// a policy change) came in can still be updated by Flux. `false` judges an UPDATE like a
+    /// CREATE. An object being deleted is admitted either way.
+    #[serde(default = "default_true")]
+    pub ratchet_updates: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -129,6 +135,7 @@ impl Policy {
             tenants: Vec::new(),
             shared_sources: Vec::new(),
             rules: BTreeMap::new(),
+            ratchet_updates: true,
         })
     }
 
@@ -240,6 +247,20 @@ impl Policy {
                 .any(|sa| sa.name == name && glob_match(&sa.namespace, namespace))
     }
 
+    /// Whether the policy says anything about service account `name`: it is the default
+    /// account, one a tenant may use, or one the platform creates somewhere. Where such an
+    /// account exists is the policy's to say, so it is never taken on trust.
+    pub fn knows_service_account(&self, name: &str) -> bool {
+        self.default_service_account
+            .as_ref()
+            .is_some_and(|sa| sa.name == name)
+            || self.service_accounts.iter().any(|sa| sa.name == name)
+            || self
+                .tenants
+                .iter()
+                .any(|t| t.service_accounts.iter().any(|a| a == name))
+    }
+
     /// Whether a reference from `from_namespace` to a source is allowed as a shared source.
     pub fn is_shared_source(
         &self,
@@ -333,6 +354,9 @@ mod tests {
         assert!(policy.provides_service_account("cluster-config", "flux-applier"));
         assert!(!policy.provides_service_account("nginx", "flux-applier"));
         assert!(policy.is_exempt("flux-system"));
+        assert!(policy.ratchet_updates);
+        assert!(policy.knows_service_account("flux-applier"));
+        assert!(!policy.knows_service_account("deployer"));
         assert_eq!(Policy::azure_default(), policy);
     }
 

@@ -455,6 +455,18 @@ fn format_sarif() {
     let mut run = formatted("sarif");
     assert_eq!(run.code, 1);
     let mut log: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    // Every rule links its documentation page.
+    for rule in log["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .expect("rules")
+    {
+        let page = format!("/docs/rules/{}.md", rule["id"].as_str().expect("id"));
+        let uri = rule["helpUri"].as_str().expect("helpUri");
+        assert!(
+            uri.starts_with("https://") && uri.ends_with(&page),
+            "{rule}"
+        );
+    }
     log["runs"][0]["tool"]["driver"]["rules"] = serde_json::json!("<one descriptor per rule>");
     log["runs"][0]["tool"]["driver"]["version"] = serde_json::json!("<version>");
     for result in log["runs"][0]["results"].as_array_mut().expect("results") {
@@ -680,7 +692,7 @@ fn an_unknown_policy_field_is_exit_2_at_its_key() {
         "error: policy.yaml:2:1: invalid policy: exemptNamespace: unknown field `exemptNamespace`, \
          expected one of `apiVersion`, `kind`, `enforce`, `configNamespace`, \
          `defaultServiceAccount`, `exemptNamespaces`, `serviceAccounts`, `tenants`, \
-         `sharedSources`, `rules`\n"
+         `sharedSources`, `rules`, `ratchetUpdates`\n"
     );
 }
 

@@ -45,7 +45,13 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.is_ready() {
+    if state.is_draining() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down, still answering for the drain period",
+        )
+            .into_response()
+    } else if state.is_ready() {
         "ok".into_response()
     } else {
         (
@@ -68,7 +74,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 /// AdmissionReview parsing, no judgement.
 #[cfg(feature = "bench")]
 async fn bench_allow(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let bytes = match read_body(request.into_body(), state.max_body_bytes).await {
+    let bytes = match read_body(request.into_body(), &state).await {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
@@ -84,13 +90,13 @@ async fn bench_allow(State(state): State<Arc<AppState>>, request: Request) -> Re
 /// Reads, parses and judges one AdmissionReview. Whatever the object says, the answer is HTTP
 /// 200 with a review echoing the uid; only a body that is not a review with a uid gets a 4xx.
 async fn admit(state: &AppState, endpoint: Endpoint, body: Body) -> Response {
-    let bytes = match read_body(body, state.max_body_bytes).await {
+    let bytes = match read_body(body, state).await {
         Ok(bytes) => bytes,
         Err(response) => {
-            let reason = if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ErrorReason::BodyTooLarge
-            } else {
-                ErrorReason::BadRequest
+            let reason = match response.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ErrorReason::BodyTooLarge,
+                StatusCode::REQUEST_TIMEOUT => ErrorReason::BodyTimeout,
+                _ => ErrorReason::BadRequest,
             };
             state.metrics.error(endpoint, reason);
             return response;
@@ -160,14 +166,27 @@ fn log(endpoint: Endpoint, request: &AdmissionRequest<DynamicObject>, outcome: &
         verdict = outcome.verdict.as_str(),
         allowed = outcome.response.allowed,
         rules = %rules.join(","),
+        findings = %outcome.messages.join("; "),
         note = outcome.note.as_deref().unwrap_or(""),
         "admission review"
     );
 }
 
-/// The body, or the 4xx response to send instead.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
-    match Limited::new(body, limit).collect().await {
+/// The body, or the 4xx response to send instead. Over HTTP/2 the 413 goes out whole: the
+/// stream is reset only after it (NO_ERROR, RFC 9113 section 8.1: stop sending, keep the
+/// response), which the limits tests hold hyper and h2 to.
+async fn read_body(body: Body, state: &AppState) -> Result<Bytes, Response> {
+    let (limit, timeout) = (state.max_body_bytes, state.body_read_timeout);
+    let Ok(read) = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await else {
+        return Err(error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "the request body did not arrive within {}s (--body-read-timeout-seconds)",
+                timeout.as_secs_f64()
+            ),
+        ));
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -204,8 +223,58 @@ struct EnvelopeRequest {
     uid: String,
 }
 
+/// How deep the review's own wrapping goes: the objects sit inside `{"request": {"object":`.
+const REVIEW_WRAPPING: usize = 2;
+
+/// Whether `bytes`, as JSON, nests objects and arrays deeper than an object may be (the
+/// linter's limit, [`fluxfence::yaml::MAX_DEPTH`]) plus the review's wrapping. Checked
+/// before parsing, so the parse (with serde_json's own limit of 128 lifted) stays shallow.
+fn nested_too_deep(bytes: &[u8]) -> bool {
+    let limit = fluxfence::yaml::MAX_DEPTH + REVIEW_WRAPPING + 1;
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in bytes {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 fn parse_review(bytes: &[u8]) -> Parsed {
-    let error = match serde_json::from_slice::<AdmissionReview<DynamicObject>>(bytes) {
+    if nested_too_deep(bytes) {
+        let reason = format!(
+            "the object nests deeper than {} levels, the limit fluxfence lint has too",
+            fluxfence::yaml::MAX_DEPTH
+        );
+        return match serde_json::from_slice::<Envelope>(bytes) {
+            Ok(Envelope {
+                request: Some(EnvelopeRequest { uid }),
+            }) if !uid.is_empty() => Parsed::Unreadable { uid, reason },
+            _ => Parsed::Invalid(format!("the body is not an AdmissionReview: {reason}")),
+        };
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    deserializer.disable_recursion_limit();
+    let parsed = AdmissionReview::<DynamicObject>::deserialize(&mut deserializer)
+        .and_then(|review| deserializer.end().map(|()| review));
+    let error = match parsed {
         Ok(review) => match TryInto::<AdmissionRequest<DynamicObject>>::try_into(review) {
             Ok(request) if request.uid.is_empty() => {
                 return Parsed::Invalid(

@@ -1,3 +1,4 @@
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 
 use clap::Parser;
@@ -24,6 +25,7 @@ fn init_tracing(format: LogFormat) {
             .flatten_event(true)
             .with_current_span(false)
             .init(),
-        LogFormat::Text => builder.init(),
+        // Colours only for a person at a terminal, never into a redirected log.
+        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
     }
 }

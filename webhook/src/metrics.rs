@@ -5,8 +5,8 @@
 //! on the request path, and no request can create new series.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fluxfence::Severity;
 use fluxfence::kinds::{FLUX_KINDS, FluxKind};
@@ -26,6 +26,19 @@ pub const POLICY_RELOADS: &str = "fluxfence_webhook_policy_reloads_total";
 pub const CERTIFICATE_RELOADS: &str = "fluxfence_webhook_certificate_reloads_total";
 /// Requests that could not be judged normally, by endpoint and reason.
 pub const ERRORS: &str = "fluxfence_webhook_errors_total";
+/// 1, labelled with the version of the binary.
+pub const BUILD_INFO: &str = "fluxfence_build_info";
+/// When the serving certificate loaded last stops being valid (its notAfter), in Unix seconds.
+pub const CERTIFICATE_EXPIRY: &str = "fluxfence_webhook_certificate_expiry_timestamp_seconds";
+/// 1 while the policy file cannot be read (deleted, unmounted): the policy loaded last is
+/// still enforced.
+pub const POLICY_FILE_UNREADABLE: &str = "fluxfence_webhook_policy_file_unreadable";
+/// The standard process metrics (Linux: read from /proc/self).
+pub const PROCESS_CPU: &str = "process_cpu_seconds_total";
+pub const PROCESS_RSS: &str = "process_resident_memory_bytes";
+pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+pub const PROCESS_START: &str = "process_start_time_seconds";
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -39,6 +52,8 @@ pub enum ErrorReason {
     BadRequest,
     /// The body was over `--max-body-bytes`: answered 413.
     BodyTooLarge,
+    /// The body did not arrive within `--body-read-timeout-seconds`: answered 408.
+    BodyTimeout,
     /// An AdmissionReview with a uid whose object could not be read: denied.
     UnreadableReview,
     /// The engine refused the object (e.g. nested too deep): denied.
@@ -46,9 +61,10 @@ pub enum ErrorReason {
 }
 
 impl ErrorReason {
-    const ALL: [ErrorReason; 4] = [
+    const ALL: [ErrorReason; 5] = [
         ErrorReason::BadRequest,
         ErrorReason::BodyTooLarge,
+        ErrorReason::BodyTimeout,
         ErrorReason::UnreadableReview,
         ErrorReason::Engine,
     ];
@@ -57,6 +73,7 @@ impl ErrorReason {
         match self {
             ErrorReason::BadRequest => "bad_request",
             ErrorReason::BodyTooLarge => "body_too_large",
+            ErrorReason::BodyTimeout => "body_timeout",
             ErrorReason::UnreadableReview => "unreadable_review",
             ErrorReason::Engine => "engine",
         }
@@ -149,6 +166,11 @@ pub struct Metrics {
     errors: Box<[AtomicU64]>,
     policy_reloads: [AtomicU64; 2],
     certificate_reloads: [AtomicU64; 2],
+    /// `i64::MIN` until a certificate with a readable notAfter is loaded.
+    certificate_expiry: AtomicI64,
+    policy_file_unreadable: AtomicBool,
+    /// Unix seconds when the registry (the process, near enough) started.
+    started: f64,
 }
 
 impl Default for Metrics {
@@ -166,7 +188,23 @@ impl Metrics {
             errors: counters(ENDPOINTS.len() * ErrorReason::ALL.len()),
             policy_reloads: [AtomicU64::new(0), AtomicU64::new(0)],
             certificate_reloads: [AtomicU64::new(0), AtomicU64::new(0)],
+            certificate_expiry: AtomicI64::new(i64::MIN),
+            policy_file_unreadable: AtomicBool::new(false),
+            started: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
         }
+    }
+
+    /// The serving certificate's notAfter, in Unix seconds.
+    pub fn set_certificate_expiry(&self, not_after: Option<i64>) {
+        self.certificate_expiry
+            .store(not_after.unwrap_or(i64::MIN), Ordering::Relaxed);
+    }
+
+    pub fn set_policy_file_unreadable(&self, unreadable: bool) {
+        self.policy_file_unreadable
+            .store(unreadable, Ordering::Relaxed);
     }
 
     fn request_slot(endpoint: Endpoint, kind: usize, verdict: Verdict) -> usize {
@@ -238,7 +276,36 @@ impl Metrics {
             "Serving certificate reloads after a change.",
             &self.certificate_reloads,
         );
+        self.render_state(&mut out);
+        render_process(&mut out, self.started);
         out
+    }
+
+    fn render_state(&self, out: &mut String) {
+        header(out, BUILD_INFO, "gauge", "The running binary's version.");
+        let _ = writeln!(
+            out,
+            "{BUILD_INFO}{{component=\"webhook\",version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        let expiry = self.certificate_expiry.load(Ordering::Relaxed);
+        if expiry != i64::MIN {
+            header(
+                out,
+                CERTIFICATE_EXPIRY,
+                "gauge",
+                "notAfter of the serving certificate, in Unix seconds.",
+            );
+            let _ = writeln!(out, "{CERTIFICATE_EXPIRY} {expiry}");
+        }
+        header(
+            out,
+            POLICY_FILE_UNREADABLE,
+            "gauge",
+            "1 while the policy file cannot be read; the policy loaded last is enforced.",
+        );
+        let unreadable = u8::from(self.policy_file_unreadable.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{POLICY_FILE_UNREADABLE} {unreadable}");
     }
 
     fn render_requests(&self, out: &mut String) {
@@ -352,6 +419,53 @@ fn render_reloads(out: &mut String, name: &str, help: &str, values: &[AtomicU64;
     }
 }
 
+/// CPU time, resident memory and file descriptors of this process, as every Prometheus
+/// client library names them. Whatever cannot be read (not Linux) is left out.
+fn render_process(out: &mut String, started: f64) {
+    header(
+        out,
+        PROCESS_START,
+        "gauge",
+        "Start time of the process, in Unix seconds.",
+    );
+    let _ = writeln!(out, "{PROCESS_START} {started}");
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |n: usize| fields.get(n).and_then(|f| f.parse::<u64>().ok());
+        if let (Some(user), Some(system)) = (field(11), field(12)) {
+            let ticks = rustix::param::clock_ticks_per_second().max(1);
+            header(
+                out,
+                PROCESS_CPU,
+                "counter",
+                "User and system CPU time, in seconds.",
+            );
+            let _ = writeln!(
+                out,
+                "{PROCESS_CPU} {}",
+                (user + system) as f64 / ticks as f64
+            );
+        }
+        if let Some(pages) = field(21) {
+            let bytes = pages.saturating_mul(rustix::param::page_size() as u64);
+            header(out, PROCESS_RSS, "gauge", "Resident memory, in bytes.");
+            let _ = writeln!(out, "{PROCESS_RSS} {bytes}");
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+        header(out, PROCESS_OPEN_FDS, "gauge", "Open file descriptors.");
+        let _ = writeln!(out, "{PROCESS_OPEN_FDS} {}", entries.count());
+    }
+    if let Some(max) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
+        header(out, PROCESS_MAX_FDS, "gauge", "The open-file limit.");
+        let _ = writeln!(out, "{PROCESS_MAX_FDS} {max}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -376,6 +490,8 @@ mod tests {
         );
         metrics.error(Endpoint::Validate, ErrorReason::BodyTooLarge);
         metrics.certificate_reload(ReloadResult::Error);
+        metrics.set_certificate_expiry(Some(1_924_991_999));
+        metrics.set_policy_file_unreadable(true);
         let text = metrics.render();
         for line in [
             "fluxfence_webhook_requests_total{endpoint=\"validate\",kind=\"HelmRelease\",verdict=\"denied\"} 1",
@@ -390,11 +506,31 @@ mod tests {
             "fluxfence_webhook_errors_total{endpoint=\"validate\",reason=\"body_too_large\"} 1",
             "fluxfence_webhook_certificate_reloads_total{result=\"error\"} 1",
             "fluxfence_webhook_policy_reloads_total{result=\"success\"} 0",
+            "fluxfence_webhook_certificate_expiry_timestamp_seconds 1924991999",
+            "fluxfence_webhook_policy_file_unreadable 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "missing `{line}` in\n{text}"
             );
+        }
+        let build = format!(
+            "fluxfence_build_info{{component=\"webhook\",version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.lines().any(|l| l == build), "{text}");
+        #[cfg(target_os = "linux")]
+        for (family, least) in [
+            (PROCESS_CPU, 0.0),
+            (PROCESS_RSS, 1.0),
+            (PROCESS_OPEN_FDS, 1.0),
+            (PROCESS_MAX_FDS, 1.0),
+        ] {
+            let value = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{family} ")))
+                .unwrap_or_else(|| panic!("no {family} in\n{text}"));
+            assert!(value.parse::<f64>().unwrap() >= least, "{family} {value}");
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct Reloader {
     cert_hash: Option<u64>,
     client_ca_hash: Option<u64>,
     policy_hash: Option<u64>,
+    /// Whether the last poll found the policy file missing or unreadable.
+    policy_unreadable: bool,
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -88,6 +90,7 @@ impl Reloader {
             cert_hash: None,
             client_ca_hash: None,
             policy_hash: None,
+            policy_unreadable: false,
         }
     }
 
@@ -107,8 +110,15 @@ impl Reloader {
         let key = read(&self.key_file)?;
         self.cert_hash = Some(hash(&[&cert, &key]));
         let pair = tls::certified_key(&cert, &key, &self.cert_file, &self.key_file)?;
-        self.certs.set(pair);
+        self.serve(pair);
         Ok(())
+    }
+
+    /// Serves `pair` from the next handshake on, and says when it expires.
+    fn serve(&self, pair: rustls::sign::CertifiedKey) {
+        let expiry = pair.cert.first().and_then(|leaf| tls::not_after(leaf));
+        self.metrics.set_certificate_expiry(expiry);
+        self.certs.set(pair);
     }
 
     /// Loads the policy (the built-in default without a file); an error here is a startup error.
@@ -135,7 +145,7 @@ impl Reloader {
         };
         match tls::certified_key(&cert, &key, &self.cert_file, &self.key_file) {
             Ok(pair) => {
-                self.certs.set(pair);
+                self.serve(pair);
                 self.metrics.certificate_reload(ReloadResult::Success);
                 tracing::info!(cert = %self.cert_file.display(), "serving certificate reloaded");
             }
@@ -171,6 +181,23 @@ impl Reloader {
         let Some(path) = &self.policy_file else {
             return;
         };
+        // A policy file that goes away (a deleted ConfigMap, a broken mount) is said once,
+        // and shown by a gauge until it is back; the policy loaded last stays in force.
+        match std::fs::metadata(path) {
+            Err(e) if !self.policy_unreadable => {
+                self.policy_unreadable = true;
+                self.metrics.set_policy_file_unreadable(true);
+                tracing::error!(policy = %path.display(), error = %e, "policy file cannot be read; still enforcing the policy loaded last");
+                return;
+            }
+            Err(_) => return,
+            Ok(_) if self.policy_unreadable => {
+                self.policy_unreadable = false;
+                self.metrics.set_policy_file_unreadable(false);
+                tracing::info!(policy = %path.display(), "policy file readable again");
+            }
+            Ok(_) => {}
+        }
         let Some([text]) = changed([path], &mut self.policy_hash, "policy") else {
             return;
         };

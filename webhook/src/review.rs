@@ -50,7 +50,9 @@ pub enum Verdict {
     Denied,
     /// Judged, allowed with a patch.
     Mutated,
-    /// Not judged: a delete, a status update, an exempt or the webhook's own namespace, not a
+    /// Judged, an UPDATE that violates but adds no new violation: allowed with warnings.
+    Ratcheted,
+    /// Not judged: a delete, an update of an object being deleted, a status update, an exempt or the webhook's own namespace, not a
     /// Flux kind, or a policy that does not enforce.
     Skipped,
     /// Could not be judged: denied, never allowed.
@@ -58,11 +60,12 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 6] = [
+    pub const ALL: [Verdict; 7] = [
         Verdict::Allowed,
         Verdict::Warned,
         Verdict::Denied,
         Verdict::Mutated,
+        Verdict::Ratcheted,
         Verdict::Skipped,
         Verdict::Error,
     ];
@@ -77,6 +80,7 @@ impl Verdict {
             Verdict::Warned => "warned",
             Verdict::Denied => "denied",
             Verdict::Mutated => "mutated",
+            Verdict::Ratcheted => "ratcheted",
             Verdict::Skipped => "skipped",
             Verdict::Error => "error",
         }
@@ -92,6 +96,8 @@ pub struct Outcome {
     pub kind: Option<FluxKind>,
     /// Rule codes found, with their severity under the policy.
     pub findings: Vec<(&'static str, Severity)>,
+    /// Each finding in full (`FF110: …`), for the log: warnings sent are cut to 120 characters.
+    pub messages: Vec<String>,
     /// Why the request was skipped or could not be judged.
     pub note: Option<String>,
 }
@@ -103,6 +109,7 @@ impl Outcome {
             verdict: Verdict::Skipped,
             kind,
             findings: Vec::new(),
+            messages: Vec::new(),
             note: Some(why.to_owned()),
         }
     }
@@ -143,9 +150,23 @@ pub fn review(
         return Outcome::skipped(response, kind, "exempt namespace");
     }
 
-    let findings = rules::check_object(
+    let findings = judge(&object, namespace, policy);
+    match endpoint {
+        Endpoint::Validate => {
+            if ratchets(request, namespace, policy, &findings) {
+                return ratcheted(response, &object, &findings);
+            }
+            validate(response, &object, namespace, policy, &findings)
+        }
+        Endpoint::Mutate => mutate(response, &object, &json, namespace, policy, &findings),
+    }
+}
+
+/// The engine's findings for `object` in `namespace`.
+fn judge(object: &FluxObject, namespace: &str, policy: &Policy) -> Vec<Finding> {
+    rules::check_object(
         &Subject {
-            object: &object,
+            object,
             namespace,
             origin: &NamespaceOrigin::AdmissionRequest,
         },
@@ -154,11 +175,110 @@ pub fn review(
             declared_service_accounts: &HashSet::new(),
             trust_explicit_service_accounts: true,
         },
-    );
-    match endpoint {
-        Endpoint::Validate => validate(response, &object, namespace, policy, &findings),
-        Endpoint::Mutate => mutate(response, &object, &json, namespace, policy, &findings),
+    )
+}
+
+/// What identifies a violation across an update: the rule, the field and what it says of the
+/// value there. A violation whose value changed is a new one.
+type ViolationKey = (&'static str, String, String);
+
+/// Whether an UPDATE is admitted although it violates: the policy ratchets and every violation
+/// of the new object was there in the old one. Otherwise (no update, nothing denied,
+/// ratcheting off, something new) the update is judged as a create.
+fn ratchets(
+    request: &AdmissionRequest<DynamicObject>,
+    namespace: &str,
+    policy: &Policy,
+    findings: &[Finding],
+) -> bool {
+    if request.operation != Operation::Update
+        || !policy.ratchet_updates
+        || !findings.iter().any(|f| f.severity == Severity::Deny)
+    {
+        return false;
     }
+    // An old object that cannot be read is no evidence that a violation was already there.
+    let Some(Ok(Some((old_json, old_object)))) = request.old_object.as_ref().map(read_object)
+    else {
+        return false;
+    };
+    let old_findings = judge(&old_object, namespace, policy);
+    let before = deny_keys(&old_findings);
+    let mut new: Vec<ViolationKey> = deny_keys(findings);
+    new.retain(|v| !before.contains(v));
+    if new.is_empty() {
+        return true;
+    }
+    // The rest may be the old object's, as the mutating webhook would leave it: a default
+    // account it wrote in during this update changes no violation. Judged only when needed.
+    let mutated = as_mutated(&old_json, namespace, policy, &old_findings);
+    new.iter().all(|v| mutated.contains(v))
+}
+
+fn deny_keys(findings: &[Finding]) -> Vec<ViolationKey> {
+    findings
+        .iter()
+        .filter(|f| f.severity == Severity::Deny)
+        .map(|f| (f.code, f.pointer.clone(), f.message.clone()))
+        .collect()
+}
+
+/// An UPDATE that keeps violations it did not bring: admitted, every finding a warning, so
+/// whoever updates it still hears what is wrong with it.
+fn ratcheted(
+    mut response: AdmissionResponse,
+    object: &FluxObject,
+    findings: &[Finding],
+) -> Outcome {
+    let mut warnings = Vec::new();
+    for finding in findings {
+        let text = match finding.severity {
+            Severity::Deny => format!(
+                "{} (admitted: there before this update): {}",
+                finding.code, finding.message
+            ),
+            _ => format!("{}: {}", finding.code, finding.message),
+        };
+        warnings.push(warning(&text));
+    }
+    annotate_rules(&mut response, findings);
+    response.warnings = Some(warnings);
+    Outcome {
+        response,
+        verdict: Verdict::Ratcheted,
+        kind: Some(object.kind),
+        findings: codes(findings),
+        messages: messages(findings),
+        note: Some("violations kept from the old object".to_owned()),
+    }
+}
+
+/// The deny findings of an object as the mutating webhook leaves it: its safe fixes (the
+/// default service account written out) applied. Nothing when there is nothing to fix.
+fn as_mutated(
+    json: &Value,
+    namespace: &str,
+    policy: &Policy,
+    findings: &[Finding],
+) -> Vec<ViolationKey> {
+    let mut ops = Vec::new();
+    for fix in findings.iter().filter_map(|f| f.fix.as_ref()) {
+        if fix.applicability == Applicability::Safe {
+            for FixOp::Set { pointer, value } in &fix.ops {
+                set_string(json, pointer, value, &mut ops);
+            }
+        }
+    }
+    if ops.is_empty() {
+        return Vec::new();
+    }
+    let mut fixed = json.clone();
+    json_patch::patch(&mut fixed, &ops)
+        .ok()
+        .and_then(|()| fluxfence::yaml::Node::from_json(&fixed).ok())
+        .and_then(FluxObject::from_node)
+        .map(|fixed| deny_keys(&judge(&fixed, namespace, policy)))
+        .unwrap_or_default()
 }
 
 /// Requests fluxfence never blocks, whatever the object says.
@@ -171,6 +291,16 @@ fn never_blocked(
         Operation::Delete => return Some("delete"),
         Operation::Connect => return Some("connect"),
         Operation::Create | Operation::Update => {}
+    }
+    // Removing a finalizer is an UPDATE of an object being deleted; refusing it would leave
+    // the object in Terminating for good.
+    if request.operation == Operation::Update
+        && request
+            .object
+            .as_ref()
+            .is_some_and(|o| o.metadata.deletion_timestamp.is_some())
+    {
+        return Some("the object is being deleted");
     }
     // Controllers write status; blocking it would wedge reconciliation, not protect anything.
     if request.sub_resource.as_deref() == Some("status") {
@@ -202,12 +332,20 @@ fn engine_error(response: AdmissionResponse, reason: String) -> Outcome {
         verdict: Verdict::Error,
         kind: None,
         findings: Vec::new(),
+        messages: Vec::new(),
         note: Some(reason),
     }
 }
 
 fn codes(findings: &[Finding]) -> Vec<(&'static str, Severity)> {
     findings.iter().map(|f| (f.code, f.severity)).collect()
+}
+
+fn messages(findings: &[Finding]) -> Vec<String> {
+    findings
+        .iter()
+        .map(|f| format!("{}: {}", f.code, f.message))
+        .collect()
 }
 
 fn validate(
@@ -220,19 +358,13 @@ fn validate(
     let warnings: Vec<String> = findings
         .iter()
         .filter(|f| f.severity == Severity::Warn)
-        .map(|f| truncate(&format!("{}: {}", f.code, f.message), MAX_WARNING_CHARS))
+        .map(|f| warning(&format!("{}: {}", f.code, f.message)))
         .collect();
     let denials: Vec<&Finding> = findings
         .iter()
         .filter(|f| f.severity == Severity::Deny)
         .collect();
-    if !findings.is_empty() {
-        let mut list: Vec<&str> = findings.iter().map(|f| f.code).collect();
-        list.dedup();
-        response
-            .audit_annotations
-            .insert(AUDIT_RULES_KEY.to_owned(), list.join(","));
-    }
+    annotate_rules(&mut response, findings);
     if !warnings.is_empty() {
         response.warnings = Some(warnings);
     }
@@ -253,7 +385,27 @@ fn validate(
         verdict,
         kind: Some(object.kind),
         findings: codes(findings),
+        messages: messages(findings),
         note: None,
+    }
+}
+
+/// The documentation page of rule `code`.
+fn doc_url(code: &str) -> String {
+    rules::by_code(code).map_or_else(
+        || format!("{}/", rules::DOCS_BASE_URL),
+        |rule| rule.meta().doc_url(),
+    )
+}
+
+/// The audit annotation naming the rules found, when any was.
+fn annotate_rules(response: &mut AdmissionResponse, findings: &[Finding]) {
+    if !findings.is_empty() {
+        let mut list: Vec<&str> = findings.iter().map(|f| f.code).collect();
+        list.dedup();
+        response
+            .audit_annotations
+            .insert(AUDIT_RULES_KEY.to_owned(), list.join(","));
     }
 }
 
@@ -271,8 +423,13 @@ fn denial_message(
     );
     for finding in denials {
         message.push_str(&format!(
-            "\n- {} {} at {}: {}. Fix: {}",
-            finding.code, finding.rule, finding.pointer, finding.message, finding.help
+            "\n- {} {} at {}: {}. Fix: {}. Docs: {}",
+            finding.code,
+            finding.rule,
+            finding.pointer,
+            finding.message,
+            finding.help,
+            doc_url(finding.code)
         ));
     }
     let movable = denials.iter().any(|f| matches!(f.code, "FF101" | "FF111"));
@@ -296,19 +453,11 @@ fn mutate(
         verdict: Verdict::Allowed,
         kind: Some(object.kind),
         findings: codes(findings),
+        messages: messages(findings),
         note: None,
     };
-    // A mutation only spells out what Flux would do anyway. On an object the validating
-    // webhook will deny for a reason no fix addresses, patching gains nothing and can hide the
-    // problem: the webhook trusts an explicit serviceAccountName, so writing in a default
-    // account that does not exist in the namespace would turn an FF111 denial into an allow.
-    if findings
-        .iter()
-        .any(|f| f.severity == Severity::Deny && f.fix.is_none())
-    {
-        outcome.note = Some("denied by validation; not patched".to_owned());
-        return outcome;
-    }
+    // A mutation only spells out what Flux would do anyway, so it never changes validation's
+    // verdict: an explicit account the policy knows is judged as the default it spells out.
     let mut ops = Vec::new();
     let mut warnings = Vec::new();
     for fix in findings.iter().filter_map(|f| f.fix.as_ref()) {
@@ -318,10 +467,7 @@ fn mutate(
         for op in &fix.ops {
             let FixOp::Set { pointer, value } = op;
             if set_string(json, pointer, value, &mut ops) {
-                warnings.push(truncate(
-                    &format!("fluxfence: {}", fix.description),
-                    MAX_WARNING_CHARS,
-                ));
+                warnings.push(warning(&format!("fluxfence: {}", fix.description)));
             }
         }
     }
@@ -367,13 +513,10 @@ fn rewrite_shared_sources(
             path,
             value: Value::String(namespace.to_owned()),
         }));
-        warnings.push(truncate(
-            &format!(
-                "fluxfence: {} now uses {kind} {namespace}/{name}, the tenant copy of shared {source_ns}/{name}",
-                reference.pointer.rsplit('/').next().unwrap_or("sourceRef"),
-            ),
-            MAX_WARNING_CHARS,
-        ));
+        warnings.push(warning(&format!(
+            "fluxfence: {} now uses {kind} {namespace}/{name}, the tenant copy of shared {source_ns}/{name}",
+            reference.pointer.rsplit('/').next().unwrap_or("sourceRef"),
+        )));
     }
 }
 
@@ -414,13 +557,30 @@ pub fn set_string(root: &Value, pointer: &str, value: &str, ops: &mut Vec<PatchO
     false
 }
 
-/// Cuts `text` to at most `max` characters, marking the cut.
+/// What a cut warning ends with: the full text is in the webhook's log line for the review.
+pub const CUT_MARK: &str = " … (full text in the webhook log)";
+
+/// A warning as sent: at most [`MAX_WARNING_CHARS`].
+fn warning(text: &str) -> String {
+    truncate(text, MAX_WARNING_CHARS)
+}
+
+/// Cuts `text` to at most `max` characters at a word boundary, ending with [`CUT_MARK`].
 pub fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_owned();
     }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
+    let room = max.saturating_sub(CUT_MARK.chars().count());
+    let end = text.char_indices().nth(room).map_or(text.len(), |(i, _)| i);
+    let head = &text[..end];
+    // Cut before the word the limit falls in; a single word longer than the room is cut
+    // where the room ends.
+    let at_word = match text[end..].chars().next() {
+        Some(c) if !c.is_whitespace() => head.rfind(char::is_whitespace).unwrap_or(end),
+        _ => end,
+    };
+    let mut cut = head[..at_word].trim_end().to_owned();
+    cut.push_str(CUT_MARK);
     cut
 }
 
@@ -514,11 +674,19 @@ mod tests {
     }
 
     #[test]
-    fn warnings_are_cut_at_120_characters() {
+    fn warnings_are_cut_at_a_word_and_say_where_the_rest_is() {
+        let text = "FF110: Kustomization/apps has no spec.serviceAccountName: it is applied as the controllers' default service account `flux-applier`";
+        let cut = truncate(text, MAX_WARNING_CHARS);
+        assert!(cut.chars().count() <= MAX_WARNING_CHARS, "{cut}");
+        assert!(cut.ends_with(CUT_MARK), "{cut}");
+        let kept = cut.strip_suffix(CUT_MARK).unwrap();
+        assert!(text.starts_with(kept), "{cut}");
+        // The next character of the original is a space: no word was cut in two.
+        assert_eq!(text[kept.len()..].chars().next(), Some(' '), "{cut}");
+        // One word longer than the room is cut where the room ends.
         let long = "é".repeat(300);
         let cut = truncate(&long, MAX_WARNING_CHARS);
         assert_eq!(cut.chars().count(), MAX_WARNING_CHARS);
-        assert!(cut.ends_with('…'));
         assert_eq!(truncate("short", MAX_WARNING_CHARS), "short");
     }
 }

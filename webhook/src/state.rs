@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use fluxfence::Policy;
 
@@ -14,7 +15,11 @@ pub struct AppState {
     /// The webhook's own namespace, never blocked.
     pub own_namespace: Option<String>,
     pub max_body_bytes: usize,
+    /// A body not read in full in this long is answered 408.
+    pub body_read_timeout: Duration,
     ready: AtomicBool,
+    /// Set on SIGTERM: `/readyz` answers 503 so callers move to other replicas.
+    draining: AtomicBool,
 }
 
 impl AppState {
@@ -29,8 +34,15 @@ impl AppState {
             metrics,
             own_namespace,
             max_body_bytes,
+            body_read_timeout: Duration::from_secs(10),
             ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         }
+    }
+
+    pub fn with_body_read_timeout(mut self, timeout: Duration) -> AppState {
+        self.body_read_timeout = timeout;
+        self
     }
 
     pub fn policy(&self) -> Arc<Policy> {
@@ -49,5 +61,13 @@ impl AppState {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 }

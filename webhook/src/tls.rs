@@ -73,6 +73,79 @@ pub fn certified_key(
     Ok(certified)
 }
 
+/// When `certificate` (DER) stops being valid: its notAfter, in Unix seconds; `None` when
+/// the DER cannot be read that far. Only the path to the validity field is walked:
+/// Certificate → tbsCertificate → [version], serialNumber, signature, issuer, validity.
+pub fn not_after(certificate: &[u8]) -> Option<i64> {
+    const SEQUENCE: u8 = 0x30;
+    let (tag, certificate, _) = der_element(certificate)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    let (_, mut tbs, _) = der_element(certificate)?;
+    if tbs.first() == Some(&0xA0) {
+        tbs = der_element(tbs)?.2; // the explicit version
+    }
+    for _ in 0..3 {
+        tbs = der_element(tbs)?.2; // serialNumber, signature, issuer
+    }
+    let (_, validity, _) = der_element(tbs)?;
+    let (_, _, after_not_before) = der_element(validity)?;
+    let (tag, time, _) = der_element(after_not_before)?;
+    let time = std::str::from_utf8(time).ok()?;
+    match tag {
+        0x17 => parse_asn1_time(time, false), // UTCTime
+        0x18 => parse_asn1_time(time, true),  // GeneralizedTime
+        _ => None,
+    }
+}
+
+/// One DER element: its tag, its content and what follows it.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (length, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let (bytes, rest) = rest.split_at(count);
+        let length = bytes.iter().fold(0usize, |n, b| (n << 8) | usize::from(*b));
+        (length, rest)
+    };
+    (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
+}
+
+/// `YYMMDDHHMMSSZ` (UTCTime: 50–99 are 19xx) or `YYYYMMDDHHMMSSZ`, as Unix seconds.
+fn parse_asn1_time(text: &str, four_digit_year: bool) -> Option<i64> {
+    let digits = text.strip_suffix('Z')?;
+    let year_len = if four_digit_year { 4 } else { 2 };
+    if digits.len() != year_len + 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let number = |from: usize, len: usize| digits.get(from..from + len)?.parse::<i64>().ok();
+    let mut year = number(0, year_len)?;
+    if !four_digit_year {
+        year += if year < 50 { 2000 } else { 1900 };
+    }
+    let at = year_len;
+    let (month, day) = (number(at, 2)?, number(at + 2, 2)?);
+    let (hour, minute, second) = (number(at + 4, 2)?, number(at + 6, 2)?, number(at + 8, 2)?);
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (the well-known era arithmetic).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 /// The certificate currently served; the reloader swaps it, handshakes read it.
 #[derive(Default)]
 pub struct CertStore {
@@ -223,4 +296,21 @@ pub fn server_config(
     let mut config = builder.with_cert_resolver(certs);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_become_unix_seconds() {
+        assert_eq!(parse_asn1_time("700101000000Z", false), Some(0));
+        assert_eq!(parse_asn1_time("000229120000Z", false), Some(951_825_600));
+        assert_eq!(
+            parse_asn1_time("20991231235959Z", true),
+            Some(4_102_444_799)
+        );
+        assert_eq!(parse_asn1_time("2099123123595Z", true), None);
+        assert_eq!(parse_asn1_time("991231235959+0100", false), None);
+    }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::Pki;
 use fluxfence::kinds::FLUX_KINDS;
-use fluxfence_webhook::config::{Config, LogFormat};
+use fluxfence_webhook::config::{Config, Limits, LogFormat, Shutdown};
 use fluxfence_webhook::metrics::Metrics;
 use fluxfence_webhook::server::Server;
 use serde_json::{Value, json};
@@ -24,13 +24,46 @@ use serde_json::{Value, json};
 const TOKEN: &str = "fluxfence-e2e-admin-token";
 const OWN_NAMESPACE: &str = "fluxfence-system";
 
-/// Kills the process when the test ends, however it ends.
-struct Guard(Child);
+/// A started process and its log; killed when the test ends, however it ends.
+struct Process {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
 
-impl Drop for Guard {
+impl Drop for Process {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    /// Starts `command` with stdout and stderr into `log`.
+    fn start(name: &'static str, mut command: Command, log: PathBuf) -> Process {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Process { name, child, log }
+    }
+
+    /// The last lines of the log, for a failure message (the temporary directory goes away).
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        format!("--- last lines of {}'s log ---\n{tail}", self.name)
+    }
+
+    /// Fails the test at once, with the log's tail, when the process has exited.
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited with {status}\n{}", self.name, self.log_tail());
+        }
     }
 }
 
@@ -157,18 +190,35 @@ impl Kubectl {
     }
 }
 
-fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+/// Polls `check` until it holds; fails at once when a started process exits, and after
+/// `limit` with every process's log tail.
+fn wait_until(
+    processes: &mut [&mut Process],
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+) {
     let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+    loop {
+        for process in processes.iter_mut() {
+            process.assert_running();
+        }
+        if check() {
+            return;
+        }
+        if started.elapsed() > limit {
+            let logs: Vec<String> = processes.iter().map(|p| p.log_tail()).collect();
+            panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+        }
         std::thread::sleep(Duration::from_millis(250));
     }
 }
 
-fn start_etcd(etcd: &Path, dir: &Path) -> (Guard, String) {
+fn start_etcd(etcd: &Path, dir: &Path) -> (Process, String) {
     let client = format!("http://127.0.0.1:{}", free_port());
     let peer = format!("http://127.0.0.1:{}", free_port());
-    let child = Command::new(etcd)
+    let mut command = Command::new(etcd);
+    command
         .args(["--name", "e2e", "--log-level", "error"])
         .arg("--data-dir")
         .arg(dir.join("etcd"))
@@ -176,14 +226,14 @@ fn start_etcd(etcd: &Path, dir: &Path) -> (Guard, String) {
         .args(["--advertise-client-urls", &client])
         .args(["--listen-peer-urls", &peer])
         .args(["--initial-advertise-peer-urls", &peer])
-        .args(["--initial-cluster", &format!("e2e={peer}")])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("cannot start ETCD");
-    (Guard(child), client)
+        .args(["--initial-cluster", &format!("e2e={peer}")]);
+    (
+        Process::start("etcd", command, dir.join("etcd.log")),
+        client,
+    )
 }
 
-fn start_apiserver(binary: &Path, dir: &Path, etcd_url: &str, pki: &Pki) -> (Guard, u16) {
+fn start_apiserver(binary: &Path, dir: &Path, etcd_url: &str, pki: &Pki) -> (Process, u16) {
     let serving = pki.server("kube-apiserver");
     let write = |name: &str, content: &str| {
         let path = dir.join(name);
@@ -192,39 +242,41 @@ fn start_apiserver(binary: &Path, dir: &Path, etcd_url: &str, pki: &Pki) -> (Gua
     };
     let cert = write("apiserver.crt", &serving.cert_pem);
     let key = write("apiserver.key", &serving.key_pem);
-    // Any key pair signs service account tokens; nothing here uses them.
-    let sa_key = write(
-        "sa.key",
-        &rcgen::KeyPair::generate().unwrap().serialize_pem(),
-    );
+    // Tokens are signed with the private key and checked with the public one: kube-apiserver
+    // reads only public keys (or certificates) from --service-account-key-file.
+    let sa = rcgen::KeyPair::generate().unwrap();
+    let sa_key = write("sa.key", &sa.serialize_pem());
+    let sa_pub = write("sa.pub", &sa.public_key_pem());
     let tokens = write(
         "tokens.csv",
         &format!("{TOKEN},e2e-admin,e2e-admin,\"system:masters\"\n"),
     );
     let port = free_port();
-    let log = std::fs::File::create(dir.join("apiserver.log")).unwrap();
-    let child = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .arg(format!("--etcd-servers={etcd_url}"))
         .arg(format!("--secure-port={port}"))
         .arg("--bind-address=127.0.0.1")
         .arg("--advertise-address=127.0.0.1")
         .arg("--service-cluster-ip-range=10.96.0.0/24")
+        // A Service is resolved to its endpoints, never dialled at its ClusterIP: traffic
+        // stays on loopback.
+        .arg("--enable-aggregator-routing=true")
         .arg(format!("--cert-dir={}", dir.display()))
         .arg(format!("--tls-cert-file={}", cert.display()))
         .arg(format!("--tls-private-key-file={}", key.display()))
         .arg(format!("--token-auth-file={}", tokens.display()))
         .arg("--authorization-mode=RBAC")
         .arg("--service-account-issuer=https://kubernetes.default.svc")
-        .arg(format!("--service-account-key-file={}", sa_key.display()))
+        .arg(format!("--service-account-key-file={}", sa_pub.display()))
         .arg(format!(
             "--service-account-signing-key-file={}",
             sa_key.display()
-        ))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("cannot start KUBE_APISERVER");
-    (Guard(child), port)
+        ));
+    (
+        Process::start("kube-apiserver", command, dir.join("apiserver.log")),
+        port,
+    )
 }
 
 fn write_kubeconfig(dir: &Path, port: u16, pki: &Pki) -> PathBuf {
@@ -359,18 +411,24 @@ async fn kubectl_apply_against_a_real_api_server() {
     let dir = tmp.path();
     let pki = Pki::new("fluxfence e2e CA");
 
-    let (_etcd, etcd_url) = start_etcd(Path::new(&etcd), dir);
-    let (_apiserver, port) = start_apiserver(Path::new(&apiserver), dir, &etcd_url, &pki);
+    let (mut etcd, etcd_url) = start_etcd(Path::new(&etcd), dir);
+    let (mut apiserver, port) = start_apiserver(Path::new(&apiserver), dir, &etcd_url, &pki);
     let kubectl = Kubectl {
         binary: kubectl,
         kubeconfig: write_kubeconfig(dir, port, &pki),
     };
-    wait_until(Duration::from_secs(90), "kube-apiserver /readyz", || {
-        kubectl
-            .run(&["get", "--raw", "/readyz"], None)
-            .status
-            .success()
-    });
+    let mut processes = [&mut etcd, &mut apiserver];
+    wait_until(
+        &mut processes,
+        Duration::from_secs(90),
+        "kube-apiserver /readyz",
+        || {
+            kubectl
+                .run(&["get", "--raw", "/readyz"], None)
+                .status
+                .success()
+        },
+    );
 
     // The webhook, in-process, with the built-in policy.
     let tls_dir = dir.join("webhook-tls");
@@ -394,6 +452,11 @@ async fn kubectl_apply_against_a_real_api_server() {
             max_body_bytes: 3 * 1024 * 1024,
             reload_interval_seconds: 10,
             log_format: LogFormat::Text,
+            limits: Limits::default(),
+            shutdown: Shutdown {
+                drain_seconds: 0,
+                shutdown_timeout_seconds: 5,
+            },
         },
         Arc::new(Metrics::new()),
     )
@@ -438,9 +501,12 @@ async fn kubectl_apply_against_a_real_api_server() {
     // Registration takes effect asynchronously: wait for the first denial.
     let mut denied = seed_helmrelease();
     denied["metadata"]["name"] = json!("nginx-new");
-    wait_until(Duration::from_secs(30), "the webhook to be called", || {
-        !kubectl.apply(&denied, &["--dry-run=server"]).0
-    });
+    wait_until(
+        &mut processes,
+        Duration::from_secs(30),
+        "the webhook to be called",
+        || !kubectl.apply(&denied, &["--dry-run=server"]).0,
+    );
 
     // A cross-namespace HelmRelease is denied, with the rule, the fix and the rewrite.
     let (ok, output) = kubectl.apply(&denied, &[]);
@@ -482,13 +548,59 @@ async fn kubectl_apply_against_a_real_api_server() {
     let (ok, output) = kubectl.apply(&kustomization("cluster-config"), &[]);
     assert!(ok && output.contains("unchanged"), "{output}");
 
-    // The pre-existing violating object: a spec change is judged and denied, a status update
-    // and the delete pass.
+    // The object that violated before the webhook came in: a metadata-only update (a
+    // label, a finalizer) is admitted with its violations as warnings; a change that adds one
+    // is denied; a status update passes.
     let out = kubectl.run(
         &["label", "helmrelease", "nginx", "-n", "nginx", "team=web"],
         None,
     );
-    assert!(!out.status.success(), "an update is judged like a create");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "a metadata-only update denied: {said}"
+    );
+    assert!(
+        said.contains("Warning: FF101 (admitted: there before this update)"),
+        "{said}"
+    );
+    let finalizer = r#"{"metadata":{"finalizers":["finalizers.fluxcd.io"]}}"#;
+    kubectl.ok(
+        &[
+            "patch",
+            "helmrelease",
+            "nginx",
+            "-n",
+            "nginx",
+            "--type=merge",
+            "-p",
+            finalizer,
+        ],
+        None,
+    );
+    let remote = r#"{"spec":{"kubeConfig":{"secretRef":{"name":"prod"}}}}"#;
+    let out = kubectl.run(
+        &[
+            "patch",
+            "helmrelease",
+            "nginx",
+            "-n",
+            "nginx",
+            "--type=merge",
+            "-p",
+            remote,
+        ],
+        None,
+    );
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("FF120"),
+        "a new violation admitted: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     kubectl.ok(
         &[
             "patch",
@@ -503,6 +615,8 @@ async fn kubectl_apply_against_a_real_api_server() {
         ],
         None,
     );
+    // Deleted, it waits for its finalizer; removing it (what Flux does) is admitted and the
+    // object goes away instead of staying in Terminating.
     kubectl.ok(
         &[
             "delete",
@@ -513,6 +627,28 @@ async fn kubectl_apply_against_a_real_api_server() {
             "--wait=false",
         ],
         None,
+    );
+    kubectl.ok(
+        &[
+            "patch",
+            "helmrelease",
+            "nginx",
+            "-n",
+            "nginx",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ],
+        None,
+    );
+    wait_until(
+        &mut processes,
+        Duration::from_secs(30),
+        "the deleted object to go",
+        || {
+            let out = kubectl.run(&["get", "helmrelease", "nginx", "-n", "nginx"], None);
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound")
+        },
     );
 
     // The webhook's own namespace is never blocked (even if registered for it).

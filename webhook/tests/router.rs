@@ -154,6 +154,12 @@ async fn ff101_and_ff111_deny_the_seed_helmrelease_with_the_rewrite() {
         text.contains("Fix: Flux refuses cross-namespace references"),
         "{text}"
     );
+    // Each denied rule links its documentation page.
+    for code in ["FF101", "FF111"] {
+        let url =
+            format!("Docs: https://github.com/fluxfence/fluxfence/blob/main/docs/rules/{code}.md");
+        assert!(text.contains(&url), "{text}");
+    }
     assert!(
         text.contains("FF111 service-account-unavailable at /spec/serviceAccountName"),
         "{text}"
@@ -308,15 +314,187 @@ async fn mutate_adds_a_missing_spec_before_the_service_account() {
     );
 }
 
+/// The verdict and the denial's rule codes of `review` on /validate.
+async fn verdict(app: &Router, review: &Value) -> (bool, Vec<String>) {
+    let response = respond(app, "/validate", review).await;
+    let codes = message(&response)
+        .lines()
+        .filter_map(|line| line.strip_prefix("- "))
+        .filter_map(|line| line.split(' ').next())
+        .map(str::to_owned)
+        .collect();
+    (response["allowed"].as_bool().unwrap(), codes)
+}
+
 #[tokio::test]
-async fn mutate_does_not_write_in_a_default_that_would_hide_a_denial() {
-    // flux-applier does not exist in nginx (FF111): writing it in explicitly would make the
-    // validating webhook trust it. The object stays as it is and validation denies it.
+async fn the_default_account_written_out_or_implied_gets_one_verdict() {
+    // Flux impersonates team-a:flux-applier whether the field is written or not, and
+    // flux-applier exists only in cluster-config.
     let app = app();
-    let review = fixture("helmrelease-cross-namespace");
-    let response = respond(&app, "/mutate", &review).await;
-    assert_eq!(response["allowed"], true);
-    assert!(response.get("patch").is_none(), "{response}");
+    let implied = fixture("tenant-kustomization-missing-service-account");
+    assert_eq!(verdict(&app, &implied).await, (false, vec!["FF111".into()]));
+
+    // The mutating webhook writes the default in, and validation judges it the same.
+    let mutated = respond(&app, "/mutate", &implied).await;
+    assert_eq!(
+        patch(&mutated).unwrap(),
+        vec![json!({"op": "add", "path": "/spec/serviceAccountName", "value": "flux-applier"})]
+    );
+    let written = apply(&implied, &mutated);
+    assert_eq!(verdict(&app, &written).await, (false, vec!["FF111".into()]));
+
+    // The same on the seed HelmRelease: patched or not, FF101 and FF111.
+    let seed = fixture("helmrelease-cross-namespace");
+    let mutated = respond(&app, "/mutate", &seed).await;
+    let patched = apply(&seed, &mutated);
+    let expected = (false, vec!["FF101".to_owned(), "FF111".to_owned()]);
+    assert_eq!(verdict(&app, &seed).await, expected);
+    assert_eq!(verdict(&app, &patched).await, expected);
+}
+
+#[tokio::test]
+async fn an_explicit_account_the_policy_places_is_judged_by_the_policy() {
+    let app = app_with(per_tenant(), Some(OWN_NAMESPACE), MAX_BODY);
+    let with_account = |namespace: &str, account: &str| {
+        let mut review = fixture("tenant-kustomization-missing-service-account");
+        review["request"]["namespace"] = json!(namespace);
+        review["request"]["object"]["metadata"]["namespace"] = json!(namespace);
+        review["request"]["object"]["spec"]["serviceAccountName"] = json!(account);
+        review
+    };
+    // The tenant's account, where the policy creates it.
+    let review = with_account("team-a", "team-a-reconciler");
+    assert_eq!(verdict(&app, &review).await, (true, vec![]));
+    // The same account outside the namespace the policy creates it in.
+    let review = with_account("apps", "team-a-reconciler");
+    assert_eq!(verdict(&app, &review).await, (false, vec!["FF111".into()]));
+    let review = with_account("apps", "flux-applier");
+    assert_eq!(verdict(&app, &review).await, (false, vec!["FF111".into()]));
+    // An account the policy says nothing about: the webhook cannot see the cluster's
+    // ServiceAccounts, and the API server's impersonation check is the backstop.
+    let review = with_account("apps", "deployer");
+    assert_eq!(verdict(&app, &review).await, (true, vec![]));
+}
+
+#[tokio::test]
+async fn a_violating_object_being_deleted_can_lose_its_finalizer() {
+    let review = fixture("helmrelease-finalizer-removal");
+    let mut strict = Policy::azure_default();
+    strict.ratchet_updates = false;
+    for app in [app(), app_with(strict, None, MAX_BODY)] {
+        for endpoint in ["/validate", "/mutate"] {
+            let response = respond(&app, endpoint, &review).await;
+            assert_eq!(response["allowed"], true, "{endpoint}: {response}");
+            assert!(response.get("patch").is_none(), "{endpoint}: {response}");
+        }
+    }
+    // It is the deletion timestamp that admits it: without one, and without ratcheting, the
+    // same update is denied.
+    let mut not_deleting = review.clone();
+    for side in ["object", "oldObject"] {
+        let metadata = not_deleting["request"][side]["metadata"]
+            .as_object_mut()
+            .unwrap();
+        metadata.remove("deletionTimestamp");
+    }
+    let mut strict = Policy::azure_default();
+    strict.ratchet_updates = false;
+    let strict = app_with(strict, None, MAX_BODY);
+    assert!(!verdict(&strict, &not_deleting).await.0);
+}
+
+#[tokio::test]
+async fn a_metadata_only_update_of_a_violating_object_is_admitted_with_warnings() {
+    let app = app();
+    let review = fixture("helmrelease-reconcile-annotation");
+    let response = respond(&app, "/validate", &review).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let said = warnings(&response);
+    assert_eq!(said.len(), 3, "{said:?}");
+    assert!(
+        said[0].starts_with("FF101 (admitted: there before this update): HelmRelease/nginx"),
+        "{said:?}"
+    );
+    assert!(said[1].starts_with("FF110: "), "{said:?}");
+    assert!(said[2].starts_with("FF111 (admitted"), "{said:?}");
+    assert!(said.iter().all(|w| w.chars().count() <= 120), "{said:?}");
+    assert_eq!(response["auditAnnotations"]["rules"], "FF101,FF110,FF111");
+
+    // The mutating webhook runs first and writes the default account in; that is no change.
+    let mutated = respond(&app, "/mutate", &review).await;
+    let patched = apply(&review, &mutated);
+    assert_eq!(
+        patched["request"]["object"]["spec"]["serviceAccountName"],
+        "flux-applier"
+    );
+    let response = respond(&app, "/validate", &patched).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(warnings(&response).len(), 2, "{response}");
+
+    let (_, body) = send(&app, "GET", "/metrics", Vec::new()).await;
+    let text = String::from_utf8(body).unwrap();
+    let series = "fluxfence_webhook_requests_total{endpoint=\"validate\",kind=\"HelmRelease\",verdict=\"ratcheted\"} 2";
+    assert!(text.lines().any(|l| l == series), "{text}");
+
+    // With ratcheting off, the update is judged as a create.
+    let mut strict = Policy::azure_default();
+    strict.ratchet_updates = false;
+    let strict = app_with(strict, None, MAX_BODY);
+    let response = respond(&strict, "/validate", &review).await;
+    assert_eq!(response["allowed"], false);
+    let created = respond(
+        &strict,
+        "/validate",
+        &fixture("helmrelease-cross-namespace"),
+    )
+    .await;
+    assert_eq!(message(&response), message(&created));
+}
+
+#[tokio::test]
+async fn an_update_that_adds_or_changes_a_violation_is_denied() {
+    let app = app();
+    // Adds FF101 to an object that violated FF111 only.
+    let added = fixture("helmrelease-cross-namespace-update");
+    assert_eq!(
+        verdict(&app, &added).await,
+        (false, vec!["FF101".to_owned(), "FF111".to_owned()])
+    );
+    // Points the cross-namespace reference somewhere else: a changed violation.
+    let mut changed = fixture("helmrelease-reconcile-annotation");
+    changed["request"]["object"]["spec"]["chart"]["spec"]["sourceRef"]["namespace"] =
+        json!("platform");
+    let (allowed, codes) = verdict(&app, &changed).await;
+    assert!(!allowed);
+    assert!(codes.contains(&"FF101".to_owned()), "{codes:?}");
+    // Adds a remote cluster to an object that violated already.
+    let mut remote = fixture("helmrelease-reconcile-annotation");
+    remote["request"]["object"]["spec"]["kubeConfig"] =
+        json!({"secretRef": {"name": "prod-kubeconfig"}});
+    let (allowed, codes) = verdict(&app, &remote).await;
+    assert!(!allowed);
+    assert!(codes.contains(&"FF120".to_owned()), "{codes:?}");
+    // Dropping the account where the policy denies FF110 adds a violation, even though the
+    // mutating webhook would write the default back.
+    let app_ff110 = app_with(per_tenant(), None, MAX_BODY);
+    let mut dropped = fixture("kustomization-cluster-config-with-service-account");
+    dropped["request"]["operation"] = json!("UPDATE");
+    dropped["request"]["oldObject"] = dropped["request"]["object"].clone();
+    dropped["request"]["object"]["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("serviceAccountName");
+    let (allowed, codes) = verdict(&app_ff110, &dropped).await;
+    assert!(!allowed);
+    assert_eq!(codes, vec!["FF110".to_owned()]);
+    // Fixing a violation is always admitted.
+    let mut fixed = fixture("helmrelease-reconcile-annotation");
+    fixed["request"]["object"]["spec"]["chart"]["spec"]["sourceRef"]
+        .as_object_mut()
+        .unwrap()
+        .remove("namespace");
+    let response = respond(&app, "/validate", &fixed).await;
+    assert_eq!(response["allowed"], true, "{response}");
 }
 
 #[tokio::test]
@@ -392,8 +570,10 @@ async fn per_tenant_policy_ff121_ff140_ff110_ff111() {
     let text = message(&denied);
     assert!(text.contains("FF110 missing-service-account"), "{text}");
     assert!(text.contains("FF111 service-account-unavailable"), "{text}");
+    // Mutation writes the default in; validation still denies it for FF111, as before.
     let mutated = respond(&app, "/mutate", &missing).await;
-    assert!(mutated.get("patch").is_none(), "{mutated}");
+    let patched = apply(&missing, &mutated);
+    assert_eq!(verdict(&app, &patched).await, (false, vec!["FF111".into()]));
 
     let other = respond(
         &app,
@@ -650,31 +830,67 @@ async fn a_body_over_the_limit_is_a_413() {
     assert_eq!(response["allowed"], true);
 }
 
+/// JSON for `spec.values` that gives a HelmRelease `levels` levels of mappings in all (the
+/// object is one, `spec` two, `values` three).
+fn nested_values(levels: usize) -> String {
+    let inner = levels - 2;
+    format!("{}1{}", "{\"a\":".repeat(inner), "}".repeat(inner))
+}
+
+/// The HelmRelease fixture, its object `levels` levels deep, and its body.
+fn nested_review(levels: usize) -> (Value, String) {
+    let mut review = fixture("helmrelease-cluster-config");
+    review["request"]["object"]["spec"]["values"] = json!("PLACEHOLDER");
+    let body = serde_json::to_string(&review)
+        .unwrap()
+        .replace("\"PLACEHOLDER\"", &nested_values(levels));
+    (review, body)
+}
+
 #[tokio::test]
-async fn deeply_nested_objects_are_denied_not_crashed_on() {
+async fn objects_nest_as_deep_as_the_linter_allows_and_no_deeper() {
     let app = app();
-    for depth in [150, 250, 100_000] {
-        let mut nested = String::from("{\"a\":");
-        for _ in 0..depth {
-            nested.push_str("{\"a\":");
-        }
-        nested.push('1');
-        for _ in 0..=depth {
-            nested.push('}');
-        }
-        let mut review = fixture("helmrelease-cluster-config");
-        review["request"]["object"]["spec"]["values"] = json!("PLACEHOLDER");
-        let body = serde_json::to_string(&review)
-            .unwrap()
-            .replace("\"PLACEHOLDER\"", &nested);
+    for (levels, judged) in [
+        (199, true),
+        (200, true),
+        (201, false),
+        (202, false),
+        (10_000, false),
+        (100_000, false),
+    ] {
+        let (review, body) = nested_review(levels);
         for endpoint in ["/validate", "/mutate"] {
             let (status, answer) = send(&app, "POST", endpoint, body.clone().into_bytes()).await;
-            assert_eq!(status, StatusCode::OK, "depth {depth}");
+            assert_eq!(status, StatusCode::OK, "{levels} levels");
             let answer: Value = serde_json::from_slice(&answer).unwrap();
             let response = &answer["response"];
             assert_eq!(response["uid"], review["request"]["uid"]);
-            assert_eq!(response["allowed"], false, "depth {depth} {endpoint}");
-            assert!(message(response).contains("recursion limit"), "{response}");
+            assert_eq!(
+                response["allowed"], judged,
+                "{levels} levels {endpoint}: {response}"
+            );
+            if !judged {
+                assert!(
+                    message(response).contains("deeper than 200 levels"),
+                    "{levels} levels: {response}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_linter_reads_objects_with_the_same_nesting_limit() {
+    for (levels, read) in [(199, true), (200, true), (201, false), (10_000, false)] {
+        let text = format!(
+            "{{\"apiVersion\": \"helm.toolkit.fluxcd.io/v2\", \"kind\": \"HelmRelease\", \"metadata\": {{\"name\": \"x\"}}, \"spec\": {{\"values\": {}}}}}",
+            nested_values(levels)
+        );
+        let result = fluxfence::yaml::load_documents(&text, |_| {});
+        assert_eq!(result.is_ok(), read, "{levels} levels: {result:?}");
+        // Far deeper, the YAML parser's own flow-nesting guard answers first, in its words.
+        if let (201, Err(e)) = (levels, &result) {
+            assert!(e.message.contains("200 levels"), "{}", e.message);
         }
     }
 }

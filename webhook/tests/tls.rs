@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Client, Pair, Pki, once, repo_root, write_volume};
-use fluxfence_webhook::config::{Config, LogFormat};
+use fluxfence_webhook::config::{Config, Limits, LogFormat, Shutdown};
 use fluxfence_webhook::metrics::Metrics;
 use fluxfence_webhook::server::Server;
 use serde_json::Value;
@@ -28,6 +28,11 @@ fn config(tls_dir: &Path, policy: Option<PathBuf>, client_ca: Option<PathBuf>) -
         max_body_bytes: 3 * 1024 * 1024,
         reload_interval_seconds: 1,
         log_format: LogFormat::Text,
+        limits: Limits::default(),
+        shutdown: Shutdown {
+            drain_seconds: 0,
+            shutdown_timeout_seconds: 5,
+        },
     }
 }
 
@@ -377,4 +382,68 @@ async fn startup_fails_clearly_on_a_bad_certificate_or_policy() {
     );
     assert!(error.contains("policy.yaml:3:"), "{error}");
     assert!(error.contains("unknown rule code `FF999`"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_build_the_certificate_expiry_and_a_missing_policy_file() {
+    let pki = Pki::new("test CA");
+    let tmp = tempfile::tempdir().unwrap();
+    let tls_dir = tmp.path().join("tls");
+    let policy_dir = tmp.path().join("policy");
+    write_pair(&tls_dir, "1", &pki.server("webhook"));
+    write_volume(&policy_dir, "1", &[("policy.yaml", b"enforce: true\n")]);
+    let server = start(config(&tls_dir, Some(policy_dir.join("policy.yaml")), None)).await;
+    let addr = server.addr;
+
+    let text = metrics(addr, &pki).await;
+    // rcgen's default notAfter: 4096-01-01T00:00:00Z.
+    for line in [
+        "fluxfence_webhook_certificate_expiry_timestamp_seconds 67090118400",
+        "fluxfence_webhook_policy_file_unreadable 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
+    for family in [
+        "fluxfence_build_info{",
+        "process_open_fds ",
+        "process_start_time_seconds ",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(family)),
+            "no {family} in\n{text}"
+        );
+    }
+
+    // The ConfigMap goes away: said by the gauge, and the policy loaded last still denies.
+    std::fs::remove_file(policy_dir.join("..data")).unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the unreadable-policy gauge",
+        || async {
+            metrics(addr, &pki)
+                .await
+                .contains("fluxfence_webhook_policy_file_unreadable 1")
+        },
+    )
+    .await;
+    let answer = once(
+        addr,
+        pki.roots(),
+        None,
+        "POST",
+        "/validate",
+        review("helmrelease-cross-namespace"),
+    )
+    .await
+    .unwrap();
+    assert!(!allowed(&answer), "the last policy no longer enforced");
+    // And it comes back.
+    write_volume(&policy_dir, "2", &[("policy.yaml", b"enforce: true\n")]);
+    eventually(Duration::from_secs(5), "the policy file back", || async {
+        metrics(addr, &pki)
+            .await
+            .contains("fluxfence_webhook_policy_file_unreadable 0")
+    })
+    .await;
+    let _ = server.stop.send(());
 }

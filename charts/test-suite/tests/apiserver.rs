@@ -5,7 +5,9 @@
 //! Beyond "the API server accepts every object", it checks what only a real API server can: the
 //! webhooks' namespaceSelector. No webhook pod runs, so with `failurePolicy: Fail` a Flux object
 //! in a tenant namespace is refused (the call fails), while the release namespace and
-//! kube-system, never sent to the webhook, accept it.
+//! kube-system, never sent to the webhook, accept it. kube-apiserver runs with
+//! `--enable-aggregator-routing=true`, so the Service is resolved to (missing) endpoints and no
+//! traffic leaves loopback.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -176,6 +178,10 @@ fn rendered_manifests_apply_to_a_real_api_server() {
             "--advertise-address=127.0.0.1".into(),
             format!("--secure-port={secure}"),
             "--service-cluster-ip-range=10.96.0.0/24".into(),
+            // Webhook Services are resolved to their endpoints instead of dialled at their
+            // ClusterIP (10.96.0.x, off this machine): with no endpoints the call fails
+            // without any traffic leaving loopback.
+            "--enable-aggregator-routing=true".into(),
             format!("--service-account-issuer=https://127.0.0.1:{secure}"),
             format!("--service-account-key-file={}", key.display()),
             format!("--service-account-signing-key-file={}", key.display()),
@@ -261,6 +267,30 @@ fn rendered_manifests_apply_to_a_real_api_server() {
     // fields, webhook configurations' rules and selectors).
     kubectl.ok(&["apply", "--server-side", "-f", "-"], Some(&as_list(rest)));
 
+    // The standalone chart's mutating webhook calls only when there is an account to
+    // default (matchConditions): the API server compiles the CEL expression on create.
+    let standalone = helm
+        .template(
+            &fluxfence_charts_test::chart_dir("fluxfence"),
+            "standalone",
+            FLUX_NS,
+            "",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mutating = standalone
+        .into_iter()
+        .find(|d| d["kind"] == "MutatingWebhookConfiguration")
+        .unwrap_or_else(|| panic!("no MutatingWebhookConfiguration in the standalone chart"));
+    assert!(
+        mutating["webhooks"][0]["matchConditions"].is_array(),
+        "{mutating}"
+    );
+    kubectl.ok(
+        &["create", "--dry-run=server", "-f", "-"],
+        Some(&mutating.to_string()),
+    );
+
     let applied = kubectl.ok(
         &[
             "get",
@@ -299,6 +329,15 @@ fn rendered_manifests_apply_to_a_real_api_server() {
     assert!(
         stderr.contains("fluxfence.dev"),
         "not refused by the webhook:\n{stderr}"
+    );
+    // Refused for want of endpoints, never after dialling a ClusterIP. Endpoints-based API
+    // servers say `endpoints "<svc>" not found`, EndpointSlice-based ones (1.33+) `no
+    // endpoints available for service "<svc>"`.
+    let service = "flux-fluxfence";
+    assert!(
+        stderr.contains(&format!("endpoints \"{service}\" not found"))
+            || stderr.contains(&format!("no endpoints available for service \"{service}\"")),
+        "refused, but not for want of endpoints (did the API server dial the Service?):\n{stderr}"
     );
     drop(servers);
 }

@@ -411,6 +411,89 @@ fn deployment_is_available_and_hardened() {
 }
 
 #[test]
+fn pods_drain_before_they_stop() {
+    let Some(helm) = helm() else { return };
+    let chart = chart_dir("fluxfence");
+    let render = |values: &str, extra: &[&str]| {
+        let docs = helm
+            .template(&chart, "fluxfence", NS, values, extra)
+            .unwrap_or_else(|e| panic!("{e}"));
+        object(&docs, "Deployment", "fluxfence").clone()
+    };
+    // Defaults: a 5 s preStop sleep, 5 s of drain, 15 s for open requests, 5 s to spare.
+    let deployment = render("", &["--kube-version", "1.32.0"]);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["terminationGracePeriodSeconds"], 30);
+    assert_eq!(
+        container(&deployment)["lifecycle"]["preStop"]["sleep"]["seconds"],
+        5
+    );
+    let a = args(&deployment);
+    for expected in ["--drain-seconds=5", "--shutdown-timeout-seconds=15"] {
+        assert!(a.contains(&expected.to_owned()), "{expected} not in {a:?}");
+    }
+    // Before Kubernetes 1.30 there is no sleep action (and no sleep in the image): the
+    // webhook's own drain remains.
+    let old = render("", &["--kube-version", "1.29.0"]);
+    assert!(container(&old)["lifecycle"].is_null(), "{old}");
+    assert!(args(&old).contains(&"--drain-seconds=5".to_owned()));
+    // The grace period follows the values.
+    let custom = render(
+        "server: {shutdown: {preStopSleepSeconds: 0, drainSeconds: 10, timeoutSeconds: 20}}",
+        &["--kube-version", "1.32.0"],
+    );
+    assert_eq!(
+        custom["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        35
+    );
+    assert!(container(&custom)["lifecycle"].is_null(), "{custom}");
+    assert!(args(&custom).contains(&"--drain-seconds=10".to_owned()));
+}
+
+#[test]
+fn mutate_is_called_only_when_there_is_an_account_to_default() {
+    let Some(helm) = helm() else { return };
+    let chart = chart_dir("fluxfence");
+    let conditions = |values: &str, version: &str, kind: &str| {
+        let docs = helm
+            .template(
+                &chart,
+                "fluxfence",
+                NS,
+                values,
+                &["--kube-version", version],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        object(&docs, kind, "fluxfence")["webhooks"][0]["matchConditions"].clone()
+    };
+    let mutating = conditions("", "1.32.0", "MutatingWebhookConfiguration");
+    let expression = mutating[0]["expression"].as_str().unwrap_or("");
+    for part in [
+        "request.kind.kind in ['Kustomization', 'HelmRelease']",
+        "!has(object.spec.serviceAccountName)",
+        "object.spec.serviceAccountName == ''",
+    ] {
+        assert!(expression.contains(part), "{part} not in {expression}");
+    }
+    // Validation sees every object: FF101 holds in exempt namespaces too.
+    assert!(conditions("", "1.32.0", "ValidatingWebhookConfiguration").is_null());
+    // Shared sources are rewritten on any object; an outside policy may share some; older
+    // API servers have no matchConditions; and it can be turned off.
+    for (values, version) in [
+        (
+            "policy: {enforce: true, sharedSources: [{kind: HelmRepository, namespace: flux-system, name: bitnami}]}",
+            "1.32.0",
+        ),
+        ("policyConfigMap: {create: false}", "1.32.0"),
+        ("", "1.27.0"),
+        ("webhook: {mutating: {onlyWhenDefaulting: false}}", "1.32.0"),
+    ] {
+        let mutating = conditions(values, version, "MutatingWebhookConfiguration");
+        assert!(mutating.is_null(), "{values} on {version}: {mutating}");
+    }
+}
+
+#[test]
 fn generated_certificate_is_the_one_both_webhooks_trust() {
     let Some(helm) = helm() else { return };
     let docs = helm
@@ -728,6 +811,9 @@ fn schema_rejects_invalid_values() {
         "webhook: {unknownKey: true}",
         "webhook: {namespaceSelector: {matchExpressions: [{key: a, operator: Maybe}]}}",
         "webhook: {failurePolicy: Sometimes}",
+        "server: {shutdown: {drainSeconds: -1}}",
+        "server: {shutdown: {timeoutSeconds: 0}}",
+        "policy: {enforce: true, ratchetUpdates: sometimes}",
         "server: {logFormat: xml}",
         "server: {port: 80}",
         "image: {pullPolicy: Sometimes}",

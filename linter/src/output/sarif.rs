@@ -15,8 +15,6 @@ use crate::rules;
 
 const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 const SRCROOT: &str = "%SRCROOT%";
-/// Where each rule's page lives: `docs/rules/CODE.md`, the `fluxfence rule CODE` text.
-const RULE_DOCS: &str = "https://github.com/fluxfence/fluxfence/blob/main/docs/rules/";
 /// The key of the fingerprint in `partialFingerprints`; a change to what it hashes bumps it.
 const FINGERPRINT: &str = "fluxfence/v1";
 
@@ -244,7 +242,7 @@ pub fn render(report: &Report, options: &Options) -> String {
                 full_description: Text {
                     text: meta.summary.to_owned(),
                 },
-                help_uri: format!("{RULE_DOCS}{}.md", meta.code),
+                help_uri: meta.doc_url(),
                 help: Help {
                     text: meta.doc,
                     markdown: meta.doc,

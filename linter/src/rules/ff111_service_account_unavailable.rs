@@ -106,7 +106,9 @@ impl Rule for ServiceAccountUnavailable {
             || cx
                 .declared_service_accounts
                 .contains(&(ns.to_owned(), account.to_owned()))
-            || (explicit.is_some() && cx.trust_explicit_service_accounts);
+            || (explicit.is_some()
+                && cx.trust_explicit_service_accounts
+                && !cx.policy.knows_service_account(account));
         if exists {
             return;
         }

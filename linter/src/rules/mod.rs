@@ -72,7 +72,29 @@ pub struct RuleMeta {
     pub doc: &'static str,
 }
 
+/// Where the rule pages (`docs/rules/FFNNN.md`, the text `fluxfence rule FFNNN` prints) are
+/// published.
+pub const DOCS_BASE_URL: &str = "https://github.com/fluxfence/fluxfence/blob/main/docs/rules";
+
 impl RuleMeta {
+    /// The rule's documentation page.
+    pub fn doc_url(&self) -> String {
+        format!("{DOCS_BASE_URL}/{}.md", self.code)
+    }
+
+    /// The rule's page: what `fluxfence rule CODE` prints and `docs/rules/CODE.md` holds.
+    pub fn page(&self) -> String {
+        format!(
+            "# {} {}\n\n{}\n\nDefault severity: {}. Fixable: {}.\n\n{}",
+            self.code,
+            self.name,
+            self.summary,
+            self.default_severity.as_str(),
+            self.fixable.sentence(),
+            self.doc
+        )
+    }
+
     /// A finding of this rule at its default severity; the engine applies the policy's.
     pub fn finding(
         &'static self,
@@ -107,8 +129,10 @@ pub struct Context<'a> {
     /// `(namespace, name)` of the ServiceAccounts declared in the input.
     pub declared_service_accounts: &'a HashSet<(String, String)>,
     /// The webhook cannot see which service accounts exist in the cluster: it trusts an explicit
-    /// `serviceAccountName` to exist (the API server's impersonation check is the backstop) and
-    /// checks only the policy's default. The linter checks both against the input and policy.
+    /// `serviceAccountName` the policy says nothing about to exist (the API server's
+    /// impersonation check is the backstop). An account the policy knows (the default, a
+    /// tenant's, one it places) is judged by the policy, written out or not: Flux impersonates
+    /// the same account either way. The linter checks every account against input and policy.
     pub trust_explicit_service_accounts: bool,
 }
 
@@ -231,5 +255,38 @@ pub fn set_service_account_fix(name: &str) -> Fix {
             pointer: "/spec/serviceAccountName".into(),
             value: name.into(),
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The published pages are the rules' own text. When a rule's doc changes:
+    /// `for c in $(fluxfence rules | awk 'NR>1{print $1}'); do fluxfence rule $c > docs/rules/$c.md; done`
+    /// or run this test with FLUXFENCE_WRITE_RULE_DOCS=1.
+    #[test]
+    fn docs_rules_holds_every_rule_page() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/rules");
+        let write = std::env::var_os("FLUXFENCE_WRITE_RULE_DOCS").is_some();
+        for rule in ALL {
+            let meta = rule.meta();
+            let path = dir.join(format!("{}.md", meta.code));
+            if write {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, meta.page()).unwrap();
+            }
+            let written = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                written == meta.page(),
+                "{} is not the page of {}; regenerate it with FLUXFENCE_WRITE_RULE_DOCS=1 cargo test -p fluxfence --lib docs_rules",
+                path.display(),
+                meta.code
+            );
+            assert!(
+                meta.doc_url()
+                    .ends_with(&format!("docs/rules/{}.md", meta.code))
+            );
+        }
     }
 }

@@ -16,6 +16,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -126,39 +127,50 @@ pub struct Client {
     pub server_cert: CertificateDer<'static>,
 }
 
+/// A TLS connection to the webhook offering `alpn`, and the leaf certificate it presented.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    roots: RootCertStore,
+    identity: Option<&Pair>,
+    alpn: &[u8],
+) -> Result<(TlsStream<TcpStream>, CertificateDer<'static>), String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some(pair) => builder
+            .with_client_auth_cert(
+                vec![pair.der()],
+                PrivateKeyDer::from_pem_slice(pair.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let server_cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .cloned()
+        .ok_or("no server certificate")?;
+    Ok((tls, server_cert))
+}
+
 impl Client {
     pub async fn connect(
         addr: SocketAddr,
         roots: RootCertStore,
         identity: Option<&Pair>,
     ) -> Result<Client, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots);
-        let mut config = match identity {
-            Some(pair) => builder
-                .with_client_auth_cert(
-                    vec![pair.der()],
-                    PrivateKeyDer::from_pem_slice(pair.key_pem.as_bytes()).unwrap(),
-                )
-                .unwrap(),
-            None => builder.with_no_client_auth(),
-        };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let tls = TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        let server_cert = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .cloned()
-            .ok_or("no server certificate")?;
+        let (tls, server_cert) = tls_connect(addr, roots, identity, b"http/1.1").await?;
         let (sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
                 .await
@@ -218,4 +230,59 @@ pub async fn once(
         .await?
         .send(method, path, body)
         .await
+}
+
+/// One HTTP/2 connection to the webhook; `closed` resolves when the connection ends.
+pub struct H2Client {
+    sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    pub closed: tokio::task::JoinHandle<()>,
+}
+
+impl H2Client {
+    pub async fn connect(addr: SocketAddr, roots: RootCertStore) -> Result<H2Client, String> {
+        let (tls, _) = tls_connect(addr, roots, None, b"h2").await?;
+        let (sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let closed = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(H2Client { sender, closed })
+    }
+
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<Answer, String> {
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("https://localhost{path}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        self.sender.ready().await.map_err(|e| e.to_string())?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes()
+            .to_vec();
+        Ok(Answer {
+            status,
+            body,
+            server_cert: CertificateDer::from(Vec::new()),
+        })
+    }
 }
