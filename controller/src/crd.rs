@@ -30,6 +30,7 @@ pub const MAX_KUSTOMIZATIONS: usize = 64;
     shortname = "fc",
     namespaced,
     status = "FluxConfigStatus",
+    doc = "A tenant's GitOps configuration: the source, its auth Secret, the service account and RBAC Flux applies it as, and one Flux Kustomization per entry, all written by fluxfence-controller in this namespace.",
     printcolumn = r#"{"name":"Compliance","type":"string","jsonPath":".status.complianceState"}"#,
     printcolumn = r#"{"name":"Source","type":"string","jsonPath":".spec.sourceKind"}"#,
     printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.sourceSyncedCommitId"}"#,

@@ -11,7 +11,7 @@ use crate::crd::{
     API_VERSION, FluxConfig, FluxConfigSpec, GitRepositorySource, KIND, KustomizationEntry, Scope,
     SourceKind,
 };
-use crate::owned::{CONFIG_LABEL, CONFIG_NAMESPACE_LABEL, OwnedKind};
+use crate::owned::{CONFIG_LABEL, CONFIG_NAMESPACE_LABEL, FIELD_MANAGER, OwnedKind};
 
 /// Flux's own default: Azure's `syncInterval` and `timeout` default to ten minutes.
 const DEFAULT_INTERVAL: &str = "10m";
@@ -216,6 +216,10 @@ impl Meta {
     }
 }
 
+/// The default service account is the namespace's, not one FluxConfig's: several FluxConfigs
+/// (and the chart's own applier) share it. It carries no owner reference and no config label —
+/// one apply would replace another's (they share the field manager), and deleting one
+/// FluxConfig must not take the account from the others — so it is never pruned.
 fn service_account(meta: &Meta, settings: &Settings) -> DesiredObject {
     DesiredObject {
         kind: OwnedKind::ServiceAccount,
@@ -223,7 +227,11 @@ fn service_account(meta: &Meta, settings: &Settings) -> DesiredObject {
         body: json!({
             "apiVersion": "v1",
             "kind": "ServiceAccount",
-            "metadata": meta.namespaced(&settings.service_account),
+            "metadata": {
+                "name": settings.service_account,
+                "namespace": meta.namespace,
+                "labels": { "app.kubernetes.io/managed-by": FIELD_MANAGER },
+            },
         }),
     }
 }

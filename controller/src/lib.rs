@@ -2,11 +2,15 @@
 //! and Flux Kustomizations of one tenant configuration, applied server-side and owned by it,
 //! with compliance reported from the Flux objects' Ready conditions.
 
+pub mod config;
 pub mod crd;
 pub mod desired;
 pub mod engine;
+pub mod http;
 pub mod keys;
+pub mod leader;
 pub mod metrics;
 pub mod owned;
 pub mod reconcile;
+pub mod run;
 pub mod status;

@@ -103,6 +103,12 @@ impl OwnedKind {
         self != OwnedKind::ClusterRoleBinding
     }
 
+    /// Kinds whose objects belong to one FluxConfig, carry its label and are pruned. The
+    /// default service account is shared by the namespace's FluxConfigs.
+    pub fn pruned(self) -> bool {
+        self != OwnedKind::ServiceAccount
+    }
+
     pub fn is_flux(self) -> bool {
         OwnedKind::FLUX.contains(&self)
     }

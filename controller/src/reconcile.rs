@@ -360,7 +360,7 @@ async fn prune(config: &FluxConfig, ctx: &Context, desired: &Desired) -> Result<
     let namespace = config.namespace().unwrap_or_default();
     let keep = desired.names();
     let uid = config.uid().unwrap_or_default();
-    for kind in OwnedKind::ALL {
+    for kind in OwnedKind::ALL.into_iter().filter(|k| k.pruned()) {
         let selector = if kind.namespaced() {
             format!("{CONFIG_LABEL}={}", config.name_any())
         } else {

@@ -64,7 +64,6 @@ fn lines(requests: &[Recorded]) -> Vec<String> {
 
 fn prune_lists() -> Vec<String> {
     [
-        "/api/v1/namespaces/cluster-config/serviceaccounts",
         "/apis/rbac.authorization.k8s.io/v1/namespaces/cluster-config/rolebindings",
         "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
         "/api/v1/namespaces/cluster-config/secrets",
@@ -123,10 +122,19 @@ async fn first_reconcile_creates_each_object_by_server_side_apply() {
     assert_eq!(lines(&requests), expected);
     for request in &requests[..5] {
         assert_applied(request);
-        assert_owned(&request.body);
         assert_eq!(request.body["metadata"]["namespace"], NS);
     }
-    for list in &requests[5..13] {
+    // The namespace's default service account is shared by its FluxConfigs: nobody's to own.
+    let account = &requests[0].body["metadata"];
+    assert!(account.get("ownerReferences").is_none());
+    assert_eq!(
+        account["labels"],
+        json!({ "app.kubernetes.io/managed-by": "fluxfence-controller" })
+    );
+    for request in &requests[1..5] {
+        assert_owned(&request.body);
+    }
+    for list in &requests[5..12] {
         let selector = list.query.get("labelSelector").unwrap();
         assert!(
             selector.starts_with("fluxfence.dev/config=demo"),
@@ -163,7 +171,7 @@ async fn first_reconcile_creates_each_object_by_server_side_apply() {
     assert_eq!(apps["prune"], true);
     assert_eq!(apps["suspend"], false);
 
-    let status_body = &requests[13].body;
+    let status_body = &requests[12].body;
     assert_eq!(status_body["status"]["complianceState"], "Pending");
     assert_eq!(status_body["status"]["observedGeneration"], 1);
     assert_eq!(status_body["status"]["conditions"][0]["type"], "Ready");

@@ -55,8 +55,17 @@ pub struct FakeApi {
 pub const NS: &str = "cluster-config";
 pub const CONFIG_PATH: &str = "/apis/fluxfence.dev/v1alpha1/namespaces/cluster-config/fluxconfigs";
 
+/// A clock that moves a second each time it is read: a status that keeps a transition time
+/// must keep it because it did not change, not because the clock stood still.
 pub fn fixed_clock() -> String {
-    "2026-01-01T00:00:00Z".to_owned()
+    static TICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let tick = TICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "2026-01-01T{:02}:{:02}:{:02}Z",
+        tick / 3600 % 24,
+        tick / 60 % 60,
+        tick % 60
+    )
 }
 
 impl FakeApi {
