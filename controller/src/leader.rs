@@ -64,7 +64,7 @@ impl Elector {
             Duration::from_secs(u64::try_from(s).unwrap_or(0))
         });
         let mine = holder == self.identity;
-        let expired = holder.is_empty() || first_seen.elapsed() > held_for;
+        let expired = holder.is_empty() || first_seen.elapsed() >= held_for;
         if !mine && !expired {
             return Ok(false);
         }

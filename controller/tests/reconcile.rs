@@ -530,3 +530,47 @@ async fn a_failed_request_is_an_error_retried_with_growing_backoff() {
             .contains("fluxfence_controller_reconcile_errors_total{reason=\"api\"} 2")
     );
 }
+
+#[tokio::test]
+async fn events_say_what_was_applied_generated_and_deleted() {
+    let (fake, ctx) = FakeApi::start_with_events();
+    fake.create_config(manifest(ssh_spec()));
+    run(&fake, &ctx).await;
+    let mut spec = ssh_spec();
+    spec["kustomizations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("apps");
+    fake.update_spec("demo", spec);
+    run(&fake, &ctx).await;
+
+    const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/cluster-config/events";
+    let requests = fake.requests();
+    let events: Vec<&Recorded> = requests.iter().filter(|r| r.path == EVENTS).collect();
+    let reasons: Vec<&str> = events
+        .iter()
+        .map(|e| e.body["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["KeyGenerated", "Applied", "Deleted"]);
+    for event in &events {
+        assert_eq!(event.method, "POST");
+        assert_eq!(event.body["type"], "Normal");
+        assert_eq!(event.body["regarding"]["kind"], "FluxConfig");
+        assert_eq!(event.body["regarding"]["name"], "demo");
+        assert_eq!(event.body["reportingController"], "fluxfence-controller");
+    }
+    // The second "Applied" joins the first one's series, as kube's recorder does.
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.method == "PATCH" && r.path.starts_with(&format!("{EVENTS}/"))),
+        "{:?}",
+        lines(&requests)
+    );
+    assert!(
+        events[2].body["note"]
+            .as_str()
+            .unwrap()
+            .contains("Kustomization demo-apps")
+    );
+}

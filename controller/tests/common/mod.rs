@@ -76,6 +76,44 @@ impl FakeApi {
 
     /// The fake and a Context judging with `policy`.
     pub fn start_with(policy: fluxfence::Policy) -> (FakeApi, Arc<Context>) {
+        let (fake, client) = FakeApi::client();
+        let ctx = Context::new(
+            client,
+            Settings {
+                service_account: "flux-applier".into(),
+            },
+            policy,
+            Arc::new(Metrics::new()),
+        )
+        .with_clock(fixed_clock);
+        (fake, Arc::new(ctx))
+    }
+
+    /// The fake and a Context that records events.
+    pub fn start_with_events() -> (FakeApi, Arc<Context>) {
+        let (fake, client) = FakeApi::client();
+        let recorder = kube::runtime::events::Recorder::new(
+            client.clone(),
+            kube::runtime::events::Reporter {
+                controller: "fluxfence-controller".into(),
+                instance: Some("test".into()),
+            },
+        );
+        let ctx = Context::new(
+            client,
+            Settings {
+                service_account: "flux-applier".into(),
+            },
+            fluxfence::Policy::azure_default(),
+            Arc::new(Metrics::new()),
+        )
+        .with_clock(fixed_clock)
+        .with_recorder(recorder);
+        (fake, Arc::new(ctx))
+    }
+
+    /// The fake and a kube Client talking to it.
+    pub fn client() -> (FakeApi, Client) {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let fake = FakeApi {
             state: Arc::new(Mutex::new(State::default())),
@@ -87,17 +125,7 @@ impl FakeApi {
                 send.send_response(response);
             }
         });
-        let client = Client::new(service, NS);
-        let ctx = Context::new(
-            client,
-            Settings {
-                service_account: "flux-applier".into(),
-            },
-            policy,
-            Arc::new(Metrics::new()),
-        )
-        .with_clock(fixed_clock);
-        (fake, Arc::new(ctx))
+        (fake, Client::new(service, NS))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -231,7 +259,8 @@ impl FakeApi {
             "PATCH" if content_type.starts_with("application/merge-patch") => {
                 merge(&mut state, &path, body)
             }
-            "POST" if path.ends_with("/events") => (201, body),
+            "POST" => create(&mut state, &path, body),
+            "PUT" => replace(&mut state, &path, body),
             "DELETE" => match state.objects.remove(&path) {
                 Some(object) => {
                     state.changes += 1;
@@ -343,6 +372,55 @@ fn apply(state: &mut State, path: &str, body: Value) -> (u16, Value) {
     stored["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
     state.objects.insert(path.to_owned(), stored.clone());
     (if existing.is_some() { 200 } else { 201 }, stored)
+}
+
+fn create(state: &mut State, collection: &str, mut body: Value) -> (u16, Value) {
+    state.uids += 1;
+    let name = match body["metadata"]["name"].as_str() {
+        Some(name) => name.to_owned(),
+        None => format!(
+            "{}{}",
+            body["metadata"]["generateName"]
+                .as_str()
+                .unwrap_or("object-"),
+            state.uids
+        ),
+    };
+    let path = format!("{collection}/{name}");
+    if state.objects.contains_key(&path) {
+        return (
+            409,
+            json!({ "kind": "Status", "code": 409, "reason": "AlreadyExists" }),
+        );
+    }
+    state.resource_version += 1;
+    state.changes += 1;
+    body["metadata"]["name"] = json!(name);
+    body["metadata"]["uid"] = json!(format!("uid-{}", state.uids));
+    body["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
+    state.objects.insert(path, body.clone());
+    (201, body)
+}
+
+/// PUT: optimistic concurrency, as the API server does it.
+fn replace(state: &mut State, path: &str, mut body: Value) -> (u16, Value) {
+    let Some(existing) = state.objects.get(path) else {
+        return (
+            404,
+            json!({ "kind": "Status", "code": 404, "reason": "NotFound" }),
+        );
+    };
+    if body["metadata"]["resourceVersion"] != existing["metadata"]["resourceVersion"] {
+        return (
+            409,
+            json!({ "kind": "Status", "code": 409, "reason": "Conflict" }),
+        );
+    }
+    state.resource_version += 1;
+    state.changes += 1;
+    body["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
+    state.objects.insert(path.to_owned(), body.clone());
+    (200, body)
 }
 
 fn merge(state: &mut State, path: &str, body: Value) -> (u16, Value) {
