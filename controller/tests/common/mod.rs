@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod cluster;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
