@@ -104,6 +104,7 @@ pub fn kustomization_name(config: &str, entry: &str) -> String {
 /// Works out what `config` should have written.
 pub fn desired(config: &FluxConfig, settings: &Settings) -> Result<Desired, Invalid> {
     let spec = &config.spec;
+    check_kustomization_names(spec)?;
     check_depends_on_cycles(spec)?;
     let auth = auth(config)?;
     let meta = Meta::of(config)?;
@@ -478,6 +479,28 @@ fn flux_kustomization(
         }),
         name,
     }
+}
+
+/// Entry names become part of object names: DNS labels.
+fn check_kustomization_names(spec: &FluxConfigSpec) -> Result<(), Invalid> {
+    for name in spec.kustomizations.keys() {
+        let bytes = name.as_bytes();
+        let label_char = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
+        let valid = !bytes.is_empty()
+            && bytes.len() <= 63
+            && bytes.iter().all(label_char)
+            && bytes.first() != Some(&b'-')
+            && bytes.last() != Some(&b'-');
+        if !valid {
+            return Err(Invalid {
+                reason: "InvalidKustomizationName",
+                message: format!(
+                    "spec.kustomizations key {name:?} is not a DNS label: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `dependsOn` naming siblings is the CRD's rule; a cycle among them is not something CEL can

@@ -122,7 +122,10 @@ pub async fn run(
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => debug!(config = %object, "reconciled"),
-                Err(error) => debug!(%error, "reconcile not run"),
+                // Already counted and logged by error_policy.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+                // A watch failing (e.g. the Flux CRDs are not installed) is retried with backoff.
+                Err(error) => warn!(%error, "controller"),
             }
         });
     let result = match elector.as_mut() {

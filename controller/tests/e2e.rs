@@ -257,11 +257,12 @@ async fn a_flux_config_onboards_the_documents_example() {
         }
     });
 
-    processes.push(cluster.start_controller(&[
+    let (controller, _) = cluster.start_controller(&[
         "--leader-elect",
         "--lease-namespace=flux-system",
         "--identity=e2e-a",
-    ]));
+    ]);
+    processes.push(controller);
     let configs: Api<FluxConfig> = Api::namespaced(client.clone(), NS);
     let created = configs
         .create(

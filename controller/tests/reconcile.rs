@@ -574,3 +574,36 @@ async fn events_say_what_was_applied_generated_and_deleted() {
             .contains("Kustomization demo-apps")
     );
 }
+
+#[tokio::test]
+async fn what_cel_leaves_to_the_reconciler_is_refused_with_what_to_change() {
+    for (change, reason, hint) in [
+        (
+            json!({ "self": { "dependsOn": ["self"] } }),
+            "DependencyCycle",
+            "self -> self",
+        ),
+        (
+            json!({ "Apps_1": { "path": "./x" } }),
+            "InvalidKustomizationName",
+            "\"Apps_1\" is not a DNS label",
+        ),
+    ] {
+        let (fake, ctx) = FakeApi::start();
+        let mut spec = example_spec();
+        for (name, entry) in change.as_object().unwrap() {
+            spec["kustomizations"][name] = entry.clone();
+        }
+        fake.create_config(manifest(spec));
+        run(&fake, &ctx).await;
+        let requests = fake.requests();
+        assert_eq!(
+            lines(&requests),
+            vec![format!("PATCH {CONFIG_PATH}/demo/status")]
+        );
+        let condition = &requests[0].body["status"]["conditions"][0];
+        assert_eq!(condition["reason"], reason);
+        let message = condition["message"].as_str().unwrap();
+        assert!(message.contains(hint), "{message}");
+    }
+}

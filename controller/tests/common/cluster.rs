@@ -241,10 +241,10 @@ impl Cluster {
         }
     }
 
-    /// The controller binary, talking to this API server.
-    pub fn start_controller(&self, extra: &[&str]) -> Process {
+    /// The controller binary, talking to this API server, and the port of its HTTP endpoints.
+    pub fn start_controller(&self, extra: &[&str]) -> (Process, u16) {
         let port = free_port();
-        Process::spawn(
+        let process = Process::spawn(
             "fluxfence-controller",
             Command::new(env!("CARGO_BIN_EXE_fluxfence-controller"))
                 .arg("run")
@@ -253,7 +253,8 @@ impl Cluster {
                 .args(extra)
                 .env("KUBECONFIG", &self.kubeconfig)
                 .env("RUST_LOG", "info"),
-            self.dir.path().join("controller.log"),
-        )
+            self.dir.path().join(format!("controller-{port}.log")),
+        );
+        (process, port)
     }
 }
