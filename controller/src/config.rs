@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(
     name = "fluxfence-controller",
     version,
-    about = "Onboards Flux tenants from FluxConfig objects"
+    about = "Onboards Flux tenants from FluxConfig objects",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -23,8 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the FluxConfig CustomResourceDefinition as YAML.
     Crd,
-    /// Run the controller (the default).
-    Run,
+    /// Run the controller (the default; the flags are the same with or without `run`).
+    Run(RunConfig),
 }
 
 #[derive(Parser, Debug, Clone)]
@@ -41,7 +42,14 @@ pub struct RunConfig {
     #[arg(long, env = "FLUXFENCE_DEFAULT_SERVICE_ACCOUNT")]
     pub default_service_account: Option<String>,
     /// Take a coordination.k8s.io Lease before reconciling, so one replica of several acts.
-    #[arg(long, env = "FLUXFENCE_LEADER_ELECT", default_value_t = false)]
+    #[arg(
+        long,
+        env = "FLUXFENCE_LEADER_ELECT",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
     pub leader_elect: bool,
     #[arg(
         long,
@@ -72,4 +80,32 @@ impl RunConfig {
 pub enum LogFormat {
     Json,
     Text,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_work_with_and_without_run() {
+        let cli =
+            Cli::try_parse_from(["c", "run", "--http-addr=127.0.0.1:9", "--leader-elect=true"])
+                .unwrap();
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.http_addr.port(), 9);
+        assert!(run.leader_elect);
+        let cli =
+            Cli::try_parse_from(["c", "--leader-elect", "--lease-duration-seconds=30"]).unwrap();
+        assert!(cli.command.is_none());
+        assert!(cli.run.leader_elect);
+        assert_eq!(cli.run.lease_duration(), Duration::from_secs(30));
+        let cli = Cli::try_parse_from(["c", "--leader-elect=false"]).unwrap();
+        assert!(!cli.run.leader_elect);
+        assert!(matches!(
+            Cli::try_parse_from(["c", "crd"]).unwrap().command,
+            Some(Command::Crd)
+        ));
+    }
 }

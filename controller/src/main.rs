@@ -1,5 +1,5 @@
 use clap::Parser;
-use fluxfence_controller::config::{Cli, Command, LogFormat};
+use fluxfence_controller::config::{Cli, Command, LogFormat, RunConfig};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -10,11 +10,14 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", fluxfence_controller::crd::crd_yaml()?);
             Ok(())
         }
-        Some(Command::Run) | None => {
-            init_tracing(cli.run.log_format);
-            fluxfence_controller::run::run(cli.run, shutdown_signal()).await
-        }
+        Some(Command::Run(config)) => run(config).await,
+        None => run(cli.run).await,
     }
+}
+
+async fn run(config: RunConfig) -> anyhow::Result<()> {
+    init_tracing(config.log_format);
+    fluxfence_controller::run::run(config, shutdown_signal()).await
 }
 
 fn init_tracing(format: LogFormat) {
