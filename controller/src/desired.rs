@@ -11,7 +11,9 @@ use crate::crd::{
     API_VERSION, FluxConfig, FluxConfigSpec, GitRepositorySource, KIND, KustomizationEntry, Scope,
     SourceKind,
 };
-use crate::owned::{CONFIG_LABEL, CONFIG_NAMESPACE_LABEL, FIELD_MANAGER, OwnedKind};
+use crate::owned::{
+    CONFIG_LABEL, CONFIG_NAMESPACE_LABEL, DEFAULT_SERVICE_ACCOUNT_LABEL, OwnedKind,
+};
 
 /// Flux's own default: Azure's `syncInterval` and `timeout` default to ten minutes.
 const DEFAULT_INTERVAL: &str = "10m";
@@ -231,7 +233,9 @@ fn service_account(meta: &Meta, settings: &Settings) -> DesiredObject {
             "metadata": {
                 "name": settings.service_account,
                 "namespace": meta.namespace,
-                "labels": { "app.kubernetes.io/managed-by": FIELD_MANAGER },
+                // Not app.kubernetes.io/managed-by: the chart's own applier account carries
+                // Helm's value there, and Helm refuses to upgrade an object whose value changed.
+                "labels": { DEFAULT_SERVICE_ACCOUNT_LABEL: "true" },
             },
         }),
     }

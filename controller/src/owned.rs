@@ -7,6 +7,8 @@ pub const CONFIG_LABEL: &str = "fluxfence.dev/config";
 /// On cluster-scoped objects (which cannot carry an owner reference to a namespaced FluxConfig):
 /// the FluxConfig's namespace.
 pub const CONFIG_NAMESPACE_LABEL: &str = "fluxfence.dev/config-namespace";
+/// On the default service account, which the namespace's FluxConfigs share (no config label).
+pub const DEFAULT_SERVICE_ACCOUNT_LABEL: &str = "fluxfence.dev/default-service-account";
 /// Server-side apply field manager.
 pub const FIELD_MANAGER: &str = "fluxfence-controller";
 /// On a `scope: cluster` FluxConfig: its ClusterRoleBinding is deleted before it goes.

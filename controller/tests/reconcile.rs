@@ -129,7 +129,7 @@ async fn first_reconcile_creates_each_object_by_server_side_apply() {
     assert!(account.get("ownerReferences").is_none());
     assert_eq!(
         account["labels"],
-        json!({ "app.kubernetes.io/managed-by": "fluxfence-controller" })
+        json!({ "fluxfence.dev/default-service-account": "true" })
     );
     for request in &requests[1..5] {
         assert_owned(&request.body);
