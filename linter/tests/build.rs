@@ -195,7 +195,7 @@ fn kustomize_features_build_the_objects_kustomize_builds() {
     // them with kubectl when it is installed).
     let built = |dir: &str| {
         let root = testdata("kustomize");
-        let inventory = Inventory::load_in_root(&root, &[root.clone()]);
+        let inventory = Inventory::load_in_root(&root, std::slice::from_ref(&root));
         let (objects, problems) = fluxfence::build::kustomize_build(&inventory, Path::new(dir));
         assert!(problems.is_empty(), "{dir}: {problems:?}");
         objects

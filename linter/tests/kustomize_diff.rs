@@ -58,7 +58,8 @@ fn judged(root: &Node) -> Option<((String, String, String), serde_json::Value)> 
     let kind = root.get("kind")?.as_str()?;
     let api_version = root.get("apiVersion")?.as_str()?;
     let flux = FluxKind::from_type(api_version, kind).is_some();
-    if !flux && !(kind == "ServiceAccount" && api_version == "v1") {
+    let service_account = kind == "ServiceAccount" && api_version == "v1";
+    if !(flux || service_account) {
         return None;
     }
     let mut json = root.to_json();

@@ -132,3 +132,10 @@ told to write its own policy ConfigMap next to the one this chart writes.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The name of the fluxfence policy ConfigMap (templates/fluxfence-policy.yaml), which the
+controller mounts too: the fluxfence chart's own helper, with that chart's values. */}}
+{{- define "flux-multitenancy.policyConfigMapName" -}}
+{{- $fluxfence := .Subcharts.fluxfence -}}
+{{- include "fluxfence.policyConfigMapName" (dict "Chart" $fluxfence.Chart "Release" .Release "Values" $fluxfence.Values) -}}
+{{- end -}}

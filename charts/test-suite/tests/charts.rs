@@ -124,6 +124,11 @@ fn crds_define_every_flux_kind() {
                 "{}",
                 path.display()
             );
+            // fluxfence's own FluxConfig CRD (kept equal to the generated one by the
+            // controller's tests) is not a Flux kind.
+            if crd["spec"]["group"] == "fluxfence.dev" {
+                continue;
+            }
             let served: Vec<String> = crd["spec"]["versions"]
                 .as_array()
                 .into_iter()
@@ -774,7 +779,10 @@ fn every_documented_option_renders() {
             .unwrap_or_else(|e| panic!("{values}:\n{e}"));
         object(&docs, kind, name);
         assert_eq!(
-            of_kind(&docs, "CustomResourceDefinition").len(),
+            of_kind(&docs, "CustomResourceDefinition")
+                .iter()
+                .filter(|crd| crd["spec"]["group"] != "fluxfence.dev")
+                .count(),
             FLUX_KINDS.len()
         );
     }
@@ -854,6 +862,10 @@ fn schema_rejects_invalid_values() {
         ("global: {multiTenancy: {unknownKey: 1}}", "schema"),
         ("global: {configNamespace: Not_A_Namespace}", "schema"),
         ("fluxfence: {policyConfigMap: {create: 1}}", "schema"),
+        ("controller: {enabled: maybe}", "schema"),
+        ("controller: {replicas: 0}", "schema"),
+        ("controller: {image: {digest: latest}}", "schema"),
+        ("controller: {unknownKey: 1}", "schema"),
         ("configNamespace: flux-system", "release namespace"),
         // Written settings that contradict each other still fail, naming the value to set.
         (
@@ -888,14 +900,14 @@ fn schema_rejects_invalid_values() {
     }
 }
 
-/// The lockdown arguments of every controller Deployment.
+/// The lockdown arguments of every Flux controller Deployment (fluxfence-controller is not one).
 fn lockdown_flags(docs: &[Value]) -> BTreeMap<String, BTreeSet<String>> {
     of_kind(docs, "Deployment")
         .into_iter()
         .filter(|d| {
             d["metadata"]["name"]
                 .as_str()
-                .is_some_and(|n| n.ends_with("-controller"))
+                .is_some_and(|n| n.ends_with("-controller") && n != "fluxfence-controller")
         })
         .map(|d| {
             let flags = args(d)
@@ -1177,7 +1189,7 @@ fn companion_creates_the_applier_and_upstream_rbac() {
         .filter(|d| {
             d["metadata"]["name"]
                 .as_str()
-                .is_some_and(|n| n.ends_with("-controller"))
+                .is_some_and(|n| n.ends_with("-controller") && n != "fluxfence-controller")
         })
         .collect();
     assert_eq!(deployments.len(), 6);
@@ -1251,7 +1263,11 @@ fn companion_creates_the_applier_and_upstream_rbac() {
         )
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(of_kind(&docs, "Namespace").is_empty());
-    assert!(of_kind(&docs, "RoleBinding").is_empty());
+    assert!(
+        of_kind(&docs, "RoleBinding")
+            .iter()
+            .all(|b| b["metadata"]["namespace"] != "cluster-config")
+    );
 }
 
 /// Standard base64 (Secret data), padding and line breaks ignored.
@@ -1392,4 +1408,99 @@ fn rendered_certificate_policy_and_flags_start_the_webhook() {
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     result.unwrap_or_else(|e| panic!("webhook {e} with {arguments:?}:\n{log_text}"));
     probe.unwrap_or_else(|e| panic!("/readyz over TLS failed: {e}\n{log_text}"));
+}
+
+#[test]
+fn controller_runs_two_restricted_replicas_with_least_privilege() {
+    let Some(helm) = helm() else { return };
+    let companion = helm.companion_chart();
+    let docs = helm
+        .template(&companion.chart, "flux", FLUX_NS, "", &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deployment = object(&docs, "Deployment", "fluxfence-controller");
+    assert_eq!(deployment["metadata"]["namespace"], FLUX_NS);
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "fluxfence-controller");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let container = container(deployment);
+    let sc = &container["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
+    let args = args(deployment);
+    assert!(args.contains(&"--leader-elect=true".to_owned()), "{args:?}");
+    assert!(
+        args.contains(&"--default-service-account=flux-applier".to_owned()),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"--policy=/etc/fluxfence/policy.yaml".to_owned()),
+        "{args:?}"
+    );
+    // The policy it mounts is the webhook's.
+    let volume = &pod["volumes"][0]["configMap"]["name"];
+    let configmaps: Vec<String> = of_kind(&docs, "ConfigMap")
+        .iter()
+        .filter_map(|c| c["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        configmaps.iter().any(|n| volume == n.as_str()),
+        "{volume} not in {configmaps:?}"
+    );
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+
+    let role = object(
+        &docs,
+        "ClusterRole",
+        &format!("fluxfence-controller-{FLUX_NS}"),
+    );
+    let rules = role["rules"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rules"));
+    for rule in rules {
+        let verbs = strings(&rule["verbs"]);
+        assert!(!verbs.contains(&"*".to_owned()), "{rule}");
+        assert!(
+            !strings(&rule["resources"]).contains(&"*".to_owned()),
+            "{rule}"
+        );
+        if verbs.contains(&"bind".to_owned()) {
+            assert_eq!(strings(&rule["resourceNames"]), ["admin", "cluster-admin"]);
+        }
+    }
+    let secrets = rules
+        .iter()
+        .find(|r| strings(&r["resources"]) == ["secrets"])
+        .unwrap_or_else(|| panic!("no secrets rule"));
+    assert!(!strings(&secrets["verbs"]).contains(&"watch".to_owned()));
+    let binding = object(
+        &docs,
+        "ClusterRoleBinding",
+        &format!("fluxfence-controller-{FLUX_NS}"),
+    );
+    assert_eq!(binding["subjects"][0]["name"], "fluxfence-controller");
+    let lease_role = object(&docs, "Role", "fluxfence-controller-leader-election");
+    assert_eq!(lease_role["metadata"]["namespace"], FLUX_NS);
+
+    let docs = helm
+        .template(
+            &companion.chart,
+            "flux",
+            FLUX_NS,
+            "controller: {enabled: false}",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        of_kind(&docs, "Deployment")
+            .iter()
+            .all(|d| d["metadata"]["name"] != "fluxfence-controller")
+    );
+    assert!(
+        of_kind(&docs, "ClusterRole")
+            .iter()
+            .all(|r| r["metadata"]["name"] != format!("fluxfence-controller-{FLUX_NS}").as_str())
+    );
 }

@@ -1,0 +1,16 @@
+//! `fluxfence-controller`: a `FluxConfig` becomes the service account, RBAC, source, auth Secret
+//! and Flux Kustomizations of one tenant configuration, applied server-side and owned by it,
+//! with compliance reported from the Flux objects' Ready conditions.
+
+pub mod config;
+pub mod crd;
+pub mod desired;
+pub mod engine;
+pub mod http;
+pub mod keys;
+pub mod leader;
+pub mod metrics;
+pub mod owned;
+pub mod reconcile;
+pub mod run;
+pub mod status;
