@@ -266,14 +266,13 @@ fn standalone_builds(repo: &Repository, kustomizer: &mut Kustomizer) -> Standalo
         if is_kustomization_file(&file.rel) || patch_files.contains(&file.rel) {
             continue;
         }
-        for object in repo.objects_of_file(index) {
-            if !reached.contains(&object.resource) {
-                out.objects.push(Built {
-                    object,
-                    producer: Producer::File,
-                    unknown: None,
-                });
-            }
+        let unreached = |resource: usize| !reached.contains(&resource);
+        for object in repo.objects_of_file_where(index, unreached) {
+            out.objects.push(Built {
+                object,
+                producer: Producer::File,
+                unknown: None,
+            });
         }
     }
     out
@@ -930,11 +929,17 @@ impl<'a> Repository<'a> {
 
     /// The resources of a file, as a build starts from them.
     pub fn objects_of_file(&self, file: usize) -> Vec<Object> {
+        self.objects_of_file_where(file, |_| true)
+    }
+
+    /// The resources of a file that `wanted` (given their index) keeps.
+    fn objects_of_file_where(&self, file: usize, wanted: impl Fn(usize) -> bool) -> Vec<Object> {
         let Some(resources) = self.resources_by_file.get(file) else {
             return Vec::new();
         };
         resources
             .iter()
+            .filter(|&&index| wanted(index))
             .filter_map(|&index| {
                 let resource = &self.inventory.resources[index];
                 let full = resource.root()?;
