@@ -46,7 +46,7 @@ fn require_kubectl() -> Option<PathBuf> {
             std::env::var_os("FLUXFENCE_REQUIRE_KUBECTL").is_none(),
             "FLUXFENCE_REQUIRE_KUBECTL is set but no kubectl was found"
         );
-        println!("skipped: no kubectl");
+        eprintln!("skipped: no kubectl");
     }
     found
 }
@@ -214,7 +214,7 @@ fn the_fixtures_build_as_kustomize_builds_them() {
 fn the_corpus_builds_as_kustomize_builds_it() {
     let corpus = workspace().join("../shared/corpus");
     if !corpus.is_dir() {
-        println!("skipped: no ../shared");
+        eprintln!("the_corpus_builds_as_kustomize_builds_it: skipped: no ../shared");
         return;
     }
     let Some(kubectl) = require_kubectl() else {

@@ -120,11 +120,7 @@ impl LiteralOffsets {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Node {
-        let mut roots = Vec::new();
-        yaml::load_documents(text, |d| roots.push(d.root)).expect("yaml");
-        roots.remove(0)
-    }
+    use crate::build::first_document as parse;
 
     #[test]
     fn values_of_a_literal_block_point_at_their_place_in_the_file() {

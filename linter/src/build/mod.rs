@@ -146,13 +146,12 @@ pub struct FluxBuild {
 /// Whether a build carries objects of `resource`'s kind whole: what the rules read (Flux
 /// objects, ServiceAccounts), what substitution reads (ConfigMaps, Secrets), and what
 /// replacements most often copy from (Namespaces).
-fn carried_whole(resource: &crate::input::Resource) -> bool {
-    resource.flux.is_some()
-        || (resource.api_version == "v1"
-            && matches!(
-                resource.kind.as_str(),
-                "ServiceAccount" | "ConfigMap" | "Secret" | "Namespace"
-            ))
+fn carried_whole(api_version: &str, kind: &str, flux: bool) -> bool {
+    flux || (api_version == "v1"
+        && matches!(
+            kind,
+            "ServiceAccount" | "ConfigMap" | "Secret" | "Namespace"
+        ))
 }
 
 /// `apiVersion`, `kind` and `metadata` of an object: all that selectors read.
@@ -943,7 +942,11 @@ impl<'a> Repository<'a> {
             .filter_map(|&index| {
                 let resource = &self.inventory.resources[index];
                 let full = resource.root()?;
-                let light = !carried_whole(resource);
+                let light = !carried_whole(
+                    &resource.api_version,
+                    &resource.kind,
+                    resource.flux.is_some(),
+                );
                 let mut root = if light {
                     identity_of(full)
                 } else {
@@ -1133,6 +1136,15 @@ pub fn kustomize_build(inventory: &Inventory, dir: &Path) -> (Vec<Object>, Vec<B
     let mut kustomizer = Kustomizer::new(&repo, false);
     let built = kustomizer.build_dir(dir);
     (built.objects.clone(), built.problems.clone())
+}
+
+/// The first document of a YAML text, for tests.
+#[cfg(test)]
+pub(crate) fn first_document(text: &str) -> Node {
+    let mut roots = Vec::new();
+    let loaded = yaml::load_documents(text, |d| roots.push(d.root));
+    assert!(loaded.is_ok(), "{loaded:?}");
+    roots.remove(0)
 }
 
 #[cfg(test)]

@@ -297,11 +297,7 @@ fn remove(target: &mut Node, path: &[String]) -> Result<Node, String> {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Node {
-        let mut roots = Vec::new();
-        crate::yaml::load_documents(text, |d| roots.push(d.root)).expect("yaml");
-        roots.remove(0)
-    }
+    use crate::build::first_document as parse;
 
     fn json(node: &Node) -> String {
         node.to_json().to_string()

@@ -169,11 +169,7 @@ pub fn is_cluster_scoped(kind: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Node {
-        let mut roots = Vec::new();
-        crate::yaml::load_documents(text, |d| roots.push(d.root)).expect("yaml");
-        roots.remove(0)
-    }
+    use crate::build::first_document as parse;
 
     #[test]
     fn set_keeps_an_existing_key_in_place_and_appends_a_new_one() {
