@@ -486,6 +486,10 @@ async fn the_workload_is_half_allowed_half_ff101() {
     assert_eq!(mutated["allowed"], true, "{mutated}");
     let validated = review("/validate", &allowed).await;
     assert_eq!(validated["allowed"], true, "{validated}");
+    // The API server calls /mutate first (no service account set): it must not be what
+    // denies, so that the denial measured is the validating webhook's.
+    let defaulted = review("/mutate", &violating).await;
+    assert_eq!(defaulted["allowed"], true, "{defaulted}");
     let denied = review("/validate", &violating).await;
     assert_eq!(denied["allowed"], false, "{denied}");
     let message = denied["status"]["message"].as_str().unwrap_or("");
