@@ -11,6 +11,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+pub mod cluster;
+
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -125,6 +127,8 @@ pub struct Answer {
 pub struct Client {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     pub server_cert: CertificateDer<'static>,
+    /// Sent as `Authorization: Bearer ...` (an API server's token), when set.
+    pub bearer: Option<String>,
 }
 
 /// A TLS connection to the webhook offering `alpn`, and the leaf certificate it presented.
@@ -179,6 +183,7 @@ impl Client {
         Ok(Client {
             sender,
             server_cert,
+            bearer: None,
         })
     }
 
@@ -188,13 +193,15 @@ impl Client {
         path: &str,
         body: Vec<u8>,
     ) -> Result<Answer, String> {
-        let request = hyper::Request::builder()
+        let mut request = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header("host", "localhost")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
+            .header("content-type", "application/json");
+        if let Some(token) = &self.bearer {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Full::new(Bytes::from(body))).unwrap();
         self.sender.ready().await.map_err(|e| e.to_string())?;
         let response = self
             .sender
