@@ -226,20 +226,14 @@ struct Standalone {
 
 fn standalone_builds(repo: &Repository, kustomizer: &mut Kustomizer) -> Standalone {
     let inventory = repo.inventory;
-    let mut included: HashSet<PathBuf> = HashSet::default();
-    for k in &inventory.kustomize_files {
-        for field in ["resources", "bases", "components"] {
-            for entry in k.root.get(field).and_then(Node::as_seq).unwrap_or_default() {
-                if let Some(path) = entry
-                    .as_str()
-                    .filter(|e| !is_remote(e))
-                    .and_then(|e| normalize(&k.dir, e))
-                {
-                    included.insert(path);
-                }
-            }
-        }
-    }
+    // `KustomizeFile::entries` holds every `resources`/`bases`/`components` entry already.
+    let included: HashSet<PathBuf> = inventory
+        .kustomize_files
+        .iter()
+        .flat_map(|k| k.entries.iter().map(move |e| (k, e)))
+        .filter(|(_, e)| !is_remote(&e.value))
+        .filter_map(|(k, e)| normalize(&k.dir, &e.value))
+        .collect();
     let mut out = Standalone {
         objects: Vec::new(),
         problems: Vec::new(),
@@ -568,15 +562,7 @@ fn flux_build_dir(repo: &Repository, root: &Node) -> Result<PathBuf, String> {
         .and_then(|r| r.get("kind"))
         .and_then(Node::as_str)
         .unwrap_or("GitRepository");
-    let path = root
-        .path(&["spec", "path"])
-        .and_then(Node::as_scalar)
-        .unwrap_or("");
-    if path.contains("${") {
-        return Err(format!("its spec.path `{path}` is a substitution variable"));
-    }
-    let dir = normalize(Path::new(""), path)
-        .ok_or_else(|| format!("its spec.path `{path}` leaves the repository"))?;
+    let dir = spec_path(root)?;
     let source_name = source_ref
         .and_then(|r| r.get("name"))
         .and_then(Node::as_str)
@@ -613,7 +599,8 @@ fn flux_build_dir(repo: &Repository, root: &Node) -> Result<PathBuf, String> {
         Ok(dir)
     } else {
         Err(format!(
-            "its spec.path `{path}` is not a directory of this repository (another source's?)"
+            "its spec.path leads to `{}`, which is not a directory of this repository (another source's?)",
+            dir.display()
         ))
     }
 }
@@ -1087,6 +1074,20 @@ pub fn placement(object: &Object) -> EffectiveNamespace {
     }
 }
 
+/// `spec.path` of a Flux Kustomization, relative to its source's root, or why it has none
+/// offline.
+fn spec_path(root: &Node) -> Result<PathBuf, String> {
+    let path = root
+        .path(&["spec", "path"])
+        .and_then(Node::as_scalar)
+        .unwrap_or("");
+    if path.contains("${") {
+        return Err(format!("its spec.path `{path}` is a substitution variable"));
+    }
+    normalize(Path::new(""), path)
+        .ok_or_else(|| format!("its spec.path `{path}` leaves the repository"))
+}
+
 /// `spec.path` of a Flux Kustomization that builds from this repository, relative to its root.
 pub fn flux_path(root: &Node) -> Option<PathBuf> {
     let source_kind = root
@@ -1096,14 +1097,7 @@ pub fn flux_path(root: &Node) -> Option<PathBuf> {
     if !matches!(source_kind, "GitRepository" | "OCIRepository" | "Bucket") {
         return None;
     }
-    let path = root
-        .path(&["spec", "path"])
-        .and_then(Node::as_scalar)
-        .unwrap_or("");
-    if path.contains("${") {
-        return None;
-    }
-    normalize(Path::new(""), path)
+    spec_path(root).ok()
 }
 
 /// Which files of the input the root's `.sourceignore` leaves out of the source artifact
