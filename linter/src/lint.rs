@@ -240,7 +240,8 @@ impl Judge<'_> {
     /// Judges one built object in the namespace its build places it in.
     fn object(&self, built: &Built, judged: &mut Judged) {
         let file = &self.inventory.files[self.file_of(built)];
-        let Some(object) = FluxObject::from_node(built.object.root.clone()) else {
+        let Some(object) = FluxObject::from_node(crate::yaml::Node::clone(&built.object.root))
+        else {
             return;
         };
         let placed = crate::build::placement(&built.object);

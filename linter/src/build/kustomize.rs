@@ -16,6 +16,7 @@
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use foldhash::HashMap;
 
@@ -406,7 +407,9 @@ impl<'r> Kustomizer<'r> {
                     (is_release && op.touches(&["spec", "values"]))
                         || (light && !op.touches(&["metadata"]))
                 };
-                if let Err(problem) = patch::apply_operations(&mut object.root, &operations, skip) {
+                if let Err(problem) =
+                    patch::apply_operations(Arc::make_mut(&mut object.root), &operations, skip)
+                {
                     problems.push(problem.about(object));
                 }
             }
@@ -426,7 +429,7 @@ impl<'r> Kustomizer<'r> {
                     for mut object in std::mem::take(&mut acc.objects) {
                         let deleted = target.matches(&object)
                             && matches!(
-                                patch::strategic_merge(&mut object.root, &document),
+                                patch::strategic_merge(Arc::make_mut(&mut object.root), &document),
                                 Merged::Deleted
                             );
                         if !deleted {
@@ -518,7 +521,9 @@ impl<'r> Kustomizer<'r> {
         for object in &mut acc.objects {
             let kind = tree::kind(&object.root);
             if kind == "Namespace" {
-                if let Some(metadata) = tree::child_map(&mut object.root, "metadata", span) {
+                if let Some(metadata) =
+                    tree::child_map(Arc::make_mut(&mut object.root), "metadata", span)
+                {
                     tree::set(metadata, "name", tree::string(&namespace, span));
                 }
                 continue;
@@ -526,7 +531,9 @@ impl<'r> Kustomizer<'r> {
             if tree::is_cluster_scoped(kind) {
                 continue;
             }
-            if let Some(metadata) = tree::child_map(&mut object.root, "metadata", span) {
+            if let Some(metadata) =
+                tree::child_map(Arc::make_mut(&mut object.root), "metadata", span)
+            {
                 tree::set(metadata, "namespace", tree::string(&namespace, span));
             }
             object.origin = Some(origin.clone());
@@ -559,7 +566,7 @@ fn merge_by_identity(document: &Node, acc: &mut Accumulator) {
         return;
     };
     if matches!(
-        patch::strategic_merge(&mut acc.objects[at].root, document),
+        patch::strategic_merge(Arc::make_mut(&mut acc.objects[at].root), document),
         Merged::Deleted
     ) {
         acc.objects.remove(at);
@@ -588,7 +595,7 @@ fn rename(prefix: Option<&str>, suffix: Option<&str>, acc: &mut Accumulator) {
             .root
             .path(&["metadata", "name"])
             .map_or(object.root.span, |n| n.span);
-        if let Some(metadata) = tree::child_map(&mut object.root, "metadata", span) {
+        if let Some(metadata) = tree::child_map(Arc::make_mut(&mut object.root), "metadata", span) {
             tree::set(metadata, "name", tree::string(&name, span));
         }
     }
@@ -631,7 +638,8 @@ fn labels(kustomization: Option<(usize, &Node)>, acc: &mut Accumulator) {
                 continue;
             };
             let span = value.span.in_file(file);
-            let Some(metadata) = tree::child_map(&mut object.root, "metadata", span) else {
+            let Some(metadata) = tree::child_map(Arc::make_mut(&mut object.root), "metadata", span)
+            else {
                 continue;
             };
             if let Some(map) = tree::child_map(metadata, target, span) {

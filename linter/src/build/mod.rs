@@ -21,6 +21,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap as StdHashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use foldhash::{HashMap, HashSet};
 
@@ -44,8 +45,10 @@ use substitute::Variables;
 /// A resource as a build carries it.
 #[derive(Clone, Debug)]
 pub struct Object {
-    /// The object as built so far; every node's span names the file that wrote it.
-    pub root: Node,
+    /// The object as built so far; every node's span names the file that wrote it. Shared
+    /// between the builds that carry it unchanged (a base in several overlays, a directory's
+    /// build in its parent's); a transformer copies it when it writes (`Arc::make_mut`).
+    pub root: Arc<Node>,
     /// The inventory resource (document) it was read from.
     pub resource: usize,
     /// Its name and namespace as first read (kustomize selects by either).
@@ -948,7 +951,7 @@ impl<'a> Repository<'a> {
                         .declared_namespace
                         .as_ref()
                         .map(|_| NamespaceOrigin::Metadata),
-                    root,
+                    root: Arc::new(root),
                     resource: index,
                 })
             })

@@ -8,6 +8,8 @@
 //! target's. The copied value keeps the source's position: a finding on it points at the
 //! object it was copied from.
 
+use std::sync::Arc;
+
 use super::select::Selector;
 use super::tree;
 use super::{BuildError, Object};
@@ -153,7 +155,13 @@ fn apply_target(
             if object.light && segments.first() != Some(&"metadata") {
                 continue; // not carried: nothing a rule reads
             }
-            let written = write(&mut object.root, &segments, value, options, create)?;
+            let written = write(
+                Arc::make_mut(&mut object.root),
+                &segments,
+                value,
+                options,
+                create,
+            )?;
             if written && segments == ["metadata", "namespace"] {
                 object.origin = Some(NamespaceOrigin::Replacement {
                     location: locate(value.span),

@@ -10,6 +10,7 @@
 //! stays as written, and the object says which source is missing.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::yaml::{Node, Value};
 
@@ -38,13 +39,24 @@ pub struct Outcome {
 }
 
 /// Substitutes in every scalar of `root` (mapping keys too, as Flux works on the YAML text).
-pub fn substitute(root: &mut Node, variables: &Variables) -> Outcome {
+pub fn substitute(root: &mut Arc<Node>, variables: &Variables) -> Outcome {
     let mut outcome = Outcome::default();
-    if !variables.any() || is_disabled(root) {
+    if !variables.any() || is_disabled(root) || !mentions_variable(root) {
         return outcome;
     }
-    walk(root, variables, &mut outcome);
+    // Copied only here: most objects a build shares with others name no variable.
+    walk(Arc::make_mut(root), variables, &mut outcome);
     outcome
+}
+
+fn mentions_variable(node: &Node) -> bool {
+    match &node.value {
+        Value::Scalar(scalar) => scalar.text.contains('$'),
+        Value::Seq(items) => items.iter().any(mentions_variable),
+        Value::Map(entries) => entries
+            .iter()
+            .any(|(k, v)| mentions_variable(k) || mentions_variable(v)),
+    }
 }
 
 fn is_disabled(root: &Node) -> bool {
@@ -208,12 +220,19 @@ mod tests {
             |d| roots.push(d.root),
         )
         .expect("yaml");
-        let mut root = roots.remove(0);
+        let mut root = Arc::new(roots.remove(0));
         substitute(&mut root, &vars(&[("NS", "a")]));
         assert_eq!(root.get("spec").and_then(Node::as_str), Some("${NS}"));
-        let mut root =
-            crate::yaml::Node::from_json(&serde_json::json!({"spec": "${NS}"})).expect("json");
+        let mut root = Arc::new(
+            crate::yaml::Node::from_json(&serde_json::json!({"spec": "${NS}"})).expect("json"),
+        );
         substitute(&mut root, &Variables::default());
         assert_eq!(root.get("spec").and_then(Node::as_str), Some("${NS}"));
+        substitute(&mut root, &vars(&[("NS", "a")]));
+        assert_eq!(root.get("spec").and_then(Node::as_str), Some("a"));
+        // An object without a variable is left shared, not copied.
+        let shared = Arc::clone(&root);
+        substitute(&mut root, &vars(&[("NS", "b")]));
+        assert!(Arc::ptr_eq(&root, &shared));
     }
 }
