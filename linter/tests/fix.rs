@@ -855,3 +855,506 @@ fn skipped(reason: &str) {
     let line = format!("{test}: skipped: {reason}\n");
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The move plan: a group moves whole or stays, and never leaves a reference Flux cannot resolve.
+
+/// Fixes an in-memory repository with the unsafe fixes and the default policy.
+fn fixed(sources: Vec<Source>) -> fluxfence::fix::FixOutcome {
+    fix(
+        Inventory::from_sources(None, sources),
+        &Policy::azure_default(),
+        &unsafe_fixes(),
+    )
+    .unwrap()
+}
+
+/// The documents of `path` after the fix (as they were when unchanged).
+fn after(outcome: &fluxfence::fix::FixOutcome, path: &str) -> Vec<serde_json::Value> {
+    let file = outcome
+        .inventory
+        .files
+        .iter()
+        .find(|f| f.path == path)
+        .unwrap_or_else(|| panic!("no {path}"));
+    documents(&file.text)
+}
+
+fn helm_release(namespace: &str, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: {name}\n  \
+         namespace: {namespace}\nspec:\n  chart:\n    spec:\n      chart: {name}\n      \
+         sourceRef:\n        kind: HelmRepository\n        name: charts\n{spec}"
+    )
+}
+
+fn helm_repository(namespace: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: HelmRepository\nmetadata:\n  name: charts\n  \
+         namespace: {namespace}\nspec:\n  url: https://charts.example.com\n{extra}"
+    )
+}
+
+fn config_object(kind: &str, namespace: &str, name: &str) -> String {
+    format!("apiVersion: v1\nkind: {kind}\nmetadata:\n  name: {name}\n  namespace: {namespace}\n")
+}
+
+#[test]
+fn a_group_moves_with_the_config_maps_and_secrets_it_reads() {
+    let outcome = fixed(vec![
+        reported(
+            "release.yaml",
+            helm_release(
+                "apps",
+                "web",
+                "  valuesFrom:\n    - kind: ConfigMap\n      name: web-values\n    - kind: Secret\n      \
+                 name: web-extra\n      optional: true\n",
+            ),
+        ),
+        reported(
+            "repository.yaml",
+            helm_repository("apps", "  secretRef:\n    name: charts-auth\n"),
+        ),
+        reported(
+            "values.yaml",
+            config_object("ConfigMap", "apps", "web-values"),
+        ),
+        reported("auth.yaml", config_object("Secret", "apps", "charts-auth")),
+    ]);
+    assert!(outcome.skipped.is_empty(), "{:?}", outcome.skipped);
+    for path in [
+        "release.yaml",
+        "repository.yaml",
+        "values.yaml",
+        "auth.yaml",
+    ] {
+        assert_eq!(
+            after(&outcome, path)[0]["metadata"]["namespace"],
+            "cluster-config",
+            "{path}"
+        );
+    }
+    assert_eq!(
+        after(&outcome, "release.yaml")[0]["spec"]["targetNamespace"],
+        "apps"
+    );
+}
+
+#[test]
+fn a_group_that_reads_a_secret_the_repository_lacks_stays() {
+    let outcome = fixed(vec![
+        reported(
+            "release.yaml",
+            helm_release(
+                "apps",
+                "web",
+                "  valuesFrom:\n    - kind: Secret\n      name: web-values\n",
+            ),
+        ),
+        reported("repository.yaml", helm_repository("apps", "")),
+    ]);
+    assert_eq!(
+        outcome.skipped,
+        [
+            "release.yaml: HelmRelease apps/web: not moved: it reads (spec.valuesFrom.0) Secret \
+             apps/web-values, which is not in the repository; fix moves nothing whose references \
+             it cannot check",
+            "repository.yaml: HelmRepository apps/charts: not moved with HelmRelease apps/web \
+             (release.yaml): it reads (spec.valuesFrom.0) Secret apps/web-values, which is not in \
+             the repository; fix moves nothing whose references it cannot check"
+        ]
+    );
+    assert_eq!(
+        after(&outcome, "release.yaml")[0]["metadata"]["namespace"],
+        "apps"
+    );
+    assert_eq!(
+        after(&outcome, "repository.yaml")[0]["metadata"]["namespace"],
+        "apps"
+    );
+}
+
+#[test]
+fn a_kustomization_whose_source_is_not_in_the_repository_stays() {
+    // flux2-hub-spoke-example: the bootstrap source is created by `flux bootstrap`, not
+    // committed; retargeting to `cluster-config/flux-system` would point at nothing, and the
+    // kubeConfig Secret would be looked up in `cluster-config`.
+    let kustomization = "\
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: spoke
+  namespace: spokes
+spec:
+  path: ./deploy
+  sourceRef:
+    kind: GitRepository
+    name: flux-system
+    namespace: flux-system
+  kubeConfig:
+    secretRef:
+      name: spoke-kubeconfig
+";
+    let outcome = fixed(vec![reported("spoke.yaml", kustomization)]);
+    assert_eq!(
+        outcome.skipped,
+        [
+            "spoke.yaml: Kustomization spokes/spoke: not moved: it reads (spec.sourceRef) \
+             GitRepository flux-system/flux-system, which is not in the repository; fix moves \
+             nothing whose references it cannot check"
+        ]
+    );
+    let docs = after(&outcome, "spoke.yaml");
+    assert_eq!(docs[0]["metadata"]["namespace"], "spokes");
+    assert_eq!(docs[0]["spec"]["sourceRef"]["namespace"], "flux-system");
+}
+
+#[test]
+fn nothing_moves_out_of_an_exempt_namespace() {
+    // The bootstrap sync of gotk-sync.yaml, and an app that reads its source.
+    let sync = "\
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata:
+  name: flux-system
+  namespace: flux-system
+spec:
+  url: ssh://git@example.com/fleet
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: flux-system
+  namespace: flux-system
+spec:
+  path: ./clusters/production
+  sourceRef:
+    kind: GitRepository
+    name: flux-system
+";
+    let app = "\
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: podinfo
+  namespace: podinfo
+spec:
+  path: ./apps/podinfo
+  sourceRef:
+    kind: GitRepository
+    name: flux-system
+    namespace: flux-system
+";
+    let outcome = fixed(vec![
+        reported("clusters/production/flux-system/gotk-sync.yaml", sync),
+        reported("clusters/production/podinfo.yaml", app),
+    ]);
+    assert_eq!(
+        outcome.skipped,
+        [
+            "clusters/production/podinfo.yaml: Kustomization podinfo/podinfo: not moved: it \
+             reads (spec.sourceRef) GitRepository flux-system/flux-system \
+             (clusters/production/flux-system/gotk-sync.yaml), in the exempt namespace \
+             `flux-system`, which fix moves nothing out of; move them together by hand, or make \
+             `flux-system` not exempt"
+        ]
+    );
+    let sync = after(&outcome, "clusters/production/flux-system/gotk-sync.yaml");
+    assert_eq!(sync[0]["metadata"]["namespace"], "flux-system");
+    assert_eq!(sync[1]["metadata"]["namespace"], "flux-system");
+    assert_eq!(
+        after(&outcome, "clusters/production/podinfo.yaml")[0]["metadata"]["namespace"],
+        "podinfo"
+    );
+}
+
+#[test]
+fn a_source_that_an_object_staying_behind_reads_does_not_move() {
+    // The HelmRepository would move with `apps/web`, but `platform/dashboard` reads it too
+    // and stays: it would be left with a cross-namespace reference.
+    let outcome = fixed(vec![
+        reported("web.yaml", helm_release("apps", "web", "")),
+        reported("repository.yaml", helm_repository("apps", "")),
+        reported(
+            "dashboard.yaml",
+            helm_release("flux-system", "dashboard", "")
+                .replace("name: charts", "name: charts\n        namespace: apps"),
+        ),
+    ]);
+    assert!(
+        outcome
+            .changed
+            .iter()
+            .all(|(p, _, after)| p != "repository.yaml" && !after.contains("cluster-config"))
+    );
+    assert!(
+        outcome.skipped.contains(
+            &"web.yaml: HelmRelease apps/web: not moved with HelmRepository apps/charts \
+              (repository.yaml): HelmRelease flux-system/dashboard (dashboard.yaml) reads \
+              (spec.chart.spec.sourceRef) it, and stays in `flux-system`"
+                .to_owned()
+        ),
+        "{:#?}",
+        outcome.skipped
+    );
+}
+
+#[test]
+fn depends_on_is_never_pointed_at_an_object_that_stays() {
+    // buroa: `web` depends on `db`; `db` cannot move (its values Secret is not in the
+    // repository), so `web`, which moves with what it depends on, stays as well, and no
+    // `dependsOn` is rewritten.
+    let web = helm_release("apps", "web", "  dependsOn:\n    - name: db\n");
+    let db = helm_release(
+        "apps",
+        "db",
+        "  valuesFrom:\n    - kind: Secret\n      name: db-values\n",
+    );
+    let outcome = fixed(vec![
+        reported("web.yaml", web.clone()),
+        reported("db.yaml", db),
+        reported("repository.yaml", helm_repository("apps", "")),
+    ]);
+    assert!(
+        outcome
+            .changed
+            .iter()
+            .all(|(_, _, after)| !after.contains("cluster-config"))
+    );
+    assert!(
+        outcome.skipped.contains(
+            &"web.yaml: HelmRelease apps/web: not moved with HelmRelease apps/db (db.yaml): it \
+              reads (spec.valuesFrom.0) Secret apps/db-values, which is not in the repository; \
+              fix moves nothing whose references it cannot check"
+                .to_owned()
+        ),
+        "{:#?}",
+        outcome.skipped
+    );
+    // Near miss: a dependsOn that names the namespace of an object that stays resolves
+    // wherever `web` is: `web` moves, the entry is left as it is.
+    let infra = helm_release("infra", "db", "")
+        .replace("name: charts", "name: charts\n        namespace: infra");
+    let outcome = fixed(vec![
+        reported(
+            "web.yaml",
+            web.replace("- name: db\n", "- name: db\n      namespace: infra\n"),
+        ),
+        reported("repository.yaml", helm_repository("apps", "")),
+        reported("db.yaml", infra),
+        reported("infra-repository.yaml", helm_repository("infra", "")),
+        reported(
+            "infra-sa.yaml",
+            config_object("ServiceAccount", "infra", "flux-applier"),
+        ),
+    ]);
+    let web = after(&outcome, "web.yaml");
+    assert_eq!(
+        web[0]["metadata"]["namespace"], "cluster-config",
+        "{:?}",
+        outcome.skipped
+    );
+    assert_eq!(web[0]["spec"]["dependsOn"][0]["namespace"], "infra");
+    assert_eq!(
+        after(&outcome, "db.yaml")[0]["metadata"]["namespace"],
+        "infra"
+    );
+}
+
+#[test]
+fn depends_on_that_names_a_moved_object_follows_it() {
+    // `infra/db` reads a chart in its own namespace and lacks the service account (FF111):
+    // it moves; `flux-system/web` stays (exempt) and its dependsOn follows `db`.
+    let outcome = fixed(vec![
+        reported("db.yaml", helm_release("infra", "db", "")),
+        reported("repository.yaml", helm_repository("infra", "")),
+        reported(
+            "web.yaml",
+            helm_release(
+                "flux-system",
+                "web",
+                "  dependsOn:\n    - name: db\n      namespace: infra\n",
+            )
+            .replace(
+                "name: charts",
+                "name: charts\n        namespace: flux-system",
+            ),
+        ),
+        reported("web-repository.yaml", helm_repository("flux-system", "")),
+    ]);
+    assert_eq!(
+        after(&outcome, "db.yaml")[0]["metadata"]["namespace"],
+        "cluster-config"
+    );
+    let web = after(&outcome, "web.yaml");
+    assert_eq!(web[0]["metadata"]["namespace"], "flux-system");
+    assert_eq!(
+        web[0]["spec"]["dependsOn"][0]["namespace"],
+        "cluster-config"
+    );
+}
+
+#[test]
+fn a_document_that_cannot_be_edited_is_skipped_and_the_rest_is_fixed() {
+    let broken = "\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: broken
+  namespace: team
+spec:
+";
+    let outcome = fixed(vec![
+        reported("broken.yaml", broken),
+        reported("web.yaml", helm_release("apps", "web", "")),
+        reported("repository.yaml", helm_repository("apps", "")),
+    ]);
+    assert_eq!(
+        after(&outcome, "web.yaml")[0]["metadata"]["namespace"],
+        "cluster-config"
+    );
+    assert!(outcome.changed.iter().all(|(p, _, _)| p != "broken.yaml"));
+    assert!(
+        outcome.skipped.iter().any(|s| s
+            .starts_with("broken.yaml: HelmRelease team/broken: not fixed: `spec.")
+            && s.contains("cannot be written there")),
+        "{:#?}",
+        outcome.skipped
+    );
+}
+
+#[test]
+fn json_files_are_edited_as_json() {
+    let release = r#"{
+    "apiVersion": "helm.toolkit.fluxcd.io/v2",
+    "kind": "HelmRelease",
+    "metadata": {
+        "name": "web",
+        "namespace": "apps"
+    },
+    "spec": {
+        "chart": {
+            "spec": {
+                "chart": "web",
+                "sourceRef": {"kind": "HelmRepository", "name": "charts"}
+            }
+        }
+    }
+}
+"#;
+    let outcome = fixed(vec![
+        reported("release.json", release),
+        reported("repository.yaml", helm_repository("apps", "")),
+    ]);
+    let (_, before, fixed) = outcome
+        .changed
+        .iter()
+        .find(|(p, _, _)| p == "release.json")
+        .expect("release.json changed");
+    let parsed: serde_json::Value =
+        serde_json::from_str(fixed).unwrap_or_else(|e| panic!("{e}: {fixed}"));
+    assert_eq!(parsed["metadata"]["namespace"], "cluster-config");
+    assert_eq!(parsed["spec"]["targetNamespace"], "apps");
+    assert_eq!(parsed["spec"]["serviceAccountName"], "flux-applier");
+    insta::assert_snapshot!("fix_diff_json", unified_diff("release.json", before, fixed));
+}
+
+#[test]
+fn an_empty_json_object_takes_its_first_member_in_json() {
+    let text = r#"{"kind": "HelmRelease", "spec": {}}"#;
+    let mut roots = Vec::new();
+    fluxfence::yaml::load_documents(text, |d| roots.push(d.root)).unwrap();
+    let op = fluxfence::diagnostic::FixOp::Set {
+        pointer: "/spec/install/crds".into(),
+        value: "Create".into(),
+    };
+    let doc = fluxfence::yaml::Span::new(0, text.len());
+    let mut edits = fluxfence::fix::lower(text, doc, &roots[0], &op).unwrap();
+    let out = fluxfence::fix::splice(text, &mut edits).unwrap();
+    assert_eq!(
+        out,
+        r#"{"kind": "HelmRelease", "spec": {"install": {"crds": "Create"}}}"#
+    );
+    serde_json::from_str::<serde_json::Value>(&out).unwrap();
+}
+
+#[test]
+fn writes_are_all_or_nothing() {
+    let temp = tempfile::tempdir().unwrap();
+    let first = temp.path().join("first.yaml");
+    std::fs::write(&first, "before\n").unwrap();
+    // The second file's directory does not exist: its temporary file cannot be made.
+    let second = temp.path().join("gone/second.yaml");
+    let changes = vec![
+        (
+            first.display().to_string(),
+            "before\n".to_owned(),
+            "after\n".to_owned(),
+        ),
+        (
+            second.display().to_string(),
+            "x\n".to_owned(),
+            "y\n".to_owned(),
+        ),
+    ];
+    let error = fluxfence::fix::write_all(&changes).unwrap_err();
+    assert!(
+        error.contains("gone/second.yaml") && error.contains("no file was changed"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read_to_string(&first).unwrap(), "before\n");
+    let left: Vec<_> = std::fs::read_dir(temp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["first.yaml"]);
+    // And when every file can be written, every file is.
+    let changes = &changes[..1];
+    fluxfence::fix::write_all(changes).unwrap();
+    assert_eq!(std::fs::read_to_string(&first).unwrap(), "after\n");
+}
+
+#[test]
+fn the_postcondition_refuses_a_broken_reference_and_a_new_finding() {
+    let release = helm_release("apps", "web", "  serviceAccountName: flux-applier\n");
+    let repository = helm_repository("apps", "");
+    let before = vec![
+        reported("release.yaml", release.clone()),
+        reported("repository.yaml", repository.clone()),
+    ];
+    let policy = Policy::azure_default();
+    // The source moved without its reader.
+    let moved_source = vec![
+        reported("release.yaml", release.clone()),
+        reported(
+            "repository.yaml",
+            repository.replace("namespace: apps", "namespace: elsewhere"),
+        ),
+    ];
+    let error = fluxfence::fix::check_postcondition(None, before.clone(), moved_source, &policy)
+        .unwrap_err();
+    assert!(
+        error.contains(
+            "HelmRelease apps/web (release.yaml) spec.chart.spec.sourceRef names HelmRepository \
+             apps/charts, which does not exist"
+        ),
+        "{error}"
+    );
+    // A reference made cross-namespace: it still resolves, but FF101 is new.
+    let cross = vec![
+        reported(
+            "release.yaml",
+            release.replace("name: charts", "name: charts\n        namespace: elsewhere"),
+        ),
+        reported("repository.yaml", repository.clone()),
+        reported("other.yaml", helm_repository("elsewhere", "")),
+    ];
+    let error =
+        fluxfence::fix::check_postcondition(None, before.clone(), cross, &policy).unwrap_err();
+    assert!(
+        error.contains("would add a finding") && error.contains("FF101"),
+        "{error}"
+    );
+    // The input itself passes.
+    fluxfence::fix::check_postcondition(None, before.clone(), before, &policy).unwrap();
+}
