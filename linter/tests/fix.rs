@@ -722,7 +722,8 @@ fn affected_kustomizations(inventory: &Inventory, changed: &HashSet<PathBuf>) ->
     dirs.keys().filter(|d| touches(d)).cloned().collect()
 }
 
-fn builds(kubectl: &Path, dirs: &[PathBuf]) -> BTreeMap<PathBuf, bool> {
+/// `kubectl kustomize` of each directory: its documents, or `None` where the build fails.
+fn builds(kubectl: &Path, dirs: &[PathBuf]) -> BTreeMap<PathBuf, Option<Vec<serde_json::Value>>> {
     let half = dirs.len().div_ceil(2).max(1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = dirs
@@ -732,12 +733,15 @@ fn builds(kubectl: &Path, dirs: &[PathBuf]) -> BTreeMap<PathBuf, bool> {
                     chunk
                         .iter()
                         .map(|d| {
-                            let ok = Command::new(kubectl)
+                            let built = Command::new(kubectl)
                                 .arg("kustomize")
                                 .arg(d)
                                 .output()
-                                .is_ok_and(|o| o.status.success());
-                            (d.clone(), ok)
+                                .ok()
+                                .filter(|o| o.status.success())
+                                .and_then(|o| String::from_utf8(o.stdout).ok())
+                                .map(|text| documents(&text));
+                            (d.clone(), built)
                         })
                         .collect::<Vec<_>>()
                 })
@@ -750,9 +754,149 @@ fn builds(kubectl: &Path, dirs: &[PathBuf]) -> BTreeMap<PathBuf, bool> {
     })
 }
 
+fn is_flux(doc: &serde_json::Value) -> bool {
+    doc["apiVersion"]
+        .as_str()
+        .is_some_and(|v| v.contains(".toolkit.fluxcd.io/"))
+}
+
+/// `(kind, namespace, name)` of a built document.
+fn identity_of(doc: &serde_json::Value) -> (String, String, String) {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    (
+        text(&doc["kind"]),
+        text(&doc["metadata"]["namespace"]),
+        text(&doc["metadata"]["name"]),
+    )
+}
+
+/// The objects a built Flux document references, read from kubectl's output by their field
+/// names alone (not with the linter's code): `(field, kind, namespace, name)`.
+fn built_references(doc: &serde_json::Value) -> Vec<(String, String, String, String)> {
+    let own = identity_of(doc).1;
+    let kind = doc["kind"].as_str().unwrap_or_default();
+    let mut out = Vec::new();
+    let mut add = |field: String, kind: &str, reference: &serde_json::Value| {
+        if let Some(name) = reference["name"].as_str() {
+            let namespace = reference["namespace"].as_str().unwrap_or(&own).to_owned();
+            out.push((field, kind.to_owned(), namespace, name.to_owned()));
+        }
+    };
+    let spec = &doc["spec"];
+    for (field, reference) in [
+        ("sourceRef", &spec["sourceRef"]),
+        ("chart.spec.sourceRef", &spec["chart"]["spec"]["sourceRef"]),
+        ("chartRef", &spec["chartRef"]),
+    ] {
+        if let Some(kind) = reference["kind"].as_str() {
+            add(field.to_owned(), kind, reference);
+        }
+    }
+    for (i, item) in spec["dependsOn"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        add(format!("dependsOn[{i}]"), kind, item);
+    }
+    for list in ["valuesFrom", "substituteFrom"] {
+        let items = spec[list]
+            .as_array()
+            .or(spec["postBuild"][list].as_array())
+            .into_iter()
+            .flatten();
+        for (i, item) in items.enumerate() {
+            if let Some(kind) = item["kind"].as_str() {
+                add(
+                    format!("{list}[{i}]"),
+                    kind,
+                    &serde_json::json!({"name": item["name"]}),
+                );
+            }
+        }
+    }
+    for (field, reference) in [
+        ("secretRef", &spec["secretRef"]),
+        ("kubeConfig.secretRef", &spec["kubeConfig"]["secretRef"]),
+        ("decryption.secretRef", &spec["decryption"]["secretRef"]),
+    ] {
+        add(
+            field.to_owned(),
+            "Secret",
+            &serde_json::json!({"name": reference["name"]}),
+        );
+    }
+    out
+}
+
+/// A built document without what the fix means to change: the namespace move (namespace,
+/// `targetNamespace`, `storageNamespace`, the pinned `releaseName`, the namespaces of
+/// references), FF110's `serviceAccountName` and FF002's `apiVersion`.
+fn without_intended_changes(doc: &serde_json::Value) -> serde_json::Value {
+    let mut doc = doc.clone();
+    let moves = is_flux(&doc) || matches!(doc["kind"].as_str(), Some("ConfigMap" | "Secret"));
+    if !moves {
+        // Nothing else is meant to change at all.
+        return doc;
+    }
+    doc.as_object_mut().map(|d| d.remove("apiVersion"));
+    doc["metadata"]
+        .as_object_mut()
+        .map(|m| m.remove("namespace"));
+    if let Some(spec) = doc.get_mut("spec").and_then(|s| s.as_object_mut()) {
+        for field in [
+            "targetNamespace",
+            "storageNamespace",
+            "releaseName",
+            "serviceAccountName",
+        ] {
+            spec.remove(field);
+        }
+    }
+    fn strip_reference_namespaces(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if map.contains_key("name") && map.contains_key("namespace") {
+                    map.remove("namespace");
+                }
+                map.values_mut().for_each(strip_reference_namespaces);
+            }
+            serde_json::Value::Array(items) => {
+                items.iter_mut().for_each(strip_reference_namespaces)
+            }
+            _ => {}
+        }
+    }
+    if let Some(spec) = doc.get_mut("spec") {
+        strip_reference_namespaces(spec);
+    }
+    doc
+}
+
+/// The lint findings of a tree, counted by rule.
+fn finding_counts(root: &Path, policy: &Policy) -> BTreeMap<&'static str, usize> {
+    let report = lint(Inventory::load_in_root(root, &[root.to_path_buf()]), policy);
+    let mut counts = BTreeMap::new();
+    for d in &report.diagnostics {
+        *counts.entry(d.finding.code).or_default() += 1;
+    }
+    counts
+}
+
+/// The corpus root: `FLUXFENCE_SHARED` when set (a checkout elsewhere), else `../shared`.
+fn shared_corpus() -> Option<PathBuf> {
+    if let Some(shared) = std::env::var_os("FLUXFENCE_SHARED") {
+        return Some(PathBuf::from(shared).join("corpus"));
+    }
+    corpus()
+}
+
 #[test]
 fn every_corpus_repository_survives_fix() {
-    let Some(corpus) = corpus() else { return };
+    let Some(corpus) = shared_corpus() else {
+        return;
+    };
     let kubectl = kubectl();
     if kubectl.is_none() {
         assert!(
@@ -770,6 +914,7 @@ fn every_corpus_repository_survives_fix() {
     repos.sort();
     assert_eq!(repos.len(), 13);
     let mut total_changed = 0;
+    let mut total_moved = 0;
     for repo in repos {
         let name = repo.file_name().unwrap().to_string_lossy().to_string();
         let temp = tempfile::tempdir().unwrap();
@@ -777,6 +922,8 @@ fn every_corpus_repository_survives_fix() {
         let root = temp.path().to_path_buf();
         let before = Inventory::load_for_fix_in_root(&root, std::slice::from_ref(&root));
         assert!(before.errors.is_empty(), "{name}: {:?}", before.errors);
+        let findings_before = finding_counts(&root, &policy);
+        // (b) and (c), as the fixer checks them itself: it refuses to finish otherwise.
         let outcome =
             fix(before, &policy, &unsafe_fixes()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let changed: HashSet<PathBuf> = outcome
@@ -785,38 +932,39 @@ fn every_corpus_repository_survives_fix() {
             .map(|(path, _, _)| Path::new(path).strip_prefix(&root).unwrap().to_path_buf())
             .collect();
         total_changed += changed.len();
+        total_moved += outcome
+            .changed
+            .iter()
+            .filter(|(_, _, after)| after.contains("cluster-config"))
+            .count();
 
-        // (d) kustomize builds the affected directories before and after.
         let affected = affected_kustomizations(&outcome.inventory, &changed);
-        let built_before = kubectl.as_deref().map(|k| {
-            builds(
-                k,
-                &affected.iter().map(|d| root.join(d)).collect::<Vec<_>>(),
-            )
-        });
-        for (path, _, after) in &outcome.changed {
-            std::fs::write(path, after).unwrap();
-        }
-        // (a) every changed file still parses.
+        let dirs: Vec<PathBuf> = affected.iter().map(|d| root.join(d)).collect();
+        let built_before = kubectl.as_deref().map(|k| builds(k, &dirs));
+        fluxfence::fix::write_all(&outcome.changed).unwrap();
+        // (a) every file still parses; JSON as JSON.
         let reloaded = Inventory::load_in_root(&root, std::slice::from_ref(&root));
         assert!(
             reloaded.errors.is_empty(),
             "{name}: fixed files no longer parse: {:?}",
             reloaded.errors
         );
-        // (b) no fixable tenancy violation is left.
-        let report = lint(reloaded, &policy);
-        let fixable: Vec<_> = report
-            .diagnostics
-            .iter()
-            .filter(|d| d.finding.fix.is_some() && d.finding.code.starts_with("FF1"))
-            .map(|d| format!("{}:{} {}", d.file, d.line, d.finding.code))
-            .collect();
-        assert!(
-            fixable.is_empty(),
-            "{name}: fixable findings left: {fixable:?}"
-        );
-        // (c) a second fix is a no-op.
+        for (path, _, after) in &outcome.changed {
+            if path.ends_with(".json") {
+                serde_json::from_str::<serde_json::Value>(after)
+                    .unwrap_or_else(|e| panic!("{name}: {path}: {e}"));
+            }
+        }
+        // (c) lint finds no more of any rule than before.
+        let findings_after = finding_counts(&root, &policy);
+        for (code, count) in &findings_after {
+            let had = findings_before.get(code).copied().unwrap_or(0);
+            assert!(
+                *count <= had,
+                "{name}: {code}: {had} findings before the fix, {count} after"
+            );
+        }
+        // (d) a second fix is a no-op.
         let again = fix(
             Inventory::load_for_fix_in_root(&root, std::slice::from_ref(&root)),
             &policy,
@@ -828,22 +976,77 @@ fn every_corpus_repository_survives_fix() {
             "{name}: second fix changed {:?}",
             again.changed.iter().map(|c| &c.0).collect::<Vec<_>>()
         );
-        if let (Some(kubectl), Some(built_before)) = (kubectl.as_deref(), built_before) {
-            let built_after = builds(
-                kubectl,
-                &affected.iter().map(|d| root.join(d)).collect::<Vec<_>>(),
+        let (Some(kubectl), Some(built_before)) = (kubectl.as_deref(), built_before) else {
+            continue;
+        };
+        let built_after = builds(kubectl, &dirs);
+        // Everything any build gives, before and after: where references may point.
+        let everything = |built: &BTreeMap<PathBuf, Option<Vec<serde_json::Value>>>| {
+            built
+                .values()
+                .flatten()
+                .flatten()
+                .map(identity_of)
+                .collect::<HashSet<_>>()
+        };
+        let (existed, exists) = (everything(&built_before), everything(&built_after));
+        for (dir, before) in &built_before {
+            let Some(before) = before else { continue };
+            // (e) what built before still builds, and differs only where the move means it to.
+            let after = built_after[dir]
+                .as_ref()
+                .unwrap_or_else(|| panic!("{name}: {} built before fix, not after", dir.display()));
+            let stripped = |docs: &[serde_json::Value]| {
+                let mut docs: Vec<String> = docs
+                    .iter()
+                    .map(|d| without_intended_changes(d).to_string())
+                    .collect();
+                docs.sort();
+                docs
+            };
+            assert_eq!(
+                stripped(before),
+                stripped(after),
+                "{name}: {}",
+                dir.display()
             );
-            for (dir, ok) in built_before {
-                assert!(
-                    !ok || built_after[&dir],
-                    "{name}: {} built before fix, not after",
-                    dir.display()
-                );
+            // (b) independently: every reference of a built Flux object that named an
+            // existing object still does.
+            let refs_of = |docs: &[serde_json::Value]| {
+                docs.iter()
+                    .filter(|d| is_flux(d))
+                    .map(|d| {
+                        let (kind, _, object) = identity_of(d);
+                        ((kind, object), built_references(d))
+                    })
+                    .collect::<BTreeMap<_, _>>()
+            };
+            let (refs_before, refs_after) = (refs_of(before), refs_of(after));
+            for (object, references) in &refs_after {
+                for (i, (field, kind, namespace, target)) in references.iter().enumerate() {
+                    let resolved_before =
+                        refs_before.get(object).and_then(|r| r.get(i)).is_some_and(
+                            |(_, k, ns, n)| existed.contains(&(k.clone(), ns.clone(), n.clone())),
+                        );
+                    let resolves =
+                        exists.contains(&(kind.clone(), namespace.clone(), target.clone()));
+                    assert!(
+                        resolves || !resolved_before,
+                        "{name}: {}: {object:?} {field} names {kind} {namespace}/{target}, \
+                         which no build gives after the fix",
+                        dir.display()
+                    );
+                }
             }
         }
     }
     // The corpus is full of the pattern the document describes: the fix must find work.
+    eprintln!(
+        "every_corpus_repository_survives_fix: {total_changed} files changed, {total_moved} of \
+         them by a move"
+    );
     assert!(total_changed > 500, "only {total_changed} files changed");
+    assert!(total_moved > 0, "nothing moved");
 }
 
 /// Says on the terminal that the running test skipped (part of) its work and why: written past
