@@ -1273,8 +1273,43 @@ spec:
 
 #[test]
 fn a_source_that_an_object_staying_behind_reads_does_not_move() {
-    // The HelmRepository would move with `apps/web`, but `platform/dashboard` reads it too
-    // and stays: it would be left with a cross-namespace reference.
+    // The HelmRepository would move with `apps/web`, but `apps/dashboard`, in a file outside
+    // the fix, reads it in its own namespace: it would be left with a reference to nothing.
+    let context = Source {
+        reported: false,
+        ..reported(
+            "other/dashboard.yaml",
+            helm_release("apps", "dashboard", ""),
+        )
+    };
+    let outcome = fixed(vec![
+        reported("web.yaml", helm_release("apps", "web", "")),
+        reported("repository.yaml", helm_repository("apps", "")),
+        context,
+    ]);
+    assert!(
+        outcome
+            .changed
+            .iter()
+            .all(|(_, _, after)| !after.contains("cluster-config"))
+    );
+    assert!(
+        outcome.skipped.contains(
+            &"web.yaml: HelmRelease apps/web: not moved with HelmRepository apps/charts \
+              (repository.yaml): HelmRelease apps/dashboard (other/dashboard.yaml) reads \
+              (spec.chart.spec.sourceRef) it, and is not among the files to fix"
+                .to_owned()
+        ),
+        "{:#?}",
+        outcome.skipped
+    );
+}
+
+#[test]
+fn a_reference_that_crossed_namespaces_already_follows_the_move() {
+    // `flux-system/dashboard` stays (exempt) and reads the chart across namespaces, which
+    // Flux refuses already: pointed at where the chart moves, it is no worse, and the move of
+    // `apps/web` goes on.
     let outcome = fixed(vec![
         reported("web.yaml", helm_release("apps", "web", "")),
         reported("repository.yaml", helm_repository("apps", "")),
@@ -1284,21 +1319,16 @@ fn a_source_that_an_object_staying_behind_reads_does_not_move() {
                 .replace("name: charts", "name: charts\n        namespace: apps"),
         ),
     ]);
-    assert!(
-        outcome
-            .changed
-            .iter()
-            .all(|(p, _, after)| p != "repository.yaml" && !after.contains("cluster-config"))
+    assert!(outcome.skipped.is_empty(), "{:#?}", outcome.skipped);
+    assert_eq!(
+        after(&outcome, "repository.yaml")[0]["metadata"]["namespace"],
+        "cluster-config"
     );
-    assert!(
-        outcome.skipped.contains(
-            &"web.yaml: HelmRelease apps/web: not moved with HelmRepository apps/charts \
-              (repository.yaml): HelmRelease flux-system/dashboard (dashboard.yaml) reads \
-              (spec.chart.spec.sourceRef) it, and stays in `flux-system`"
-                .to_owned()
-        ),
-        "{:#?}",
-        outcome.skipped
+    let dashboard = after(&outcome, "dashboard.yaml");
+    assert_eq!(dashboard[0]["metadata"]["namespace"], "flux-system");
+    assert_eq!(
+        dashboard[0]["spec"]["chart"]["spec"]["sourceRef"]["namespace"],
+        "cluster-config"
     );
 }
 

@@ -553,9 +553,13 @@ fn plan_moves(facts: &Facts, not_fixed: &mut Vec<String>) -> Vec<Planned> {
             let reader_ns = facts.namespace(*reader).unwrap_or_default();
             let editable_reader =
                 is_editable(inventory, facts.patches, &inventory.resources[*reader]);
+            // It follows the move where it crosses namespaces already (a `dependsOn` may;
+            // another was refused before and is no worse pointed at the moved object) or
+            // where it is in the config namespace; a same-namespace read would start to cross.
+            let crosses = reference.target_namespace(reader_ns) != reader_ns;
             let follows = editable_reader
                 && reference.namespaced
-                && (reference.role == Role::DependsOn || reader_ns == config);
+                && (reference.role == Role::DependsOn || reader_ns == config || crosses);
             if !follows {
                 let stays = if editable_reader {
                     format!("stays in `{reader_ns}`")
