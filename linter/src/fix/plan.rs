@@ -812,7 +812,7 @@ fn member_blocker(
 }
 
 /// For every group member, the objects outside every group that reference it.
-fn readers<'a>(facts: &'a Facts, groups: &Groups) -> BTreeMap<usize, Vec<(usize, ObjectRef)>> {
+fn readers(facts: &Facts, groups: &Groups) -> BTreeMap<usize, Vec<(usize, ObjectRef)>> {
     let mut out: BTreeMap<usize, Vec<(usize, ObjectRef)>> = BTreeMap::new();
     for (reader, resource) in facts.inventory.resources.iter().enumerate() {
         if groups.contains(reader) {
