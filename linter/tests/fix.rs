@@ -1591,3 +1591,117 @@ fn the_postcondition_refuses_a_broken_reference_and_a_new_finding() {
     // The input itself passes.
     fluxfence::fix::check_postcondition(None, before.clone(), before, &policy).unwrap();
 }
+
+#[test]
+fn a_kustomization_moves_with_the_secrets_and_config_maps_it_reads() {
+    let kustomization = "\
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: apps
+  namespace: team
+spec:
+  path: ./deploy
+  sourceRef:
+    kind: GitRepository
+    name: team
+  decryption:
+    provider: sops
+    secretRef:
+      name: sops-age
+  postBuild:
+    substituteFrom:
+      - kind: ConfigMap
+        name: cluster-settings
+      - kind: Secret
+        name: cluster-secrets
+";
+    let source = "\
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata:
+  name: team
+  namespace: team
+spec:
+  url: https://example.com/team.git
+  secretRef:
+    name: git-auth
+";
+    let mut sources = vec![
+        reported("apps.yaml", kustomization),
+        reported("source.yaml", source),
+    ];
+    let needed = [
+        ("Secret", "sops-age"),
+        ("ConfigMap", "cluster-settings"),
+        ("Secret", "cluster-secrets"),
+        ("Secret", "git-auth"),
+    ];
+    for (kind, name) in needed {
+        sources.push(reported(
+            &format!("{name}.yaml"),
+            config_object(kind, "team", name),
+        ));
+    }
+    let outcome = fixed(sources.clone());
+    assert!(outcome.skipped.is_empty(), "{:#?}", outcome.skipped);
+    for path in ["apps.yaml", "source.yaml"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(needed.iter().map(|(_, name)| format!("{name}.yaml")))
+    {
+        assert_eq!(
+            after(&outcome, &path)[0]["metadata"]["namespace"],
+            "cluster-config",
+            "{path}"
+        );
+    }
+    // Without the decryption Secret in the repository, nothing moves, and the reason says which.
+    sources.retain(|s| s.path != "sops-age.yaml");
+    let outcome = fixed(sources);
+    assert!(
+        outcome
+            .changed
+            .iter()
+            .all(|(_, _, after)| !after.contains("cluster-config"))
+    );
+    assert!(
+        outcome.skipped.iter().any(|s| s.starts_with("apps.yaml: Kustomization team/apps: ")
+            && s.contains("(spec.decryption.secretRef) Secret team/sops-age, which is not in the repository")),
+        "{:#?}",
+        outcome.skipped
+    );
+}
+
+#[test]
+fn a_namespace_the_kustomization_does_not_apply_does_not_hold_its_namespace_field() {
+    // `namespace.yaml` lies beside the kustomization but is not among its resources: the
+    // kustomization's `namespace:` does not rename it, so it may change.
+    let outcome = fixed(vec![
+        reported(
+            "apps/web/kustomization.yaml",
+            "namespace: web\nresources: [release.yaml, repository.yaml]\n",
+        ),
+        reported(
+            "apps/web/namespace.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n",
+        ),
+        reported(
+            "apps/web/release.yaml",
+            helm_release("web", "web", "").replace("  namespace: web\n", ""),
+        ),
+        reported(
+            "apps/web/repository.yaml",
+            helm_repository("web", "").replace("  namespace: web\n", ""),
+        ),
+    ]);
+    assert!(outcome.skipped.is_empty(), "{:#?}", outcome.skipped);
+    let kustomization = after(&outcome, "apps/web/kustomization.yaml");
+    assert_eq!(kustomization[0]["namespace"], "cluster-config");
+    assert!(
+        outcome
+            .changed
+            .iter()
+            .all(|(p, _, _)| p != "apps/web/namespace.yaml")
+    );
+}
