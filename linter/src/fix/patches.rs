@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+use crate::build::{Builds, Producer};
 use crate::input::Inventory;
 use crate::kustomize::{Selects, normalize};
 use crate::model::{EffectiveNamespace, NamespaceOrigin};
@@ -156,12 +157,28 @@ impl<'a> BuildIndex<'a> {
 
 /// The patches of every kustomization file, and those of every Flux Kustomization
 /// (kustomize-controller adds `spec.patches` to the kustomization it builds `spec.path` with).
-pub(super) fn scoped_patches(inventory: &Inventory) -> Vec<ScopedPatch> {
+pub(super) fn scoped_patches(inventory: &Inventory, built: &Builds) -> Vec<ScopedPatch> {
     let index = BuildIndex::new(inventory);
+    let files_of = |resources: &[usize]| -> HashSet<usize> {
+        resources
+            .iter()
+            .map(|&r| inventory.resources[r].file)
+            .collect()
+    };
     let mut scoped = Vec::new();
-    for (k, kustomization) in inventory.kustomize_files.iter().enumerate() {
-        let mut builds = None;
+    // What each patching kustomization builds, as the build model builds it.
+    let patching: Vec<usize> = (0..inventory.kustomize_files.len())
+        .filter(|&k| !inventory.kustomize_files[k].patch_selectors.is_empty())
+        .collect();
+    let dirs: Vec<&Path> = patching
+        .iter()
+        .map(|&k| inventory.kustomize_files[k].dir.as_path())
+        .collect();
+    let reached = crate::build::resources_built_from(inventory, &dirs);
+    for (&k, resources) in patching.iter().zip(&reached) {
+        let kustomization = &inventory.kustomize_files[k];
         let file = &inventory.files[kustomization.file];
+        let builds = files_of(resources);
         for patch in &kustomization.patch_selectors {
             let Some(selects) = Selecting::of(inventory, &patch.selects, &kustomization.dir) else {
                 continue;
@@ -171,13 +188,11 @@ pub(super) fn scoped_patches(inventory: &Inventory) -> Vec<ScopedPatch> {
                 after_namespace: patch.after_namespace,
                 selects,
                 named: format!("{}[{}] of {}", patch.field, patch.index, file.path),
-                builds: builds
-                    .get_or_insert_with(|| index.built_files(inventory, k))
-                    .clone(),
+                builds: builds.clone(),
             });
         }
     }
-    for resource in &inventory.resources {
+    for (r, resource) in inventory.resources.iter().enumerate() {
         let Some(object) = resource.flux_kustomization() else {
             continue;
         };
@@ -192,7 +207,21 @@ pub(super) fn scoped_patches(inventory: &Inventory) -> Vec<ScopedPatch> {
         let Some(dir) = crate::build::flux_path(&object.root) else {
             continue;
         };
-        let builds = index.applied_files(inventory, &dir);
+        // What its Flux build gives; where it cannot be built offline, every file its path
+        // may apply (a move is held back rather than risked).
+        let flux_builds: Vec<usize> = (built.flux.iter().enumerate())
+            .filter(|(_, b)| b.resource == r && b.not_built.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        let builds = if flux_builds.is_empty() {
+            index.applied_files(inventory, &dir)
+        } else {
+            let resources: Vec<usize> = (built.objects.iter())
+                .filter(|b| matches!(b.producer, Producer::Flux(i) if flux_builds.contains(&i)))
+                .map(|b| b.object.resource)
+                .collect();
+            files_of(&resources)
+        };
         for (index, item) in items.iter().enumerate() {
             let Some(selects) = crate::kustomize::patch_selects(item, None)
                 .and_then(|selects| Selecting::of(inventory, &selects, Path::new("")))

@@ -539,7 +539,7 @@ fn plan_moves(facts: &Facts, not_fixed: &mut Vec<String>) -> Vec<Planned> {
         }
     }
     let members = groups.members();
-    let scoped = scoped_patches(inventory);
+    let scoped = scoped_patches(inventory, facts.builds);
     for &r in &members {
         if let Some(reason) = member_blocker(facts, &scoped, r) {
             block(r, reason);
