@@ -1705,3 +1705,44 @@ fn a_namespace_the_kustomization_does_not_apply_does_not_hold_its_namespace_fiel
             .all(|(p, _, _)| p != "apps/web/namespace.yaml")
     );
 }
+
+#[test]
+fn a_sops_encrypted_secret_is_not_edited() {
+    // SOPS's MAC covers the clear values too: a new metadata.namespace would fail decryption.
+    let secret = "\
+apiVersion: v1
+kind: Secret
+metadata:
+  name: charts-auth
+  namespace: apps
+stringData:
+  password: ENC[AES256_GCM,data:c2VjcmV0,type:str]
+sops:
+  mac: ENC[AES256_GCM,data:bWFj,type:str]
+  version: 3.8.1
+";
+    let outcome = fixed(vec![
+        reported("web.yaml", helm_release("apps", "web", "")),
+        reported(
+            "repository.yaml",
+            helm_repository("apps", "  secretRef:\n    name: charts-auth\n"),
+        ),
+        reported("auth.sops.yaml", secret),
+    ]);
+    assert!(
+        outcome
+            .changed
+            .iter()
+            .all(|(_, _, after)| !after.contains("cluster-config"))
+    );
+    assert!(
+        outcome
+            .skipped
+            .iter()
+            .any(|s| s.starts_with("web.yaml: HelmRelease apps/web: ")
+                && s.contains("Secret apps/charts-auth (auth.sops.yaml)")
+                && s.contains("it is SOPS-encrypted")),
+        "{:#?}",
+        outcome.skipped
+    );
+}

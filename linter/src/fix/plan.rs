@@ -737,6 +737,18 @@ fn member_blocker(
             if resource.declared_namespace.is_none() {
                 return Some(unknown_namespace(&facts.namespaces[r]));
             }
+            // SOPS's MAC covers the values it leaves in clear too: an edited namespace would
+            // fail decryption in kustomize-controller.
+            if resource
+                .root()
+                .is_some_and(|root| root.get("sops").is_some())
+            {
+                return Some(
+                    "it is SOPS-encrypted, and an edit of its namespace would fail its MAC; \
+                     decrypt it, move it, and encrypt it again by hand"
+                        .to_owned(),
+                );
+            }
         }
         NamespaceOrigin::KustomizeFile {
             location,
