@@ -381,8 +381,7 @@ impl<'a> Facts<'a> {
     }
 }
 
-/// Resources that move together (union-find over resource indices), with the namespace
-/// each leaves.
+/// Resources that move together (union-find over resource indices).
 #[derive(Default)]
 struct Groups {
     parent: HashMap<usize, usize>,
@@ -578,8 +577,33 @@ fn plan_moves(facts: &Facts, not_fixed: &mut Vec<String>) -> Vec<Planned> {
         }
     }
     // 3. A group with a blocked member stays; the reason names the member and why.
+    let held = say_held(facts, &groups, &members, &blocked, not_fixed);
+    let moving: BTreeMap<usize, String> = members
+        .iter()
+        .copied()
+        .filter(|&r| !held.contains_key(&groups.group_of(r)))
+        .filter_map(|r| Some((r, facts.namespace(r)?.to_owned())))
+        .collect();
+
+    // 4. The edits: each moving object, where its namespace is written, and every reference
+    // to a moving object.
+    let mut planned = move_group_edits(facts, &groups, &moving);
+    planned.extend(retargets(facts, &groups, &moving));
+    planned
+}
+
+/// One not-fixed line for each Flux object of a group that stays, naming the member that
+/// holds it; the groups that stay.
+fn say_held(
+    facts: &Facts,
+    groups: &Groups,
+    members: &[usize],
+    blocked: &BTreeMap<usize, String>,
+    not_fixed: &mut Vec<String>,
+) -> BTreeMap<usize, (usize, String)> {
+    let inventory = facts.inventory;
     let mut held: BTreeMap<usize, (usize, String)> = BTreeMap::new();
-    for (&r, reason) in &blocked {
+    for (&r, reason) in blocked {
         held.entry(groups.group_of(r))
             .or_insert((r, reason.clone()));
     }
@@ -605,18 +629,21 @@ fn plan_moves(facts: &Facts, not_fixed: &mut Vec<String>) -> Vec<Planned> {
             }
         }
     }
-    let moving: BTreeMap<usize, String> = members
-        .iter()
-        .copied()
-        .filter(|&r| !held.contains_key(&groups.group_of(r)))
-        .filter_map(|r| Some((r, facts.namespace(r)?.to_owned())))
-        .collect();
+    held
+}
 
-    // 4. The edits: each moving object, where its namespace is written, and every reference
-    // to a moving object.
+/// The edits that move each moving object: its own fields, or the kustomization `namespace:`
+/// that places it (once for all it places).
+fn move_group_edits(
+    facts: &Facts,
+    groups: &Groups,
+    moving: &BTreeMap<usize, String>,
+) -> Vec<Planned> {
+    let inventory = facts.inventory;
+    let config = facts.config;
     let mut planned = Vec::new();
     let mut kustomization_edits: HashSet<usize> = HashSet::new();
-    for (&r, namespace) in &moving {
+    for (&r, namespace) in moving {
         let resource = &inventory.resources[r];
         let unit = Unit::Move(groups.group_of(r));
         let subject = identity(resource, Some(namespace));
@@ -639,11 +666,8 @@ fn plan_moves(facts: &Facts, not_fixed: &mut Vec<String>) -> Vec<Planned> {
                     },
                     applicability: Applicability::Unsafe,
                     description: format!("set namespace: {config} (was `{namespace}`)"),
-                    subject: format!(
-                        "kustomization {}",
-                        inventory.files[inventory.kustomize_files[*kustomization].file].path
-                    ),
-                    summary: format!("set namespace: {config} (was `{namespace}`)"),
+                    subject: format!("namespace `{namespace}`"),
+                    summary: format!("set to `{config}` with the objects it places"),
                     unit,
                 });
             }
@@ -664,7 +688,6 @@ fn plan_moves(facts: &Facts, not_fixed: &mut Vec<String>) -> Vec<Planned> {
             });
         }
     }
-    planned.extend(retargets(facts, &groups, &moving));
     planned
 }
 
