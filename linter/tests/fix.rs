@@ -1541,10 +1541,22 @@ fn writes_are_all_or_nothing() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, ["first.yaml"]);
-    // And when every file can be written, every file is.
-    let changes = &changes[..1];
-    fluxfence::fix::write_all(changes).unwrap();
+    // And when every file can be written, every file is; a symbolic link stays one.
+    let link = temp.path().join("link.yaml");
+    std::os::unix::fs::symlink(&first, &link).unwrap();
+    let changes = [(
+        link.display().to_string(),
+        "before\n".to_owned(),
+        "after\n".to_owned(),
+    )];
+    fluxfence::fix::write_all(&changes).unwrap();
     assert_eq!(std::fs::read_to_string(&first).unwrap(), "after\n");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
 }
 
 #[test]

@@ -9,15 +9,16 @@ use std::path::{Path, PathBuf};
 /// temporary files are gone. A rename that fails after others succeeded (the disk went away
 /// between two renames) puts the renamed files' original texts back.
 pub fn write_all(files: &[(String, String, String)]) -> Result<(), String> {
-    let mut temporaries: Vec<(PathBuf, &Path)> = Vec::new();
-    let cleanup = |temporaries: &[(PathBuf, &Path)]| {
+    let mut temporaries: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let cleanup = |temporaries: &[(PathBuf, PathBuf)]| {
         for (temporary, _) in temporaries {
             let _ = fs::remove_file(temporary);
         }
     };
     for (path, _before, after) in files {
-        let target = Path::new(path);
-        match write_beside(target, after) {
+        // A symbolic link stays one: the file it names is replaced.
+        let target = fs::canonicalize(path).unwrap_or_else(|_| PathBuf::from(path));
+        match write_beside(&target, after) {
             Ok(temporary) => temporaries.push((temporary, target)),
             Err(error) => {
                 cleanup(&temporaries);
