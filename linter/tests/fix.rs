@@ -1512,6 +1512,7 @@ fn an_empty_json_object_takes_its_first_member_in_json() {
 }
 
 #[test]
+#[cfg(unix)]
 fn writes_are_all_or_nothing() {
     let temp = tempfile::tempdir().unwrap();
     let first = temp.path().join("first.yaml");
