@@ -32,6 +32,7 @@ pub struct SourceFile {
 }
 
 /// A file's identity and text, without the parse.
+#[derive(Clone)]
 pub struct Source {
     pub path: String,
     pub rel: PathBuf,

@@ -653,15 +653,15 @@ fn fix_files(
     };
     let outcome = fluxfence::fix::fix(inventory, policy, &options).map_err(anyhow::Error::msg)?;
     let mut diff = String::new();
-    for (path, before, after) in &outcome.changed {
-        if flags.diff {
+    if flags.diff {
+        for (path, before, after) in &outcome.changed {
             diff.push_str(&fluxfence::fix::unified_diff(path, before, after));
-        } else {
-            std::fs::write(path, after).with_context(|| format!("writing {path}"))?;
         }
+    } else {
+        fluxfence::fix::write_all(&outcome.changed).map_err(anyhow::Error::msg)?;
     }
     if !quiet {
-        for line in not_fixed(&outcome.skipped) {
+        for line in &outcome.skipped {
             eprintln!("not fixed: {line}");
         }
         let verb = if flags.diff { "Would fix" } else { "Fixed" };
@@ -676,36 +676,6 @@ fn fix_files(
         inventory: outcome.inventory,
         diff,
     })
-}
-
-/// The fixes left undone, each said once: the edits of one held move (`FILE: move …: FIELD =
-/// VALUE (unsafe: …)`, a line per edit from the fixer) become one line with their count.
-fn not_fixed(skipped: &[String]) -> Vec<String> {
-    const UNSAFE: &str = " (unsafe: run with --unsafe-fixes)";
-    let mut lines: Vec<(String, usize)> = Vec::new();
-    for line in skipped {
-        let fix = line
-            .strip_suffix(UNSAFE)
-            .and_then(|edit| edit.rsplit_once(": ").map(|(fix, _field)| fix))
-            .filter(|fix| fix.contains(": move "));
-        let key = fix.map_or_else(|| line.clone(), |fix| format!("{fix}{UNSAFE}"));
-        match lines.iter_mut().find(|(seen, _)| *seen == key) {
-            Some((_, edits)) => *edits += 1,
-            None => lines.push((key, 1)),
-        }
-    }
-    lines
-        .into_iter()
-        .map(|(line, edits)| match line.strip_suffix(UNSAFE) {
-            Some(fix) if edits > 1 => {
-                format!(
-                    "{fix} ({}; unsafe: run with --unsafe-fixes)",
-                    output::plural(edits, "edit")
-                )
-            }
-            _ => line,
-        })
-        .collect()
 }
 
 /// The paths given, or the current directory when none are.

@@ -1798,9 +1798,39 @@ fn the_readme_example_is_what_lint_prints() {
 }
 
 #[test]
-fn a_held_move_is_one_not_fixed_line_with_its_edit_count() {
-    let tmp = temp_with(&[("nginx.yaml", SEED)]);
+fn a_held_move_is_one_not_fixed_line_per_object_with_its_edit_count() {
+    // The seed with its chart source in the app's own namespace, so that the move is possible.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write(
+        tmp.path(),
+        "nginx.yaml",
+        &modern_seed().replace("namespace: flux-system", "namespace: nginx"),
+    );
     let run = run_in(tmp.path(), &["fix", "--diff", "nginx.yaml"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
-    insta::assert_snapshot!(run.stderr);
+    assert_eq!(
+        run.stderr,
+        "not fixed: nginx.yaml: HelmRelease nginx/nginx: move from `nginx` to `cluster-config` \
+         (4 edits; unsafe: run with --unsafe-fixes)\n\
+         not fixed: nginx.yaml: HelmRepository nginx/bitnami: move from `nginx` to \
+         `cluster-config` (unsafe: run with --unsafe-fixes)\n\
+         Would fix 1 file (1 edit).\n"
+    );
+}
+
+#[test]
+fn fix_refuses_a_config_namespace_that_is_not_a_namespace_name() {
+    let tmp = temp_with(&[("nginx.yaml", SEED)]);
+    for bad in ["", "Bad_NS!", "a\nb", "-a", &"a".repeat(64)] {
+        let flag = format!("--config-namespace={bad}");
+        let run = run_in(tmp.path(), &["fix", "--unsafe-fixes", &flag, "nginx.yaml"]);
+        assert_eq!(run.code, 2, "{bad:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("is not a valid namespace name"),
+            "{bad:?}: {}",
+            run.stderr
+        );
+        let text = std::fs::read_to_string(tmp.path().join("nginx.yaml")).expect("read");
+        assert_eq!(text, fixture(SEED), "{bad:?}");
+    }
 }

@@ -1135,6 +1135,19 @@ pub fn kustomize_build(inventory: &Inventory, dir: &Path) -> (Vec<Object>, Vec<B
     (built.objects.clone(), built.problems.clone())
 }
 
+/// The inventory resources that `kustomize build` of each directory gives (the directories
+/// relative to the input's root), with one memo of the builds they share.
+pub fn resources_built_from(inventory: &Inventory, dirs: &[&Path]) -> Vec<Vec<usize>> {
+    let repo = Repository::new(inventory);
+    let mut kustomizer = Kustomizer::new(&repo, false);
+    dirs.iter()
+        .map(|dir| {
+            let built = kustomizer.build_dir(dir);
+            built.objects.iter().map(|o| o.resource).collect()
+        })
+        .collect()
+}
+
 /// The first document of a YAML text, for tests.
 #[cfg(test)]
 pub(crate) fn first_document(text: &str) -> Node {
