@@ -329,7 +329,9 @@ fn plan_moves(
         let Some((namespace, origin)) = known(&namespaces[r]) else {
             continue;
         };
-        if namespace == config {
+        // The platform's exempt namespaces stay where they are, like the config namespace:
+        // a cross-namespace reference there is fixed by bringing the source, not by a move.
+        if namespace == config || policy.is_exempt(namespace) {
             continue;
         }
         let subject = Subject {

@@ -211,12 +211,11 @@ async fn dry_run_gets_the_same_verdict() {
 }
 
 #[tokio::test]
-async fn delete_status_exempt_and_own_namespace_are_never_blocked() {
+async fn delete_status_and_own_namespace_are_never_blocked() {
     let app = app();
     for name in [
         "helmrelease-delete",
         "helmrelease-status-update",
-        "helmrelease-exempt-namespace",
         "helmrelease-own-namespace",
     ] {
         for endpoint in ["/validate", "/mutate"] {
@@ -236,6 +235,50 @@ async fn delete_status_exempt_and_own_namespace_are_never_blocked() {
     let no_own = app_with(Policy::azure_default(), None, MAX_BODY);
     let response = respond(&no_own, "/validate", &fixture("helmrelease-own-namespace")).await;
     assert_eq!(response["allowed"], false);
+}
+
+/// `--no-cross-namespace-refs` has no namespace exemption: in the exempt flux-system a
+/// cross-namespace reference is denied (FF101) as the linter reports it, while the rules the
+/// exemption covers (FF110, FF111, …) stay silent and nothing is mutated.
+#[tokio::test]
+async fn an_exempt_namespace_is_judged_for_cross_namespace_references_only() {
+    let app = app();
+    let review = fixture("helmrelease-exempt-namespace");
+    let denied = respond(&app, "/validate", &review).await;
+    assert_eq!(denied["allowed"], false, "{denied}");
+    assert_eq!(denied["auditAnnotations"]["rules"], "FF101", "{denied}");
+    let text = message(&denied);
+    assert!(
+        text.contains("FF101 cross-namespace-source-ref at /spec/chart/spec/sourceRef/namespace"),
+        "{text}"
+    );
+    assert!(
+        text.contains("declare the HelmRepository in `flux-system`"),
+        "{text}"
+    );
+    // The platform's objects are not moved into the config namespace.
+    assert!(!text.contains("fluxfence fix"), "{text}");
+    let mutated = respond(&app, "/mutate", &review).await;
+    assert!(mutated.get("patch").is_none(), "{mutated}");
+
+    // The same object with its source beside it: no FF110 warning, no mutation.
+    let mut same = review.clone();
+    same["request"]["object"]["spec"]["chart"]["spec"]["sourceRef"]["namespace"] =
+        json!("flux-system");
+    for endpoint in ["/validate", "/mutate"] {
+        let response = respond(&app, endpoint, &same).await;
+        assert_eq!(response["allowed"], true, "{endpoint}: {response}");
+        assert!(response.get("warnings").is_none(), "{endpoint}: {response}");
+        assert!(response.get("patch").is_none(), "{endpoint}: {response}");
+    }
+
+    // An Alert of flux-system watching a tenant namespace: events dropped, so FF102.
+    let mut alert = fixture("alert-cross-namespace");
+    alert["request"]["namespace"] = json!("flux-system");
+    alert["request"]["object"]["metadata"]["namespace"] = json!("flux-system");
+    let response = respond(&app, "/validate", &alert).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(message(&response).contains("FF102"), "{response}");
 }
 
 #[tokio::test]

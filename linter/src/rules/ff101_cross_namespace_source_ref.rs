@@ -11,13 +11,16 @@ static META: RuleMeta = RuleMeta {
     summary: "A Flux object references a source in another namespace",
     default_severity: Severity::Deny,
     fixable: super::Fixable::UnsafeOnly,
+    exemption: super::Exemption::Everywhere,
     doc: "\
 ## What it does
 Checks Kustomization `spec.sourceRef`, HelmRelease `spec.chart.spec.sourceRef` and
 `spec.chartRef`, ImagePolicy `spec.imageRepositoryRef` and ImageUpdateAutomation
 `spec.sourceRef`. A reference whose `namespace` is empty or equal to the object's own
 namespace is fine; any other namespace is flagged, unless the policy lists the source under
-`sharedSources`. The object's namespace is the one Flux would apply: a parent Flux
+`sharedSources`. Exempt namespaces are judged too: `--no-cross-namespace-refs` is a
+controller-wide flag with no namespace exception, so a reference from `flux-system` into
+another namespace is refused like any other. The object's namespace is the one Flux would apply: a parent Flux
 Kustomization's `targetNamespace`, else the outermost kustomization.yaml `namespace:`, else
 `metadata.namespace`.
 
@@ -109,9 +112,11 @@ impl Rule for CrossNamespaceSourceRef {
 /// rewrite); from the config namespace itself, bring the source here.
 fn help(cx: &Context, namespace: &str, kind: &str) -> String {
     let config = &cx.policy.config_namespace;
-    if namespace == config {
+    // The config namespace and the platform's exempt ones are where objects stay: the source
+    // comes to them.
+    if namespace == config || cx.policy.is_exempt(namespace) {
         format!(
-            "Flux refuses cross-namespace references (AccessDenied); declare the {kind} in `{config}`"
+            "Flux refuses cross-namespace references (AccessDenied); declare the {kind} in `{namespace}`"
         )
     } else {
         format!(

@@ -11,11 +11,15 @@ static META: RuleMeta = RuleMeta {
     summary: "A Receiver or Alert points at objects in another namespace",
     default_severity: Severity::Deny,
     fixable: super::Fixable::No,
+    exemption: super::Exemption::Everywhere,
     doc: "\
 ## What it does
 Checks each `namespace` in a Receiver's `spec.resources` and an Alert's `spec.eventSources`.
 Empty or equal to the object's own namespace is fine. Another namespace is flagged, and so is
 `namespace: '*'`: only `name: '*'` is a wildcard in Flux, a `*` namespace never matches.
+Exempt namespaces are judged too: notification-controller drops an event whose object is in
+another namespace than the Alert whatever the Alert's namespace, so a platform Alert in
+`flux-system` watching tenants' Kustomizations is silently broken under lockdown.
 
 ## Why is this bad?
 With `--no-cross-namespace-refs=true` the notification-controller rejects a Receiver's

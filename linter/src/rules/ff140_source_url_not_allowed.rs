@@ -11,6 +11,7 @@ static META: RuleMeta = RuleMeta {
     summary: "A tenant source fetches from a URL the policy does not allow",
     default_severity: Severity::Deny,
     fixable: super::Fixable::No,
+    exemption: super::Exemption::OutsideExemptNamespaces,
     doc: "\
 ## What it does
 For GitRepository, HelmRepository and OCIRepository `spec.url` and Bucket `spec.endpoint` in

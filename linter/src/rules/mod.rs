@@ -58,6 +58,27 @@ impl Fixable {
     }
 }
 
+/// Whether a rule judges objects in the policy's `exemptNamespaces`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exemption {
+    /// Judged in every namespace: the Flux behaviour it mirrors has no namespace exemption
+    /// (`--no-cross-namespace-refs` is controller-wide), or it is not about tenancy.
+    Everywhere,
+    /// Skipped in exempt namespaces: the platform's own configurations may use the controllers'
+    /// rights (service accounts, remote clusters, any target namespace or URL).
+    OutsideExemptNamespaces,
+}
+
+impl Exemption {
+    /// The `rule CODE` page's line.
+    pub fn sentence(self) -> &'static str {
+        match self {
+            Exemption::Everywhere => "judged too",
+            Exemption::OutsideExemptNamespaces => "skipped",
+        }
+    }
+}
+
 /// What `fluxfence rule CODE` prints and the docs are made of.
 #[derive(Debug)]
 pub struct RuleMeta {
@@ -68,6 +89,8 @@ pub struct RuleMeta {
     pub default_severity: Severity,
     /// Whether the rule offers a fix (`fluxfence fix`, or a mutation in the webhook).
     pub fixable: Fixable,
+    /// Whether the policy's exempt namespaces switch it off.
+    pub exemption: Exemption,
     /// Markdown: what it does, why it is bad, example, use instead.
     pub doc: &'static str,
 }
@@ -85,12 +108,13 @@ impl RuleMeta {
     /// The rule's page: what `fluxfence rule CODE` prints and `docs/rules/CODE.md` holds.
     pub fn page(&self) -> String {
         format!(
-            "# {} {}\n\n{}\n\nDefault severity: {}. Fixable: {}.\n\n{}",
+            "# {} {}\n\n{}\n\nDefault severity: {}. Fixable: {}. In exempt namespaces: {}.\n\n{}",
             self.code,
             self.name,
             self.summary,
             self.default_severity.as_str(),
             self.fixable.sentence(),
+            self.exemption.sentence(),
             self.doc
         )
     }
@@ -168,12 +192,15 @@ pub fn by_code(code: &str) -> Option<&'static dyn Rule> {
 }
 
 /// Runs every object rule on `subject`, with severities from the policy; `off` rules are
-/// skipped, and nothing runs when the policy does not enforce or the namespace is exempt.
+/// skipped, nothing runs when the policy does not enforce, and in an exempt namespace only
+/// the rules judged [`Exemption::Everywhere`] run.
 pub fn check_object(subject: &Subject, cx: &Context) -> Vec<Finding> {
-    if cx.policy.is_exempt(subject.namespace) {
-        return Vec::new();
-    }
-    run_rules(cx, |rule, out| rule.check_object(subject, cx, out))
+    let exempt = cx.policy.is_exempt(subject.namespace);
+    run_rules(cx, |rule, out| {
+        if !(exempt && rule.meta().exemption == Exemption::OutsideExemptNamespaces) {
+            rule.check_object(subject, cx, out);
+        }
+    })
 }
 
 /// Runs every kustomize-file rule on `file`.
