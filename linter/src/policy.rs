@@ -82,9 +82,15 @@ pub struct Tenant {
     /// Namespace patterns the tenant may deploy into. The tenant's own namespaces always count.
     #[serde(default)]
     pub target_namespaces: Vec<String>,
-    /// URL prefixes the tenant's sources may fetch from. Empty: any URL.
+    /// URLs the tenant's sources (and image repositories) may fetch from, with what lies below
+    /// them: compared by scheme, host, port and whole path segments (`*` within one segment
+    /// or host label). Empty: any URL.
     #[serde(default)]
     pub source_urls: Vec<String>,
+    /// URLs the tenant's notification Providers may send to (`address`, `proxy`), compared
+    /// as `source_urls` are. Empty: any URL.
+    #[serde(default)]
+    pub provider_urls: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -204,6 +210,21 @@ impl Policy {
             }
         }
         for (i, tenant) in self.tenants.iter().enumerate() {
+            for (key, list) in [
+                ("sourceUrls", &tenant.source_urls),
+                ("providerUrls", &tenant.provider_urls),
+            ] {
+                for (j, url) in list.iter().enumerate() {
+                    if let Err(reason) = crate::rules::url::Location::parse(url, None) {
+                        return Err((
+                            vec!["tenants".into(), i.to_string(), key.into(), j.to_string()],
+                            format!(
+                                "`{url}` is not a URL ({reason}); write a scheme, a host and whole path segments, e.g. https://github.com/org/team-a-*"
+                            ),
+                        ));
+                    }
+                }
+            }
             if tenant.namespaces.is_empty() {
                 return Err((
                     vec!["tenants".into(), i.to_string(), "namespaces".into()],
@@ -394,6 +415,14 @@ mod tests {
         let err = Policy::parse("rules:\n  FF999: deny\n", "p.yaml").unwrap_err();
         assert_eq!(err.line, 2, "{err}");
         assert!(err.message.contains("unknown rule code `FF999`"), "{err}");
+    }
+
+    #[test]
+    fn an_allowed_url_that_is_not_a_url_is_located() {
+        let text = "tenants:\n  - name: a\n    namespaces: [a]\n    sourceUrls:\n      - https://github.com/org\n      - https://github.com:git/org\n";
+        let err = Policy::parse(text, "p.yaml").unwrap_err();
+        assert_eq!((err.line, err.column), (6, 9), "{err}");
+        assert!(err.message.contains("is not a URL"), "{err}");
     }
 
     #[test]

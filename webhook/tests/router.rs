@@ -631,6 +631,46 @@ async fn per_tenant_policy_ff121_ff140_ff110_ff111() {
     );
 }
 
+/// URLs are compared as URLs: the allowed `https://github.com/example-org/team-a-*` admits
+/// team-a's repositories only, not a look-alike host, a climb out of the path or another port.
+#[tokio::test]
+async fn ff140_compares_parsed_urls_as_the_linter_does() {
+    let app = app_with(per_tenant(), Some(OWN_NAMESPACE), MAX_BODY);
+    let review = fixture("tenant-gitrepository-url-allowed");
+    let with_url = |url: &str| {
+        let mut changed = review.clone();
+        changed["request"]["object"]["spec"]["url"] = json!(url);
+        changed
+    };
+    for (url, allowed) in [
+        ("https://github.com/example-org/team-a-app.git", true),
+        ("https://github.com/example-org/team-a-app/", true),
+        (
+            "https://github.com.evil.example/example-org/team-a-app",
+            false,
+        ),
+        (
+            "https://github.com/example-org/team-a-app/../team-b-app",
+            false,
+        ),
+        ("https://github.com:8443/example-org/team-a-app", false),
+        ("https://github.com/example-org/team-b-app", false),
+        (
+            "https://github.com\\@evil.example/example-org/team-a-app",
+            false,
+        ),
+    ] {
+        let response = respond(&app, "/validate", &with_url(url)).await;
+        assert_eq!(response["allowed"], allowed, "{url}: {response}");
+        if !allowed {
+            assert!(
+                message(&response).contains("FF140 source-url-not-allowed at /spec/url"),
+                "{url}: {response}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_shared_source_reference_is_rewritten_to_the_tenant_copy() {
     let app = app_with(per_tenant(), Some(OWN_NAMESPACE), MAX_BODY);

@@ -23,6 +23,7 @@ mod ff120_remote_cluster_kubeconfig;
 mod ff121_target_namespace_outside_tenant;
 mod ff130_remote_kustomize_base;
 mod ff140_source_url_not_allowed;
+pub mod url;
 
 pub use ff003_suppression_without_reason::SUPPRESSION_WITHOUT_REASON;
 
