@@ -671,6 +671,45 @@ async fn ff140_compares_parsed_urls_as_the_linter_does() {
     }
 }
 
+/// FF150: a tenant Kustomization that decrypts without its own key, or with another's KMS
+/// identity, is denied; the platform's exempt namespace may use the controller's keys.
+#[tokio::test]
+async fn ff150_denies_decryption_with_the_platforms_keys() {
+    let app = app_with(per_tenant(), Some(OWN_NAMESPACE), MAX_BODY);
+    let review = fixture("tenant-kustomization-missing-service-account");
+    let with = |namespace: &str, decryption: Value| {
+        let mut changed = review.clone();
+        changed["request"]["namespace"] = json!(namespace);
+        let object = &mut changed["request"]["object"];
+        object["metadata"]["namespace"] = json!(namespace);
+        object["spec"]["serviceAccountName"] = json!("team-a-reconciler");
+        object["spec"]["decryption"] = decryption;
+        changed
+    };
+    let own_key = json!({"provider": "sops", "secretRef": {"name": "team-a-age"}});
+    assert_eq!(
+        verdict(&app, &with("team-a", own_key.clone())).await,
+        (true, vec![])
+    );
+
+    let no_key = with("team-a", json!({"provider": "sops"}));
+    let denied = respond(&app, "/validate", &no_key).await;
+    assert_eq!(denied["allowed"], false, "{denied}");
+    assert!(
+        message(&denied).contains("FF150 decryption-with-platform-key at /spec/decryption:"),
+        "{denied}"
+    );
+    let mut borrowed = own_key.clone();
+    borrowed["serviceAccountName"] = json!("team-b-reconciler");
+    let denied = respond(&app, "/validate", &with("team-a", borrowed)).await;
+    assert!(
+        message(&denied).contains("at /spec/decryption/serviceAccountName"),
+        "{denied}"
+    );
+    let platform = with("flux-system", json!({"provider": "sops"}));
+    assert_eq!(verdict(&app, &platform).await, (true, vec![]));
+}
+
 #[tokio::test]
 async fn a_shared_source_reference_is_rewritten_to_the_tenant_copy() {
     let app = app_with(per_tenant(), Some(OWN_NAMESPACE), MAX_BODY);

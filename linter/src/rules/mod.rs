@@ -23,6 +23,7 @@ mod ff120_remote_cluster_kubeconfig;
 mod ff121_target_namespace_outside_tenant;
 mod ff130_remote_kustomize_base;
 mod ff140_source_url_not_allowed;
+mod ff150_decryption_with_platform_key;
 pub mod url;
 
 pub use ff003_suppression_without_reason::SUPPRESSION_WITHOUT_REASON;
@@ -184,6 +185,7 @@ pub static ALL: &[&dyn Rule] = &[
     &ff121_target_namespace_outside_tenant::TargetNamespaceOutsideTenant,
     &ff130_remote_kustomize_base::RemoteKustomizeBase,
     &ff140_source_url_not_allowed::SourceUrlNotAllowed,
+    &ff150_decryption_with_platform_key::DecryptionWithPlatformKey,
 ];
 
 pub fn by_code(code: &str) -> Option<&'static dyn Rule> {
