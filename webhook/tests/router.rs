@@ -710,6 +710,26 @@ async fn ff150_denies_decryption_with_the_platforms_keys() {
     assert_eq!(verdict(&app, &platform).await, (true, vec![]));
 }
 
+/// An ExternalArtifact is a source like the others: referenced from another namespace, FF101.
+#[tokio::test]
+async fn ff101_judges_external_artifact_references() {
+    let app = app();
+    let mut review = fixture("kustomization-cluster-config-with-service-account");
+    review["request"]["object"]["spec"]["sourceRef"] =
+        json!({"kind": "ExternalArtifact", "name": "apps", "namespace": "flux-system"});
+    assert_eq!(verdict(&app, &review).await, (false, vec!["FF101".into()]));
+    review["request"]["object"]["spec"]["sourceRef"]["namespace"] = json!("cluster-config");
+    assert_eq!(verdict(&app, &review).await, (true, vec![]));
+
+    let mut release = fixture("helmrelease-cluster-config");
+    let spec = &mut release["request"]["object"]["spec"];
+    spec["serviceAccountName"] = json!("flux-applier");
+    spec.as_object_mut().unwrap().remove("chart");
+    spec["chartRef"] =
+        json!({"kind": "ExternalArtifact", "name": "chart", "namespace": "flux-system"});
+    assert_eq!(verdict(&app, &release).await, (false, vec!["FF101".into()]));
+}
+
 #[tokio::test]
 async fn a_shared_source_reference_is_rewritten_to_the_tenant_copy() {
     let app = app_with(per_tenant(), Some(OWN_NAMESPACE), MAX_BODY);

@@ -16,7 +16,8 @@ static META: RuleMeta = RuleMeta {
 ## What it does
 Checks Kustomization `spec.sourceRef`, HelmRelease `spec.chart.spec.sourceRef` and
 `spec.chartRef`, ImagePolicy `spec.imageRepositoryRef` and ImageUpdateAutomation
-`spec.sourceRef`. A reference whose `namespace` is empty or equal to the object's own
+`spec.sourceRef`, whatever kind they name (an `ExternalArtifact`, Flux 2.7's source made by
+an ArtifactGenerator or another controller, included). A reference whose `namespace` is empty or equal to the object's own
 namespace is fine; any other namespace is flagged, unless the policy lists the source under
 `sharedSources`. Exempt namespaces are judged too: `--no-cross-namespace-refs` is a
 controller-wide flag with no namespace exception, so a reference from `flux-system` into
