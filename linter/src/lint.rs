@@ -72,6 +72,7 @@ pub fn lint(mut inventory: Inventory, policy: &Policy) -> Report {
         policy,
         declared_service_accounts: &declared_service_accounts,
         trust_explicit_service_accounts: false,
+        values_are_final: false,
     };
     let every_file_reported = reported_files.len() == inventory.files.len();
     let judge = Judge {
@@ -263,6 +264,13 @@ impl Judge<'_> {
                 return;
             }
         };
+        if self.cx.policy.enforce {
+            for (span, reason) in rules::unresolved_reference_namespaces(&object) {
+                judged
+                    .unresolved
+                    .push(self.unresolved_at(file, &object, span, reason));
+            }
+        }
         judged.judged.push(built.object.resource);
         if !matches!(built.producer, Producer::Flux(_)) {
             judged.judged_without_flux.push(built.object.resource);
@@ -312,6 +320,28 @@ impl Judge<'_> {
             diagnostic.namespace_origin = Some(origin_label.clone());
             diagnostic.notes = notes;
             judged.diagnostics.push(diagnostic);
+        }
+    }
+
+    /// An unresolved value of `object`, at the file and line that wrote it.
+    fn unresolved_at(
+        &self,
+        file: &SourceFile,
+        object: &FluxObject,
+        span: crate::yaml::Span,
+        reason: String,
+    ) -> Unresolved {
+        let written_in = span
+            .file_index()
+            .and_then(|f| self.inventory.files.get(f))
+            .unwrap_or(file);
+        let (line, column) = written_in.lines.position(&written_in.text, span.start);
+        Unresolved {
+            file: written_in.path.clone(),
+            line,
+            column,
+            object: object.display_name(),
+            reason,
         }
     }
 

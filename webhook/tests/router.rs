@@ -730,6 +730,24 @@ async fn ff101_judges_external_artifact_references() {
     assert_eq!(verdict(&app, &release).await, (false, vec!["FF101".into()]));
 }
 
+/// At admission a value is final: Flux substitutes before it applies, so a `${VAR}` that
+/// reaches the API server is the namespace Flux will look in — another one — and is denied,
+/// default or not (the linter, which cannot know the substitution, lists `${VAR}` as
+/// unresolved and judges `${VAR:-default}` as its default).
+#[tokio::test]
+async fn a_variable_reference_namespace_at_admission_is_literal() {
+    let app = app();
+    let mut review = fixture("kustomization-cluster-config-with-service-account");
+    for namespace in ["${SRC_NS}", "${SRC_NS:-cluster-config}"] {
+        review["request"]["object"]["spec"]["sourceRef"]["namespace"] = json!(namespace);
+        assert_eq!(
+            verdict(&app, &review).await,
+            (false, vec!["FF101".into()]),
+            "{namespace}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_shared_source_reference_is_rewritten_to_the_tenant_copy() {
     let app = app_with(per_tenant(), Some(OWN_NAMESPACE), MAX_BODY);

@@ -23,7 +23,10 @@ namespace is fine; any other namespace is flagged, unless the policy lists the s
 controller-wide flag with no namespace exception, so a reference from `flux-system` into
 another namespace is refused like any other. The object's namespace is the one Flux would apply: a parent Flux
 Kustomization's `targetNamespace`, else the outermost kustomization.yaml `namespace:`, else
-`metadata.namespace`.
+`metadata.namespace`. A namespace written as `${VAR:-default}` is judged as its default (what
+Flux's post-build substitution gives when the variable is not set); a `${VAR}` without one is
+listed as unresolved (`--show-unresolved`), not judged. At admission a value is final: Flux
+substitutes before it applies.
 
 ## Why is this bad?
 Multi-tenant Flux (Azure's `multiTenancy.enforce=true`, upstream
@@ -81,10 +84,15 @@ impl Rule for CrossNamespaceSourceRef {
 
     fn check_object(&self, subject: &Subject, cx: &Context, out: &mut Vec<Finding>) {
         for reference in source_references(subject.object) {
-            let Some(namespace) = reference.field("namespace") else {
+            let Some(written) = reference.field("namespace") else {
                 continue;
             };
-            if namespace == subject.namespace || namespace.contains("${") {
+            // An unset variable is reported as unresolved by the engine, not judged here.
+            let Some(namespace) = cx.resolve(written) else {
+                continue;
+            };
+            let namespace = namespace.as_ref();
+            if namespace.is_empty() || namespace == subject.namespace {
                 continue;
             }
             let kind = reference.field("kind").unwrap_or("source");

@@ -160,6 +160,72 @@ pub struct Context<'a> {
     /// tenant's, one it places) is judged by the policy, written out or not: Flux impersonates
     /// the same account either way. The linter checks every account against input and policy.
     pub trust_explicit_service_accounts: bool,
+    /// Whether values are what Flux applies. At admission they are: Flux substitutes before
+    /// it applies, so a `${VAR}` that reaches the API server is literal text. In files, Flux's
+    /// post-build substitution may still replace it: a reference namespace `${VAR:-default}`
+    /// is judged as its default and a `${VAR}` without one is unresolved.
+    pub values_are_final: bool,
+}
+
+impl Context<'_> {
+    /// A reference's namespace as it is judged: the value itself when values are final or
+    /// hold no variable, else with its substitution defaults, `None` when a variable has none.
+    pub fn resolve<'v>(&self, value: &'v str) -> Option<std::borrow::Cow<'v, str>> {
+        if self.values_are_final || !value.contains("${") {
+            return Some(std::borrow::Cow::Borrowed(value));
+        }
+        crate::model::with_substitution_defaults(value).map(std::borrow::Cow::Owned)
+    }
+}
+
+/// The reference namespaces of `object` (FF101's source references, FF102's event sources)
+/// that only a substitution could give, with why: not judged, reported as unresolved.
+pub fn unresolved_reference_namespaces(object: &FluxObject) -> Vec<(Span, String)> {
+    let mut nodes: Vec<(String, &Node)> = source_references(object)
+        .into_iter()
+        .filter_map(|r| {
+            let node = r.node.get("namespace").filter(|n| n.as_str().is_some())?;
+            Some((format!("{}/namespace", r.pointer), node))
+        })
+        .collect();
+    nodes.extend(event_source_namespaces(object));
+    nodes
+        .into_iter()
+        .filter_map(|(pointer, node)| {
+            let value = node.as_str()?;
+            if crate::model::with_substitution_defaults(value).is_some() {
+                return None;
+            }
+            Some((
+                node.span,
+                format!(
+                    "{pointer} `{value}` is a substitution variable with no default: the reference cannot be judged"
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// `(pointer, namespace node)` of a Receiver's `spec.resources[]` or an Alert's
+/// `spec.eventSources[]`.
+pub fn event_source_namespaces(object: &FluxObject) -> Vec<(String, &Node)> {
+    use crate::kinds::FluxKind;
+    let field = match object.kind {
+        FluxKind::Receiver => "resources",
+        FluxKind::Alert => "eventSources",
+        _ => return Vec::new(),
+    };
+    let Some(items) = object.root.path(&["spec", field]).and_then(Node::as_seq) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            let node = item.get("namespace").filter(|n| n.as_str().is_some())?;
+            Some((format!("/spec/{field}/{i}/namespace"), node))
+        })
+        .collect()
 }
 
 pub trait Rule: Send + Sync {
