@@ -8,7 +8,7 @@ use crate::input::{InputError, Inventory, SourceFile};
 use crate::kinds::FluxKind;
 use crate::model::{EffectiveNamespace, FluxObject};
 use crate::policy::Policy;
-use crate::rules::{self, Context, SUPPRESSION_WITHOUT_REASON, Subject};
+use crate::rules::{self, Context, SUPPRESSION_NOT_ALLOWED, SUPPRESSION_WITHOUT_REASON, Subject};
 
 /// A Flux object whose namespace cannot be known offline; namespace rules skipped it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -137,10 +137,11 @@ pub fn lint(mut inventory: Inventory, policy: &Policy) -> Report {
         diagnostics.retain(|d| {
             with_suppressions
                 .get(d.file.as_str())
-                .is_none_or(|&file| !is_suppressed(&inventory, file, d))
+                .is_none_or(|&file| !is_suppressed(&inventory, policy, file, d))
         });
     }
     diagnostics.extend(invalid_suppressions(&inventory, policy));
+    diagnostics.extend(denied_suppressions(&inventory, policy));
     inventory.errors.extend(build_errors);
     Report {
         inventory,
@@ -429,8 +430,17 @@ pub(crate) fn locate(file: &SourceFile, finding: Finding) -> Diagnostic {
     }
 }
 
-/// Whether a suppression comment of `diagnostic`'s file (`index`) silences it.
-fn is_suppressed(inventory: &Inventory, index: usize, diagnostic: &Diagnostic) -> bool {
+/// Whether a suppression comment of `diagnostic`'s file (`index`) silences it: one that
+/// names its rule, when the policy lets that rule be suppressed.
+fn is_suppressed(
+    inventory: &Inventory,
+    policy: &Policy,
+    index: usize,
+    diagnostic: &Diagnostic,
+) -> bool {
+    if !policy.suppressions.allows(diagnostic.finding.code) {
+        return false;
+    }
     let file = &inventory.files[index];
     let offset = diagnostic.finding.span.start;
     let document = inventory
@@ -447,6 +457,43 @@ fn is_suppressed(inventory: &Inventory, index: usize, diagnostic: &Diagnostic) -
                         d.header.start <= s.span.start && s.span.start < d.header.end
                     }))
         })
+}
+
+/// Suppression comments naming rules the policy does not let be suppressed: shown, not
+/// obeyed (the findings they name stay in the report).
+fn denied_suppressions(inventory: &Inventory, policy: &Policy) -> Vec<Diagnostic> {
+    let meta = &SUPPRESSION_NOT_ALLOWED;
+    let severity = policy.severity(meta.code, meta.default_severity);
+    if severity == Severity::Off || policy.suppressions == crate::policy::Suppressions::Allow {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for file in inventory.files.iter().filter(|f| f.reported) {
+        for suppression in file.suppressions.iter().filter(|s| s.is_valid()) {
+            let denied: Vec<&str> = suppression
+                .codes
+                .iter()
+                .map(String::as_str)
+                .filter(|code| !policy.suppressions.allows(code))
+                .collect();
+            if denied.is_empty() {
+                continue;
+            }
+            let mut finding = meta.finding(
+                String::new(),
+                suppression.span,
+                format!(
+                    "the policy does not let {} be suppressed: this comment does not silence it",
+                    denied.join(", ")
+                ),
+                "fix the finding, or have the platform list the rule under the policy's `suppressions`"
+                    .into(),
+            );
+            finding.severity = severity;
+            out.push(locate(file, finding));
+        }
+    }
+    out
 }
 
 fn invalid_suppressions(inventory: &Inventory, policy: &Policy) -> Vec<Diagnostic> {

@@ -52,6 +52,73 @@ pub struct Policy {
     /// CREATE. An object being deleted is admitted either way.
     #[serde(default = "default_true")]
     pub ratchet_updates: bool,
+    /// Whether `# fluxfence:ignore` comments silence findings. Tenants write their own
+    /// manifests, comments included, so the platform decides: `allow` (the default), `deny`,
+    /// or the list of rule codes that may be suppressed.
+    #[serde(default)]
+    pub suppressions: Suppressions,
+}
+
+/// Which findings a `# fluxfence:ignore` comment may silence.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Suppressions {
+    #[default]
+    Allow,
+    Deny,
+    /// Only these rule codes.
+    Codes(Vec<String>),
+}
+
+impl Suppressions {
+    pub fn allows(&self, code: &str) -> bool {
+        match self {
+            Suppressions::Allow => true,
+            Suppressions::Deny => false,
+            Suppressions::Codes(codes) => codes.iter().any(|c| c.eq_ignore_ascii_case(code)),
+        }
+    }
+}
+
+impl Serialize for Suppressions {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Suppressions::Allow => serializer.serialize_str("allow"),
+            Suppressions::Deny => serializer.serialize_str("deny"),
+            Suppressions::Codes(codes) => codes.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Suppressions {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Suppressions;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`allow`, `deny` or a list of rule codes")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Suppressions, E> {
+                match value {
+                    "allow" => Ok(Suppressions::Allow),
+                    "deny" => Ok(Suppressions::Deny),
+                    other => Err(E::custom(format!(
+                        "`{other}`: expected `allow`, `deny` or a list of rule codes"
+                    ))),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Suppressions, A::Error> {
+                let mut codes = Vec::new();
+                while let Some(code) = seq.next_element::<String>()? {
+                    codes.push(code);
+                }
+                Ok(Suppressions::Codes(codes))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -142,6 +209,7 @@ impl Policy {
             shared_sources: Vec::new(),
             rules: BTreeMap::new(),
             ratchet_updates: true,
+            suppressions: Suppressions::Allow,
         })
     }
 
@@ -207,6 +275,16 @@ impl Policy {
                     vec!["rules".into(), code.clone()],
                     format!("unknown rule code `{code}`; `fluxfence rules` lists them"),
                 ));
+            }
+        }
+        if let Suppressions::Codes(codes) = &self.suppressions {
+            for (i, code) in codes.iter().enumerate() {
+                if crate::rules::by_code(code).is_none() {
+                    return Err((
+                        vec!["suppressions".into(), i.to_string()],
+                        format!("unknown rule code `{code}`; `fluxfence rules` lists them"),
+                    ));
+                }
             }
         }
         for (i, tenant) in self.tenants.iter().enumerate() {
@@ -423,6 +501,22 @@ mod tests {
         let err = Policy::parse(text, "p.yaml").unwrap_err();
         assert_eq!((err.line, err.column), (6, 9), "{err}");
         assert!(err.message.contains("is not a URL"), "{err}");
+    }
+
+    #[test]
+    fn suppressions_are_allow_deny_or_codes() {
+        let allow = Policy::parse("enforce: true\n", "p.yaml").unwrap();
+        assert!(allow.suppressions.allows("FF101"));
+        let deny = Policy::parse("suppressions: deny\n", "p.yaml").unwrap();
+        assert!(!deny.suppressions.allows("FF110"));
+        let some = Policy::parse("suppressions: [FF110, ff002]\n", "p.yaml").unwrap();
+        assert!(some.suppressions.allows("FF110") && some.suppressions.allows("FF002"));
+        assert!(!some.suppressions.allows("FF101"));
+        let err = Policy::parse("suppressions: sometimes\n", "p.yaml").unwrap_err();
+        assert_eq!((err.line, err.column), (1, 15), "{err}");
+        assert!(err.message.contains("expected `allow`, `deny`"), "{err}");
+        let err = Policy::parse("suppressions:\n  - FF110\n  - FF999\n", "p.yaml").unwrap_err();
+        assert_eq!((err.line, err.column), (3, 5), "{err}");
     }
 
     #[test]

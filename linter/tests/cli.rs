@@ -692,7 +692,7 @@ fn an_unknown_policy_field_is_exit_2_at_its_key() {
         "error: policy.yaml:2:1: invalid policy: exemptNamespace: unknown field `exemptNamespace`, \
          expected one of `apiVersion`, `kind`, `enforce`, `configNamespace`, \
          `defaultServiceAccount`, `exemptNamespaces`, `serviceAccounts`, `tenants`, \
-         `sharedSources`, `rules`, `ratchetUpdates`\n"
+         `sharedSources`, `rules`, `ratchetUpdates`, `suppressions`\n"
     );
 }
 

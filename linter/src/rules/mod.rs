@@ -15,6 +15,7 @@ use crate::yaml::{Node, Span};
 pub(crate) mod ff001_schema_violation;
 pub(crate) mod ff002_removed_api_version;
 mod ff003_suppression_without_reason;
+mod ff004_suppression_not_allowed;
 mod ff101_cross_namespace_source_ref;
 mod ff102_cross_namespace_event_source;
 mod ff110_missing_service_account;
@@ -27,6 +28,7 @@ mod ff150_decryption_with_platform_key;
 pub mod url;
 
 pub use ff003_suppression_without_reason::SUPPRESSION_WITHOUT_REASON;
+pub use ff004_suppression_not_allowed::SUPPRESSION_NOT_ALLOWED;
 
 /// Which fixes a rule offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,6 +245,7 @@ pub static ALL: &[&dyn Rule] = &[
     &ff001_schema_violation::SchemaViolation,
     &ff002_removed_api_version::RemovedApiVersion,
     &ff003_suppression_without_reason::SuppressionWithoutReason,
+    &ff004_suppression_not_allowed::SuppressionNotAllowed,
     &ff101_cross_namespace_source_ref::CrossNamespaceSourceRef,
     &ff102_cross_namespace_event_source::CrossNamespaceEventSource,
     &ff110_missing_service_account::MissingServiceAccount,
