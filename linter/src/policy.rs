@@ -30,11 +30,13 @@ pub struct Policy {
     #[serde(default = "default_config_namespace")]
     pub config_namespace: String,
     /// The service account the controllers impersonate when `spec.serviceAccountName` is empty
-    /// (`--default-service-account`). `None` means the controllers run as themselves.
-    #[serde(default)]
+    /// (`--default-service-account`). Unwritten: `flux-applier` in the config namespace, as in
+    /// the built-in policy; `null` means the controllers run as themselves.
+    #[serde(default = "default_service_account")]
     pub default_service_account: Option<DefaultServiceAccount>,
-    /// Namespaces of the platform's own, cluster-admin configurations: no tenancy rule applies.
-    #[serde(default)]
+    /// Namespaces of the platform's own, cluster-admin configurations: the service-account
+    /// and tenant rules skip them. Unwritten: `[flux-system]`; `[]` exempts none.
+    #[serde(default = "default_exempt_namespaces")]
     pub exempt_namespaces: Vec<String>,
     /// Service accounts that exist in the cluster besides those declared in the linted input.
     #[serde(default)]
@@ -57,7 +59,22 @@ pub struct Policy {
     /// or the list of rule codes that may be suppressed.
     #[serde(default)]
     pub suppressions: Suppressions,
+    /// The settings the file does not write, filled with their documented defaults
+    /// (`fluxfence lint --show-settings` lists them).
+    #[serde(skip)]
+    pub defaulted: Vec<&'static str>,
 }
+
+/// The settings whose default is not empty, in the file's order of documentation, with the
+/// default as `--show-settings` describes it.
+const DOCUMENTED_DEFAULTS: &[(&str, &str)] = &[
+    ("enforce", "true"),
+    ("configNamespace", "cluster-config"),
+    ("defaultServiceAccount", "flux-applier in [cluster-config]"),
+    ("exemptNamespaces", "[flux-system]"),
+    ("ratchetUpdates", "true"),
+    ("suppressions", "allow"),
+];
 
 /// Which findings a `# fluxfence:ignore` comment may silence.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -179,6 +196,17 @@ fn default_config_namespace() -> String {
     "cluster-config".to_owned()
 }
 
+fn default_service_account() -> Option<DefaultServiceAccount> {
+    Some(DefaultServiceAccount {
+        name: "flux-applier".into(),
+        namespaces: vec![default_config_namespace()],
+    })
+}
+
+fn default_exempt_namespaces() -> Vec<String> {
+    vec!["flux-system".into()]
+}
+
 /// An invalid policy, located.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}:{line}:{column}: invalid policy: {message}")]
@@ -199,17 +227,15 @@ impl Policy {
             kind: None,
             enforce: true,
             config_namespace: default_config_namespace(),
-            default_service_account: Some(DefaultServiceAccount {
-                name: "flux-applier".into(),
-                namespaces: vec![default_config_namespace()],
-            }),
-            exempt_namespaces: vec!["flux-system".into()],
+            default_service_account: default_service_account(),
+            exempt_namespaces: default_exempt_namespaces(),
             service_accounts: Vec::new(),
             tenants: Vec::new(),
             shared_sources: Vec::new(),
             rules: BTreeMap::new(),
             ratchet_updates: true,
             suppressions: Suppressions::Allow,
+            defaulted: Vec::new(),
         })
     }
 
@@ -253,8 +279,32 @@ impl Policy {
                 ));
             }
         };
+        let keys: Vec<&str> = match &root.value {
+            yaml::Value::Map(entries) if entries.is_empty() => {
+                return Err(at(
+                    root.span.start,
+                    "the policy is empty; write at least `enforce: true` (unwritten settings take the built-in policy's values)".into(),
+                ));
+            }
+            yaml::Value::Map(entries) => {
+                entries.iter().filter_map(|(k, _)| k.as_scalar()).collect()
+            }
+            yaml::Value::Seq(_) => {
+                return Err(at(
+                    root.span.start,
+                    "a policy is a mapping of settings (`enforce: true`, …), not a list".into(),
+                ));
+            }
+            yaml::Value::Scalar(_) => {
+                return Err(at(
+                    root.span.start,
+                    "a policy is a mapping of settings (`enforce: true`, …), not a single value"
+                        .into(),
+                ));
+            }
+        };
         let json = root.to_json();
-        let policy: Policy = serde_path_to_error::deserialize(&json).map_err(|e| {
+        let mut policy: Policy = serde_path_to_error::deserialize(&json).map_err(|e| {
             let message = e.inner().to_string();
             // An unknown field is best shown at its key; anything else at the value.
             let node = locate(&root, e.path(), message.starts_with("unknown field"));
@@ -264,6 +314,11 @@ impl Policy {
             let node = locate_pointer(&root, &pointer, false);
             at(node.span.start, message)
         })?;
+        policy.defaulted = DOCUMENTED_DEFAULTS
+            .iter()
+            .map(|(key, _)| *key)
+            .filter(|key| !keys.contains(key))
+            .collect();
         Ok(policy)
     }
 
@@ -314,6 +369,16 @@ impl Policy {
             }
         }
         Ok(())
+    }
+
+    /// The settings the policy file left out, with the defaults that filled them
+    /// (`configNamespace: cluster-config`).
+    pub fn defaults_used(&self) -> Vec<String> {
+        DOCUMENTED_DEFAULTS
+            .iter()
+            .filter(|(key, _)| self.defaulted.contains(key))
+            .map(|(key, value)| format!("{key}: {value}"))
+            .collect()
     }
 
     /// The severity of `code` under this policy, given the rule's default.
@@ -517,6 +582,51 @@ mod tests {
         assert!(err.message.contains("expected `allow`, `deny`"), "{err}");
         let err = Policy::parse("suppressions:\n  - FF110\n  - FF999\n", "p.yaml").unwrap_err();
         assert_eq!((err.line, err.column), (3, 5), "{err}");
+    }
+
+    #[test]
+    fn enforce_true_alone_is_the_documented_defaults() {
+        let mut alone = Policy::parse("enforce: true\n", "p.yaml").unwrap();
+        assert_eq!(
+            alone.defaults_used(),
+            [
+                "configNamespace: cluster-config",
+                "defaultServiceAccount: flux-applier in [cluster-config]",
+                "exemptNamespaces: [flux-system]",
+                "ratchetUpdates: true",
+                "suppressions: allow",
+            ]
+        );
+        alone.defaulted.clear();
+        let mut builtin = Policy::azure_default();
+        builtin.defaulted.clear();
+        assert_eq!(alone, builtin);
+        // Written out as empty, they are empty.
+        let none = Policy::parse(
+            "defaultServiceAccount: null\nexemptNamespaces: []\n",
+            "p.yaml",
+        )
+        .unwrap();
+        assert_eq!(none.default_service_account, None);
+        assert!(none.exempt_namespaces.is_empty());
+        assert!(!none.defaults_used().iter().any(|d| d.starts_with("exempt")));
+    }
+
+    #[test]
+    fn a_list_an_empty_mapping_or_a_scalar_is_no_policy() {
+        for (text, position, says) in [
+            ("[]\n", (1, 1), "not a list"),
+            ("# the platform's\n- enforce: true\n", (2, 1), "not a list"),
+            ("{}\n", (1, 1), "the policy is empty"),
+            ("\n\n  {}\n", (3, 3), "the policy is empty"),
+            ("enforce\n", (1, 1), "not a single value"),
+            ("\"null\"\n", (1, 1), "not a single value"),
+            ("null\n", (1, 1), "the file is empty"),
+        ] {
+            let err = Policy::parse(text, "p.yaml").unwrap_err();
+            assert_eq!((err.line, err.column), position, "{text:?}: {err}");
+            assert!(err.message.contains(says), "{text:?}: {err}");
+        }
     }
 
     #[test]
