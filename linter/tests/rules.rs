@@ -42,6 +42,7 @@ fn rules_dir(code: &str) -> PathBuf {
 /// The codes every comparison covers.
 const SCOPE: &[&str] = &[
     "FF003", "FF101", "FF102", "FF110", "FF111", "FF120", "FF121", "FF130", "FF140", "FF150",
+    "FF160",
 ];
 
 /// `(code, file, line, column)`; `file` is empty for single-file fixtures.
@@ -397,6 +398,7 @@ rule_fixtures! {
     ff130_fixtures => "FF130",
     ff140_fixtures => "FF140",
     ff150_fixtures => "FF150",
+    ff160_fixtures => "FF160",
 }
 
 /// Every rule this suite covers has fixtures that fire and near-misses; a rule added later
@@ -601,4 +603,5 @@ text_snapshots! {
     text_ff130 => "FF130",
     text_ff140 => "FF140",
     text_ff150 => "FF150",
+    text_ff160 => "FF160",
 }

@@ -748,6 +748,30 @@ async fn a_variable_reference_namespace_at_admission_is_literal() {
     }
 }
 
+/// FF160 is an opt-in: a cross-namespace dependsOn is admitted by the default policy and
+/// denied once the policy turns the rule on.
+#[tokio::test]
+async fn ff160_cross_namespace_depends_on_is_an_opt_in() {
+    let mut review = fixture("kustomization-cluster-config-with-service-account");
+    review["request"]["object"]["spec"]["dependsOn"] =
+        json!([{"name": "database", "namespace": "team-b", "readyExpr": "true"}]);
+    assert_eq!(verdict(&app(), &review).await, (true, vec![]));
+    let mut policy = Policy::azure_default();
+    policy
+        .rules
+        .insert("FF160".into(), fluxfence::Severity::Deny);
+    let strict = app_with(policy, None, MAX_BODY);
+    let response = respond(&strict, "/validate", &review).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(
+        message(&response)
+            .contains("FF160 cross-namespace-depends-on at /spec/dependsOn/0/namespace"),
+        "{response}"
+    );
+    review["request"]["object"]["spec"]["dependsOn"][0]["namespace"] = json!("cluster-config");
+    assert_eq!(verdict(&strict, &review).await, (true, vec![]));
+}
+
 #[tokio::test]
 async fn a_shared_source_reference_is_rewritten_to_the_tenant_copy() {
     let app = app_with(per_tenant(), Some(OWN_NAMESPACE), MAX_BODY);

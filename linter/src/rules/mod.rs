@@ -25,6 +25,7 @@ mod ff121_target_namespace_outside_tenant;
 mod ff130_remote_kustomize_base;
 mod ff140_source_url_not_allowed;
 mod ff150_decryption_with_platform_key;
+mod ff160_cross_namespace_depends_on;
 pub mod url;
 
 pub use ff003_suppression_without_reason::SUPPRESSION_WITHOUT_REASON;
@@ -255,6 +256,7 @@ pub static ALL: &[&dyn Rule] = &[
     &ff130_remote_kustomize_base::RemoteKustomizeBase,
     &ff140_source_url_not_allowed::SourceUrlNotAllowed,
     &ff150_decryption_with_platform_key::DecryptionWithPlatformKey,
+    &ff160_cross_namespace_depends_on::CrossNamespaceDependsOn,
 ];
 
 pub fn by_code(code: &str) -> Option<&'static dyn Rule> {
