@@ -176,6 +176,40 @@ fn per_repository_findings_are_the_verified_ones() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// FF160 is off by default; turned on, it finds the home-ops repositories' Kustomizations that
+/// wait on other namespaces' ones. Sample read: onedr0p apps/default/home-assistant/ks.yaml:12,
+/// a Kustomization of `default` (the namespace of apps/default/kustomization.yaml) with
+/// `dependsOn: [{name: multus-networks, namespace: kube-system}]`.
+#[test]
+fn cross_namespace_depends_on_when_the_policy_turns_it_on() {
+    let Some(corpus) = corpus() else { return };
+    let mut policy = Policy::azure_default();
+    policy
+        .rules
+        .insert("FF160".into(), fluxfence::Severity::Warn);
+    let expected = [
+        ("auricom__home-ops", 102),
+        ("bjw-s-labs__home-ops", 46),
+        ("buroa__k8s-gitops", 26),
+        ("controlplaneio-fluxcd__d1-fleet", 0),
+        ("onedr0p__home-ops", 3),
+        ("zhorvath83__home-ops", 76),
+    ];
+    for (repo, count) in expected {
+        let dir = corpus.join(repo);
+        let report = lint(
+            Inventory::load_in_root(&dir, std::slice::from_ref(&dir)),
+            &policy,
+        );
+        let found = report
+            .diagnostics
+            .iter()
+            .filter(|d| d.finding.code == "FF160")
+            .count();
+        assert_eq!(found, count, "{repo}");
+    }
+}
+
 #[test]
 fn every_repository_of_the_corpus_is_linted() {
     let Some(corpus) = corpus() else { return };
