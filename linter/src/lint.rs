@@ -8,7 +8,7 @@ use crate::input::{InputError, Inventory, SourceFile};
 use crate::kinds::FluxKind;
 use crate::model::{EffectiveNamespace, FluxObject};
 use crate::policy::Policy;
-use crate::rules::{self, Context, SUPPRESSION_WITHOUT_REASON, Subject};
+use crate::rules::{self, Context, SUPPRESSION_NOT_ALLOWED, SUPPRESSION_WITHOUT_REASON, Subject};
 
 /// A Flux object whose namespace cannot be known offline; namespace rules skipped it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -72,6 +72,7 @@ pub fn lint(mut inventory: Inventory, policy: &Policy) -> Report {
         policy,
         declared_service_accounts: &declared_service_accounts,
         trust_explicit_service_accounts: false,
+        values_are_final: false,
     };
     let every_file_reported = reported_files.len() == inventory.files.len();
     let judge = Judge {
@@ -136,10 +137,11 @@ pub fn lint(mut inventory: Inventory, policy: &Policy) -> Report {
         diagnostics.retain(|d| {
             with_suppressions
                 .get(d.file.as_str())
-                .is_none_or(|&file| !is_suppressed(&inventory, file, d))
+                .is_none_or(|&file| !is_suppressed(&inventory, policy, file, d))
         });
     }
     diagnostics.extend(invalid_suppressions(&inventory, policy));
+    diagnostics.extend(denied_suppressions(&inventory, policy));
     inventory.errors.extend(build_errors);
     Report {
         inventory,
@@ -264,6 +266,13 @@ impl Judge<'_> {
                 return;
             }
         };
+        if self.cx.policy.enforce {
+            for (span, reason) in rules::unresolved_reference_namespaces(&object) {
+                judged
+                    .unresolved
+                    .push(self.unresolved_at(file, &object, span, reason));
+            }
+        }
         judged.judged.push(built.object.resource);
         if !matches!(built.producer, Producer::Flux(_)) {
             judged.judged_without_flux.push(built.object.resource);
@@ -313,6 +322,28 @@ impl Judge<'_> {
             diagnostic.namespace_origin = Some(origin_label.clone());
             diagnostic.notes = notes;
             judged.diagnostics.push(diagnostic);
+        }
+    }
+
+    /// An unresolved value of `object`, at the file and line that wrote it.
+    fn unresolved_at(
+        &self,
+        file: &SourceFile,
+        object: &FluxObject,
+        span: crate::yaml::Span,
+        reason: String,
+    ) -> Unresolved {
+        let written_in = span
+            .file_index()
+            .and_then(|f| self.inventory.files.get(f))
+            .unwrap_or(file);
+        let (line, column) = written_in.lines.position(&written_in.text, span.start);
+        Unresolved {
+            file: written_in.path.clone(),
+            line,
+            column,
+            object: object.display_name(),
+            reason,
         }
     }
 
@@ -400,8 +431,17 @@ pub(crate) fn locate(file: &SourceFile, finding: Finding) -> Diagnostic {
     }
 }
 
-/// Whether a suppression comment of `diagnostic`'s file (`index`) silences it.
-fn is_suppressed(inventory: &Inventory, index: usize, diagnostic: &Diagnostic) -> bool {
+/// Whether a suppression comment of `diagnostic`'s file (`index`) silences it: one that
+/// names its rule, when the policy lets that rule be suppressed.
+fn is_suppressed(
+    inventory: &Inventory,
+    policy: &Policy,
+    index: usize,
+    diagnostic: &Diagnostic,
+) -> bool {
+    if !policy.suppressions.allows(diagnostic.finding.code) {
+        return false;
+    }
     let file = &inventory.files[index];
     let offset = diagnostic.finding.span.start;
     let document = inventory
@@ -418,6 +458,43 @@ fn is_suppressed(inventory: &Inventory, index: usize, diagnostic: &Diagnostic) -
                         d.header.start <= s.span.start && s.span.start < d.header.end
                     }))
         })
+}
+
+/// Suppression comments naming rules the policy does not let be suppressed: shown, not
+/// obeyed (the findings they name stay in the report).
+fn denied_suppressions(inventory: &Inventory, policy: &Policy) -> Vec<Diagnostic> {
+    let meta = &SUPPRESSION_NOT_ALLOWED;
+    let severity = policy.severity(meta.code, meta.default_severity);
+    if severity == Severity::Off || policy.suppressions == crate::policy::Suppressions::Allow {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for file in inventory.files.iter().filter(|f| f.reported) {
+        for suppression in file.suppressions.iter().filter(|s| s.is_valid()) {
+            let denied: Vec<&str> = suppression
+                .codes
+                .iter()
+                .map(String::as_str)
+                .filter(|code| !policy.suppressions.allows(code))
+                .collect();
+            if denied.is_empty() {
+                continue;
+            }
+            let mut finding = meta.finding(
+                String::new(),
+                suppression.span,
+                format!(
+                    "the policy does not let {} be suppressed: this comment does not silence it",
+                    denied.join(", ")
+                ),
+                "fix the finding, or have the platform list the rule under the policy's `suppressions`"
+                    .into(),
+            );
+            finding.severity = severity;
+            out.push(locate(file, finding));
+        }
+    }
+    out
 }
 
 fn invalid_suppressions(inventory: &Inventory, policy: &Policy) -> Vec<Diagnostic> {

@@ -495,7 +495,18 @@ fn show_settings(settings: &Settings, args: &LintArgs) -> String {
         .map_or_else(|| "none".to_owned(), |r| absolute(r).display().to_string());
     let policy = settings.policy.as_deref().map_or_else(
         || "built-in (Azure microsoft.flux, multiTenancy.enforce=true)".to_owned(),
-        |p| absolute(p).display().to_string(),
+        |p| {
+            // What a partial policy file leaves out takes the documented defaults: say which.
+            let defaults = Policy::load(p).map(|policy| policy.defaults_used());
+            match defaults {
+                Ok(filled) if !filled.is_empty() => format!(
+                    "{} (defaults for what it leaves out: {})",
+                    absolute(p).display(),
+                    filled.join(", ")
+                ),
+                _ => absolute(p).display().to_string(),
+            }
+        },
     );
     let input = match &settings.stdin {
         Some(name) => format!("stdin, reported as {name}"),

@@ -4,6 +4,31 @@
 use crate::kinds::FluxKind;
 use crate::yaml::{Node, Span, Value};
 
+#[cfg(test)]
+mod tests {
+    use super::with_substitution_defaults;
+
+    #[test]
+    fn substitution_defaults_stand_in_for_unset_variables() {
+        for (value, expected) in [
+            ("team-a", Some("team-a")),
+            ("${SRC_NS:-flux-system}", Some("flux-system")),
+            ("${SRC_NS:=flux-system}", Some("flux-system")),
+            ("${SRC_NS-flux-system}", Some("flux-system")),
+            ("team-${ENV:-dev}", Some("team-dev")),
+            ("${SRC_NS}", None),
+            ("${SRC_NS:-a}-${OTHER}", None),
+            ("${UNCLOSED", None),
+        ] {
+            assert_eq!(
+                with_substitution_defaults(value).as_deref(),
+                expected,
+                "{value}"
+            );
+        }
+    }
+}
+
 /// A Flux object, as written (minus HelmRelease `spec.values`, which no rule reads and which
 /// is most of a large repository's bytes).
 #[derive(Debug, Clone)]
@@ -156,6 +181,31 @@ impl EffectiveNamespace {
             }
         }
     }
+}
+
+/// `value` as Flux's post-build substitution leaves it when no variable is set: every
+/// `${NAME:-default}` (and `:=`, `-`, `=`) becomes its default. `None` when a `${NAME}` has
+/// no default, so only the substitution (unknown here) can say what the value is.
+pub fn with_substitution_defaults(value: &str) -> Option<String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let expression = &rest[start + 2..];
+        let end = expression.find('}')?;
+        let expression = &expression[..end];
+        let name_end = expression
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(expression.len());
+        let operator = &expression[name_end..];
+        let default = [":-", ":=", "-", "="]
+            .iter()
+            .find_map(|op| operator.strip_prefix(op))?;
+        out.push_str(default);
+        rest = &rest[start + 2 + end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// A reference field of an object: where it is and what it points at.

@@ -30,11 +30,13 @@ pub struct Policy {
     #[serde(default = "default_config_namespace")]
     pub config_namespace: String,
     /// The service account the controllers impersonate when `spec.serviceAccountName` is empty
-    /// (`--default-service-account`). `None` means the controllers run as themselves.
-    #[serde(default)]
+    /// (`--default-service-account`). Unwritten: `flux-applier` in the config namespace, as in
+    /// the built-in policy; `null` means the controllers run as themselves.
+    #[serde(default = "default_service_account")]
     pub default_service_account: Option<DefaultServiceAccount>,
-    /// Namespaces of the platform's own, cluster-admin configurations: no tenancy rule applies.
-    #[serde(default)]
+    /// Namespaces of the platform's own, cluster-admin configurations: the service-account
+    /// and tenant rules skip them. Unwritten: `[flux-system]`; `[]` exempts none.
+    #[serde(default = "default_exempt_namespaces")]
     pub exempt_namespaces: Vec<String>,
     /// Service accounts that exist in the cluster besides those declared in the linted input.
     #[serde(default)]
@@ -52,6 +54,88 @@ pub struct Policy {
     /// CREATE. An object being deleted is admitted either way.
     #[serde(default = "default_true")]
     pub ratchet_updates: bool,
+    /// Whether `# fluxfence:ignore` comments silence findings. Tenants write their own
+    /// manifests, comments included, so the platform decides: `allow` (the default), `deny`,
+    /// or the list of rule codes that may be suppressed.
+    #[serde(default)]
+    pub suppressions: Suppressions,
+    /// The settings the file does not write, filled with their documented defaults
+    /// (`fluxfence lint --show-settings` lists them).
+    #[serde(skip)]
+    pub defaulted: Vec<&'static str>,
+}
+
+/// The settings whose default is not empty, in the file's order of documentation, with the
+/// default as `--show-settings` describes it.
+const DOCUMENTED_DEFAULTS: &[(&str, &str)] = &[
+    ("enforce", "true"),
+    ("configNamespace", "cluster-config"),
+    ("defaultServiceAccount", "flux-applier in [cluster-config]"),
+    ("exemptNamespaces", "[flux-system]"),
+    ("ratchetUpdates", "true"),
+    ("suppressions", "allow"),
+];
+
+/// Which findings a `# fluxfence:ignore` comment may silence.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Suppressions {
+    #[default]
+    Allow,
+    Deny,
+    /// Only these rule codes.
+    Codes(Vec<String>),
+}
+
+impl Suppressions {
+    pub fn allows(&self, code: &str) -> bool {
+        match self {
+            Suppressions::Allow => true,
+            Suppressions::Deny => false,
+            Suppressions::Codes(codes) => codes.iter().any(|c| c.eq_ignore_ascii_case(code)),
+        }
+    }
+}
+
+impl Serialize for Suppressions {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Suppressions::Allow => serializer.serialize_str("allow"),
+            Suppressions::Deny => serializer.serialize_str("deny"),
+            Suppressions::Codes(codes) => codes.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Suppressions {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Suppressions;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`allow`, `deny` or a list of rule codes")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Suppressions, E> {
+                match value {
+                    "allow" => Ok(Suppressions::Allow),
+                    "deny" => Ok(Suppressions::Deny),
+                    other => Err(E::custom(format!(
+                        "`{other}`: expected `allow`, `deny` or a list of rule codes"
+                    ))),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Suppressions, A::Error> {
+                let mut codes = Vec::new();
+                while let Some(code) = seq.next_element::<String>()? {
+                    codes.push(code);
+                }
+                Ok(Suppressions::Codes(codes))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -82,9 +166,15 @@ pub struct Tenant {
     /// Namespace patterns the tenant may deploy into. The tenant's own namespaces always count.
     #[serde(default)]
     pub target_namespaces: Vec<String>,
-    /// URL prefixes the tenant's sources may fetch from. Empty: any URL.
+    /// URLs the tenant's sources (and image repositories) may fetch from, with what lies below
+    /// them: compared by scheme, host, port and whole path segments (`*` within one segment
+    /// or host label). Empty: any URL.
     #[serde(default)]
     pub source_urls: Vec<String>,
+    /// URLs the tenant's notification Providers may send to (`address`, `proxy`), compared
+    /// as `source_urls` are. Empty: any URL.
+    #[serde(default)]
+    pub provider_urls: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -104,6 +194,17 @@ fn default_true() -> bool {
 
 fn default_config_namespace() -> String {
     "cluster-config".to_owned()
+}
+
+fn default_service_account() -> Option<DefaultServiceAccount> {
+    Some(DefaultServiceAccount {
+        name: "flux-applier".into(),
+        namespaces: vec![default_config_namespace()],
+    })
+}
+
+fn default_exempt_namespaces() -> Vec<String> {
+    vec!["flux-system".into()]
 }
 
 /// An invalid policy, located.
@@ -126,16 +227,15 @@ impl Policy {
             kind: None,
             enforce: true,
             config_namespace: default_config_namespace(),
-            default_service_account: Some(DefaultServiceAccount {
-                name: "flux-applier".into(),
-                namespaces: vec![default_config_namespace()],
-            }),
-            exempt_namespaces: vec!["flux-system".into()],
+            default_service_account: default_service_account(),
+            exempt_namespaces: default_exempt_namespaces(),
             service_accounts: Vec::new(),
             tenants: Vec::new(),
             shared_sources: Vec::new(),
             rules: BTreeMap::new(),
             ratchet_updates: true,
+            suppressions: Suppressions::Allow,
+            defaulted: Vec::new(),
         })
     }
 
@@ -179,8 +279,32 @@ impl Policy {
                 ));
             }
         };
+        let keys: Vec<&str> = match &root.value {
+            yaml::Value::Map(entries) if entries.is_empty() => {
+                return Err(at(
+                    root.span.start,
+                    "the policy is empty; write at least `enforce: true` (unwritten settings take the built-in policy's values)".into(),
+                ));
+            }
+            yaml::Value::Map(entries) => {
+                entries.iter().filter_map(|(k, _)| k.as_scalar()).collect()
+            }
+            yaml::Value::Seq(_) => {
+                return Err(at(
+                    root.span.start,
+                    "a policy is a mapping of settings (`enforce: true`, …), not a list".into(),
+                ));
+            }
+            yaml::Value::Scalar(_) => {
+                return Err(at(
+                    root.span.start,
+                    "a policy is a mapping of settings (`enforce: true`, …), not a single value"
+                        .into(),
+                ));
+            }
+        };
         let json = root.to_json();
-        let policy: Policy = serde_path_to_error::deserialize(&json).map_err(|e| {
+        let mut policy: Policy = serde_path_to_error::deserialize(&json).map_err(|e| {
             let message = e.inner().to_string();
             // An unknown field is best shown at its key; anything else at the value.
             let node = locate(&root, e.path(), message.starts_with("unknown field"));
@@ -190,6 +314,11 @@ impl Policy {
             let node = locate_pointer(&root, &pointer, false);
             at(node.span.start, message)
         })?;
+        policy.defaulted = DOCUMENTED_DEFAULTS
+            .iter()
+            .map(|(key, _)| *key)
+            .filter(|key| !keys.contains(key))
+            .collect();
         Ok(policy)
     }
 
@@ -203,7 +332,32 @@ impl Policy {
                 ));
             }
         }
+        if let Suppressions::Codes(codes) = &self.suppressions {
+            for (i, code) in codes.iter().enumerate() {
+                if crate::rules::by_code(code).is_none() {
+                    return Err((
+                        vec!["suppressions".into(), i.to_string()],
+                        format!("unknown rule code `{code}`; `fluxfence rules` lists them"),
+                    ));
+                }
+            }
+        }
         for (i, tenant) in self.tenants.iter().enumerate() {
+            for (key, list) in [
+                ("sourceUrls", &tenant.source_urls),
+                ("providerUrls", &tenant.provider_urls),
+            ] {
+                for (j, url) in list.iter().enumerate() {
+                    if let Err(reason) = crate::rules::url::Location::parse(url, None) {
+                        return Err((
+                            vec!["tenants".into(), i.to_string(), key.into(), j.to_string()],
+                            format!(
+                                "`{url}` is not a URL ({reason}); write a scheme, a host and whole path segments, e.g. https://github.com/org/team-a-*"
+                            ),
+                        ));
+                    }
+                }
+            }
             if tenant.namespaces.is_empty() {
                 return Err((
                     vec!["tenants".into(), i.to_string(), "namespaces".into()],
@@ -215,6 +369,16 @@ impl Policy {
             }
         }
         Ok(())
+    }
+
+    /// The settings the policy file left out, with the defaults that filled them
+    /// (`configNamespace: cluster-config`).
+    pub fn defaults_used(&self) -> Vec<String> {
+        DOCUMENTED_DEFAULTS
+            .iter()
+            .filter(|(key, _)| self.defaulted.contains(key))
+            .map(|(key, value)| format!("{key}: {value}"))
+            .collect()
     }
 
     /// The severity of `code` under this policy, given the rule's default.
@@ -394,6 +558,75 @@ mod tests {
         let err = Policy::parse("rules:\n  FF999: deny\n", "p.yaml").unwrap_err();
         assert_eq!(err.line, 2, "{err}");
         assert!(err.message.contains("unknown rule code `FF999`"), "{err}");
+    }
+
+    #[test]
+    fn an_allowed_url_that_is_not_a_url_is_located() {
+        let text = "tenants:\n  - name: a\n    namespaces: [a]\n    sourceUrls:\n      - https://github.com/org\n      - https://github.com:git/org\n";
+        let err = Policy::parse(text, "p.yaml").unwrap_err();
+        assert_eq!((err.line, err.column), (6, 9), "{err}");
+        assert!(err.message.contains("is not a URL"), "{err}");
+    }
+
+    #[test]
+    fn suppressions_are_allow_deny_or_codes() {
+        let allow = Policy::parse("enforce: true\n", "p.yaml").unwrap();
+        assert!(allow.suppressions.allows("FF101"));
+        let deny = Policy::parse("suppressions: deny\n", "p.yaml").unwrap();
+        assert!(!deny.suppressions.allows("FF110"));
+        let some = Policy::parse("suppressions: [FF110, ff002]\n", "p.yaml").unwrap();
+        assert!(some.suppressions.allows("FF110") && some.suppressions.allows("FF002"));
+        assert!(!some.suppressions.allows("FF101"));
+        let err = Policy::parse("suppressions: sometimes\n", "p.yaml").unwrap_err();
+        assert_eq!((err.line, err.column), (1, 15), "{err}");
+        assert!(err.message.contains("expected `allow`, `deny`"), "{err}");
+        let err = Policy::parse("suppressions:\n  - FF110\n  - FF999\n", "p.yaml").unwrap_err();
+        assert_eq!((err.line, err.column), (3, 5), "{err}");
+    }
+
+    #[test]
+    fn enforce_true_alone_is_the_documented_defaults() {
+        let mut alone = Policy::parse("enforce: true\n", "p.yaml").unwrap();
+        assert_eq!(
+            alone.defaults_used(),
+            [
+                "configNamespace: cluster-config",
+                "defaultServiceAccount: flux-applier in [cluster-config]",
+                "exemptNamespaces: [flux-system]",
+                "ratchetUpdates: true",
+                "suppressions: allow",
+            ]
+        );
+        alone.defaulted.clear();
+        let mut builtin = Policy::azure_default();
+        builtin.defaulted.clear();
+        assert_eq!(alone, builtin);
+        // Written out as empty, they are empty.
+        let none = Policy::parse(
+            "defaultServiceAccount: null\nexemptNamespaces: []\n",
+            "p.yaml",
+        )
+        .unwrap();
+        assert_eq!(none.default_service_account, None);
+        assert!(none.exempt_namespaces.is_empty());
+        assert!(!none.defaults_used().iter().any(|d| d.starts_with("exempt")));
+    }
+
+    #[test]
+    fn a_list_an_empty_mapping_or_a_scalar_is_no_policy() {
+        for (text, position, says) in [
+            ("[]\n", (1, 1), "not a list"),
+            ("# the platform's\n- enforce: true\n", (2, 1), "not a list"),
+            ("{}\n", (1, 1), "the policy is empty"),
+            ("\n\n  {}\n", (3, 3), "the policy is empty"),
+            ("enforce\n", (1, 1), "not a single value"),
+            ("\"null\"\n", (1, 1), "not a single value"),
+            ("null\n", (1, 1), "the file is empty"),
+        ] {
+            let err = Policy::parse(text, "p.yaml").unwrap_err();
+            assert_eq!((err.line, err.column), position, "{text:?}: {err}");
+            assert!(err.message.contains(says), "{text:?}: {err}");
+        }
     }
 
     #[test]

@@ -583,7 +583,7 @@ fn rule_prints_its_doc() {
     assert_eq!(run.code, 0);
     assert!(
         run.stdout.starts_with(
-            "# FF101 cross-namespace-source-ref\n\nA Flux object references a source in another namespace\n\nDefault severity: deny. Fixable: only with `fluxfence fix --unsafe-fixes` (the fix moves objects between namespaces).\n\n## What it does\n"
+            "# FF101 cross-namespace-source-ref\n\nA Flux object references a source in another namespace\n\nDefault severity: deny. Fixable: only with `fluxfence fix --unsafe-fixes` (the fix moves objects between namespaces). In exempt namespaces: judged too.\n\n## What it does\n"
         ),
         "{}",
         run.stdout
@@ -692,7 +692,7 @@ fn an_unknown_policy_field_is_exit_2_at_its_key() {
         "error: policy.yaml:2:1: invalid policy: exemptNamespace: unknown field `exemptNamespace`, \
          expected one of `apiVersion`, `kind`, `enforce`, `configNamespace`, \
          `defaultServiceAccount`, `exemptNamespaces`, `serviceAccounts`, `tenants`, \
-         `sharedSources`, `rules`, `ratchetUpdates`\n"
+         `sharedSources`, `rules`, `ratchetUpdates`, `suppressions`\n"
     );
 }
 

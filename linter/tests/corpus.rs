@@ -71,6 +71,12 @@ type Expected = (&'static str, &'static [(&'static str, usize)], usize, usize);
 //   `kubeConfig` and `serviceAccountName: flux-cluster-admin` to every HelmRelease they build,
 //   so the six built HelmReleases apply remotely (FF120) and name an account (no FF110/FF111,
 //   which the files alone had reported).
+// - FF102 billimek kubernetes/flux-system/discord-notifications/alerts.yaml:45 and four more:
+//   Alert flux-system/helmreleases lists HelmReleases of cert-manager, default, kube-system,
+//   monitoring and rook-ceph as event sources. flux-system is exempt, but notification-
+//   controller drops an event whose object is in another namespace than the Alert under
+//   --no-cross-namespace-refs whatever the namespace, so those five never alert (its
+//   `flux-system` entry does). No other Alert of the corpus names another namespace.
 // - FF002 hub-spoke and multi-tenancy: v1beta2 objects current Flux no longer serves.
 // - d1-fleet/d1-infra: tenants live in their own namespaces with their own service accounts
 //   and same-namespace sources: clean, as that reference architecture intends.
@@ -95,7 +101,7 @@ fn per_repository_findings_are_the_verified_ones() {
         ),
         (
             "billimek__k8s-gitops",
-            &[("FF101", 42), ("FF110", 72), ("FF111", 72)],
+            &[("FF101", 42), ("FF102", 5), ("FF110", 72), ("FF111", 72)],
             0,
             0,
         ),
@@ -168,6 +174,40 @@ fn per_repository_findings_are_the_verified_ones() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// FF160 is off by default; turned on, it finds the home-ops repositories' Kustomizations that
+/// wait on other namespaces' ones. Sample read: onedr0p apps/default/home-assistant/ks.yaml:12,
+/// a Kustomization of `default` (the namespace of apps/default/kustomization.yaml) with
+/// `dependsOn: [{name: multus-networks, namespace: kube-system}]`.
+#[test]
+fn cross_namespace_depends_on_when_the_policy_turns_it_on() {
+    let Some(corpus) = corpus() else { return };
+    let mut policy = Policy::azure_default();
+    policy
+        .rules
+        .insert("FF160".into(), fluxfence::Severity::Warn);
+    let expected = [
+        ("auricom__home-ops", 102),
+        ("bjw-s-labs__home-ops", 46),
+        ("buroa__k8s-gitops", 26),
+        ("controlplaneio-fluxcd__d1-fleet", 0),
+        ("onedr0p__home-ops", 3),
+        ("zhorvath83__home-ops", 76),
+    ];
+    for (repo, count) in expected {
+        let dir = corpus.join(repo);
+        let report = lint(
+            Inventory::load_in_root(&dir, std::slice::from_ref(&dir)),
+            &policy,
+        );
+        let found = report
+            .diagnostics
+            .iter()
+            .filter(|d| d.finding.code == "FF160")
+            .count();
+        assert_eq!(found, count, "{repo}");
+    }
 }
 
 #[test]

@@ -75,7 +75,12 @@ fn documents(text: &str) -> Vec<serde_json::Value> {
 fn the_seed_before_becomes_the_documents_after() {
     // The document's "after" carries no serviceAccountName (the default applies) and keeps the
     // beta API versions, so FF110's and FF002's own fixes are off to compare like with like.
-    let policy = Policy::parse("rules:\n  FF110: off\n  FF002: off\n", "p.yaml").unwrap();
+    // The document moves the HelmRepository out of `flux-system`: no namespace is exempt here.
+    let policy = Policy::parse(
+        "exemptNamespaces: []\nrules:\n  FF110: off\n  FF002: off\n",
+        "p.yaml",
+    )
+    .unwrap();
     let before =
         std::fs::read_to_string(workspace().join("testdata/seed/before/nginx.yaml")).unwrap();
     let after =

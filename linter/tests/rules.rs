@@ -41,7 +41,8 @@ fn rules_dir(code: &str) -> PathBuf {
 
 /// The codes every comparison covers.
 const SCOPE: &[&str] = &[
-    "FF003", "FF101", "FF102", "FF110", "FF111", "FF120", "FF121", "FF130", "FF140",
+    "FF003", "FF101", "FF102", "FF110", "FF111", "FF120", "FF121", "FF130", "FF140", "FF150",
+    "FF160",
 ];
 
 /// `(code, file, line, column)`; `file` is empty for single-file fixtures.
@@ -396,6 +397,8 @@ rule_fixtures! {
     ff121_fixtures => "FF121",
     ff130_fixtures => "FF130",
     ff140_fixtures => "FF140",
+    ff150_fixtures => "FF150",
+    ff160_fixtures => "FF160",
 }
 
 /// Every rule this suite covers has fixtures that fire and near-misses; a rule added later
@@ -599,4 +602,6 @@ text_snapshots! {
     text_ff121 => "FF121",
     text_ff130 => "FF130",
     text_ff140 => "FF140",
+    text_ff150 => "FF150",
+    text_ff160 => "FF160",
 }

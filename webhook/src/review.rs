@@ -52,8 +52,8 @@ pub enum Verdict {
     Mutated,
     /// Judged, an UPDATE that violates but adds no new violation: allowed with warnings.
     Ratcheted,
-    /// Not judged: a delete, an update of an object being deleted, a status update, an exempt or the webhook's own namespace, not a
-    /// Flux kind, or a policy that does not enforce.
+    /// Not judged: a delete, an update of an object being deleted, a status update, the
+    /// webhook's own namespace, not a Flux kind, or a policy that does not enforce.
     Skipped,
     /// Could not be judged: denied, never allowed.
     Error,
@@ -146,9 +146,8 @@ pub fn review(
     if !policy.enforce {
         return Outcome::skipped(response, kind, "the policy does not enforce");
     }
-    if policy.is_exempt(namespace) {
-        return Outcome::skipped(response, kind, "exempt namespace");
-    }
+    // An exempt namespace is still judged: the engine skips there only the rules the
+    // exemption covers (cross-namespace references are refused by Flux in every namespace).
 
     let findings = judge(&object, namespace, policy);
     match endpoint {
@@ -174,6 +173,7 @@ fn judge(object: &FluxObject, namespace: &str, policy: &Policy) -> Vec<Finding> 
             policy,
             declared_service_accounts: &HashSet::new(),
             trust_explicit_service_accounts: true,
+            values_are_final: true,
         },
     )
 }
@@ -432,7 +432,9 @@ fn denial_message(
             doc_url(finding.code)
         ));
     }
-    let movable = denials.iter().any(|f| matches!(f.code, "FF101" | "FF111"));
+    // The platform's exempt namespaces keep their objects, as `fluxfence fix` leaves them.
+    let movable =
+        denials.iter().any(|f| matches!(f.code, "FF101" | "FF111")) && !policy.is_exempt(namespace);
     if movable && let Some(manifest) = fluxfence::remedy::suggest_move(object, namespace, policy) {
         message.push_str("\nMulti-tenant layout (what `fluxfence fix` writes):\n");
         message.push_str(&manifest);

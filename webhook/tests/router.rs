@@ -211,12 +211,11 @@ async fn dry_run_gets_the_same_verdict() {
 }
 
 #[tokio::test]
-async fn delete_status_exempt_and_own_namespace_are_never_blocked() {
+async fn delete_status_and_own_namespace_are_never_blocked() {
     let app = app();
     for name in [
         "helmrelease-delete",
         "helmrelease-status-update",
-        "helmrelease-exempt-namespace",
         "helmrelease-own-namespace",
     ] {
         for endpoint in ["/validate", "/mutate"] {
@@ -236,6 +235,50 @@ async fn delete_status_exempt_and_own_namespace_are_never_blocked() {
     let no_own = app_with(Policy::azure_default(), None, MAX_BODY);
     let response = respond(&no_own, "/validate", &fixture("helmrelease-own-namespace")).await;
     assert_eq!(response["allowed"], false);
+}
+
+/// `--no-cross-namespace-refs` has no namespace exemption: in the exempt flux-system a
+/// cross-namespace reference is denied (FF101) as the linter reports it, while the rules the
+/// exemption covers (FF110, FF111, …) stay silent and nothing is mutated.
+#[tokio::test]
+async fn an_exempt_namespace_is_judged_for_cross_namespace_references_only() {
+    let app = app();
+    let review = fixture("helmrelease-exempt-namespace");
+    let denied = respond(&app, "/validate", &review).await;
+    assert_eq!(denied["allowed"], false, "{denied}");
+    assert_eq!(denied["auditAnnotations"]["rules"], "FF101", "{denied}");
+    let text = message(&denied);
+    assert!(
+        text.contains("FF101 cross-namespace-source-ref at /spec/chart/spec/sourceRef/namespace"),
+        "{text}"
+    );
+    assert!(
+        text.contains("declare the HelmRepository in `flux-system`"),
+        "{text}"
+    );
+    // The platform's objects are not moved into the config namespace.
+    assert!(!text.contains("fluxfence fix"), "{text}");
+    let mutated = respond(&app, "/mutate", &review).await;
+    assert!(mutated.get("patch").is_none(), "{mutated}");
+
+    // The same object with its source beside it: no FF110 warning, no mutation.
+    let mut same = review.clone();
+    same["request"]["object"]["spec"]["chart"]["spec"]["sourceRef"]["namespace"] =
+        json!("flux-system");
+    for endpoint in ["/validate", "/mutate"] {
+        let response = respond(&app, endpoint, &same).await;
+        assert_eq!(response["allowed"], true, "{endpoint}: {response}");
+        assert!(response.get("warnings").is_none(), "{endpoint}: {response}");
+        assert!(response.get("patch").is_none(), "{endpoint}: {response}");
+    }
+
+    // An Alert of flux-system watching a tenant namespace: events dropped, so FF102.
+    let mut alert = fixture("alert-cross-namespace");
+    alert["request"]["namespace"] = json!("flux-system");
+    alert["request"]["object"]["metadata"]["namespace"] = json!("flux-system");
+    let response = respond(&app, "/validate", &alert).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(message(&response).contains("FF102"), "{response}");
 }
 
 #[tokio::test]
@@ -586,6 +629,147 @@ async fn per_tenant_policy_ff121_ff140_ff110_ff111() {
         message(&other).contains("which tenant `team-a` may not use"),
         "{other}"
     );
+}
+
+/// URLs are compared as URLs: the allowed `https://github.com/example-org/team-a-*` admits
+/// team-a's repositories only, not a look-alike host, a climb out of the path or another port.
+#[tokio::test]
+async fn ff140_compares_parsed_urls_as_the_linter_does() {
+    let app = app_with(per_tenant(), Some(OWN_NAMESPACE), MAX_BODY);
+    let review = fixture("tenant-gitrepository-url-allowed");
+    let with_url = |url: &str| {
+        let mut changed = review.clone();
+        changed["request"]["object"]["spec"]["url"] = json!(url);
+        changed
+    };
+    for (url, allowed) in [
+        ("https://github.com/example-org/team-a-app.git", true),
+        ("https://github.com/example-org/team-a-app/", true),
+        (
+            "https://github.com.evil.example/example-org/team-a-app",
+            false,
+        ),
+        (
+            "https://github.com/example-org/team-a-app/../team-b-app",
+            false,
+        ),
+        ("https://github.com:8443/example-org/team-a-app", false),
+        ("https://github.com/example-org/team-b-app", false),
+        (
+            "https://github.com\\@evil.example/example-org/team-a-app",
+            false,
+        ),
+    ] {
+        let response = respond(&app, "/validate", &with_url(url)).await;
+        assert_eq!(response["allowed"], allowed, "{url}: {response}");
+        if !allowed {
+            assert!(
+                message(&response).contains("FF140 source-url-not-allowed at /spec/url"),
+                "{url}: {response}"
+            );
+        }
+    }
+}
+
+/// FF150: a tenant Kustomization that decrypts without its own key, or with another's KMS
+/// identity, is denied; the platform's exempt namespace may use the controller's keys.
+#[tokio::test]
+async fn ff150_denies_decryption_with_the_platforms_keys() {
+    let app = app_with(per_tenant(), Some(OWN_NAMESPACE), MAX_BODY);
+    let review = fixture("tenant-kustomization-missing-service-account");
+    let with = |namespace: &str, decryption: Value| {
+        let mut changed = review.clone();
+        changed["request"]["namespace"] = json!(namespace);
+        let object = &mut changed["request"]["object"];
+        object["metadata"]["namespace"] = json!(namespace);
+        object["spec"]["serviceAccountName"] = json!("team-a-reconciler");
+        object["spec"]["decryption"] = decryption;
+        changed
+    };
+    let own_key = json!({"provider": "sops", "secretRef": {"name": "team-a-age"}});
+    assert_eq!(
+        verdict(&app, &with("team-a", own_key.clone())).await,
+        (true, vec![])
+    );
+
+    let no_key = with("team-a", json!({"provider": "sops"}));
+    let denied = respond(&app, "/validate", &no_key).await;
+    assert_eq!(denied["allowed"], false, "{denied}");
+    assert!(
+        message(&denied).contains("FF150 decryption-with-platform-key at /spec/decryption:"),
+        "{denied}"
+    );
+    let mut borrowed = own_key.clone();
+    borrowed["serviceAccountName"] = json!("team-b-reconciler");
+    let denied = respond(&app, "/validate", &with("team-a", borrowed)).await;
+    assert!(
+        message(&denied).contains("at /spec/decryption/serviceAccountName"),
+        "{denied}"
+    );
+    let platform = with("flux-system", json!({"provider": "sops"}));
+    assert_eq!(verdict(&app, &platform).await, (true, vec![]));
+}
+
+/// An ExternalArtifact is a source like the others: referenced from another namespace, FF101.
+#[tokio::test]
+async fn ff101_judges_external_artifact_references() {
+    let app = app();
+    let mut review = fixture("kustomization-cluster-config-with-service-account");
+    review["request"]["object"]["spec"]["sourceRef"] =
+        json!({"kind": "ExternalArtifact", "name": "apps", "namespace": "flux-system"});
+    assert_eq!(verdict(&app, &review).await, (false, vec!["FF101".into()]));
+    review["request"]["object"]["spec"]["sourceRef"]["namespace"] = json!("cluster-config");
+    assert_eq!(verdict(&app, &review).await, (true, vec![]));
+
+    let mut release = fixture("helmrelease-cluster-config");
+    let spec = &mut release["request"]["object"]["spec"];
+    spec["serviceAccountName"] = json!("flux-applier");
+    spec.as_object_mut().unwrap().remove("chart");
+    spec["chartRef"] =
+        json!({"kind": "ExternalArtifact", "name": "chart", "namespace": "flux-system"});
+    assert_eq!(verdict(&app, &release).await, (false, vec!["FF101".into()]));
+}
+
+/// At admission a value is final: Flux substitutes before it applies, so a `${VAR}` that
+/// reaches the API server is the namespace Flux will look in — another one — and is denied,
+/// default or not (the linter, which cannot know the substitution, lists `${VAR}` as
+/// unresolved and judges `${VAR:-default}` as its default).
+#[tokio::test]
+async fn a_variable_reference_namespace_at_admission_is_literal() {
+    let app = app();
+    let mut review = fixture("kustomization-cluster-config-with-service-account");
+    for namespace in ["${SRC_NS}", "${SRC_NS:-cluster-config}"] {
+        review["request"]["object"]["spec"]["sourceRef"]["namespace"] = json!(namespace);
+        assert_eq!(
+            verdict(&app, &review).await,
+            (false, vec!["FF101".into()]),
+            "{namespace}"
+        );
+    }
+}
+
+/// FF160 is an opt-in: a cross-namespace dependsOn is admitted by the default policy and
+/// denied once the policy turns the rule on.
+#[tokio::test]
+async fn ff160_cross_namespace_depends_on_is_an_opt_in() {
+    let mut review = fixture("kustomization-cluster-config-with-service-account");
+    review["request"]["object"]["spec"]["dependsOn"] =
+        json!([{"name": "database", "namespace": "team-b", "readyExpr": "true"}]);
+    assert_eq!(verdict(&app(), &review).await, (true, vec![]));
+    let mut policy = Policy::azure_default();
+    policy
+        .rules
+        .insert("FF160".into(), fluxfence::Severity::Deny);
+    let strict = app_with(policy, None, MAX_BODY);
+    let response = respond(&strict, "/validate", &review).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(
+        message(&response)
+            .contains("FF160 cross-namespace-depends-on at /spec/dependsOn/0/namespace"),
+        "{response}"
+    );
+    review["request"]["object"]["spec"]["dependsOn"][0]["namespace"] = json!("cluster-config");
+    assert_eq!(verdict(&strict, &review).await, (true, vec![]));
 }
 
 #[tokio::test]

@@ -324,7 +324,8 @@ fn default_policy_configmap_is_the_azure_default() {
       namespaces: [team-a, team-a-*]
       serviceAccounts: [deployer]
       targetNamespaces: [team-a-apps]
-      sourceUrls: [https://github.com/org/team-a-]
+      sourceUrls: [https://github.com/org/team-a-*]
+      providerUrls: [https://hooks.slack.com/services]
   sharedSources: [{kind: HelmRepository, namespace: flux-system, name: bitnami, tenants: [team-a]}]
   rules: {FF110: deny, FF140: off}
 ";

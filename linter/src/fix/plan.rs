@@ -163,6 +163,7 @@ fn plan_rule_fixes(
         policy,
         declared_service_accounts: &empty,
         trust_explicit_service_accounts: true,
+        values_are_final: false,
     };
     let version_meta = rules::ff002_removed_api_version::meta();
     let version_severity = policy.severity(version_meta.code, version_meta.default_severity);
@@ -698,6 +699,7 @@ fn app_namespaces(facts: &Facts) -> HashSet<String> {
         policy: facts.policy,
         declared_service_accounts: &facts.service_accounts,
         trust_explicit_service_accounts: false,
+        values_are_final: false,
     };
     let mut out = HashSet::new();
     for (r, resource) in facts.inventory.resources.iter().enumerate() {

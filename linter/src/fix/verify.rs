@@ -78,7 +78,8 @@ fn resolution(inventory: &Inventory, builds: &Builds) -> HashMap<Site, (bool, St
         let Some(own) = built.object.namespace().filter(|ns| !ns.contains("${")) else {
             continue;
         };
-        let Some(object) = FluxObject::from_node(crate::yaml::Node::clone(&built.object.root)) else {
+        let Some(object) = FluxObject::from_node(crate::yaml::Node::clone(&built.object.root))
+        else {
             continue;
         };
         let resource = &inventory.resources[built.object.resource];

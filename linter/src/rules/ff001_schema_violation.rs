@@ -14,6 +14,7 @@ static META: RuleMeta = RuleMeta {
     summary: "A Flux object is not valid against its CustomResourceDefinition schema",
     default_severity: Severity::Deny,
     fixable: super::Fixable::No,
+    exemption: super::Exemption::Everywhere,
     doc: "\
 ## What it does
 Validates every Flux object against the `openAPIV3Schema` of its CustomResourceDefinition for

@@ -13,6 +13,7 @@ static META: RuleMeta = RuleMeta {
     summary: "A Flux object uses an API version that current Flux no longer serves",
     default_severity: Severity::Deny,
     fixable: super::Fixable::Safe,
+    exemption: super::Exemption::Everywhere,
     doc: "\
 ## What it does
 Compares each Flux object's `apiVersion` with the versions current Flux serves: HelmRelease

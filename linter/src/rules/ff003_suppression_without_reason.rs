@@ -10,6 +10,7 @@ pub static SUPPRESSION_WITHOUT_REASON: RuleMeta = RuleMeta {
     summary: "A `fluxfence:ignore` comment names no rule or gives no reason",
     default_severity: Severity::Warn,
     fixable: super::Fixable::No,
+    exemption: super::Exemption::Everywhere,
     doc: "\
 ## What it does
 Reports `# fluxfence:ignore` comments that do not name the rule codes they silence or do not

@@ -11,15 +11,22 @@ static META: RuleMeta = RuleMeta {
     summary: "A Flux object references a source in another namespace",
     default_severity: Severity::Deny,
     fixable: super::Fixable::UnsafeOnly,
+    exemption: super::Exemption::Everywhere,
     doc: "\
 ## What it does
 Checks Kustomization `spec.sourceRef`, HelmRelease `spec.chart.spec.sourceRef` and
 `spec.chartRef`, ImagePolicy `spec.imageRepositoryRef` and ImageUpdateAutomation
-`spec.sourceRef`. A reference whose `namespace` is empty or equal to the object's own
+`spec.sourceRef`, whatever kind they name (an `ExternalArtifact`, Flux 2.7's source made by
+an ArtifactGenerator or another controller, included). A reference whose `namespace` is empty or equal to the object's own
 namespace is fine; any other namespace is flagged, unless the policy lists the source under
-`sharedSources`. The object's namespace is the one Flux would apply: a parent Flux
+`sharedSources`. Exempt namespaces are judged too: `--no-cross-namespace-refs` is a
+controller-wide flag with no namespace exception, so a reference from `flux-system` into
+another namespace is refused like any other. The object's namespace is the one Flux would apply: a parent Flux
 Kustomization's `targetNamespace`, else the outermost kustomization.yaml `namespace:`, else
-`metadata.namespace`.
+`metadata.namespace`. A namespace written as `${VAR:-default}` is judged as its default (what
+Flux's post-build substitution gives when the variable is not set); a `${VAR}` without one is
+listed as unresolved (`--show-unresolved`), not judged. At admission a value is final: Flux
+substitutes before it applies.
 
 ## Why is this bad?
 Multi-tenant Flux (Azure's `multiTenancy.enforce=true`, upstream
@@ -77,10 +84,15 @@ impl Rule for CrossNamespaceSourceRef {
 
     fn check_object(&self, subject: &Subject, cx: &Context, out: &mut Vec<Finding>) {
         for reference in source_references(subject.object) {
-            let Some(namespace) = reference.field("namespace") else {
+            let Some(written) = reference.field("namespace") else {
                 continue;
             };
-            if namespace == subject.namespace || namespace.contains("${") {
+            // An unset variable is reported as unresolved by the engine, not judged here.
+            let Some(namespace) = cx.resolve(written) else {
+                continue;
+            };
+            let namespace = namespace.as_ref();
+            if namespace.is_empty() || namespace == subject.namespace {
                 continue;
             }
             let kind = reference.field("kind").unwrap_or("source");
@@ -109,9 +121,11 @@ impl Rule for CrossNamespaceSourceRef {
 /// rewrite); from the config namespace itself, bring the source here.
 fn help(cx: &Context, namespace: &str, kind: &str) -> String {
     let config = &cx.policy.config_namespace;
-    if namespace == config {
+    // The config namespace and the platform's exempt ones are where objects stay: the source
+    // comes to them.
+    if namespace == config || cx.policy.is_exempt(namespace) {
         format!(
-            "Flux refuses cross-namespace references (AccessDenied); declare the {kind} in `{config}`"
+            "Flux refuses cross-namespace references (AccessDenied); declare the {kind} in `{namespace}`"
         )
     } else {
         format!(

@@ -11,11 +11,17 @@ static META: RuleMeta = RuleMeta {
     summary: "A Receiver or Alert points at objects in another namespace",
     default_severity: Severity::Deny,
     fixable: super::Fixable::No,
+    exemption: super::Exemption::Everywhere,
     doc: "\
 ## What it does
 Checks each `namespace` in a Receiver's `spec.resources` and an Alert's `spec.eventSources`.
 Empty or equal to the object's own namespace is fine. Another namespace is flagged, and so is
 `namespace: '*'`: only `name: '*'` is a wildcard in Flux, a `*` namespace never matches.
+Exempt namespaces are judged too: notification-controller drops an event whose object is in
+another namespace than the Alert whatever the Alert's namespace, so a platform Alert in
+`flux-system` watching tenants' Kustomizations is silently broken under lockdown.
+A namespace written as `${VAR:-default}` is judged as its default; a `${VAR}` without one is
+listed as unresolved (`--show-unresolved`), not judged.
 
 ## Why is this bad?
 With `--no-cross-namespace-refs=true` the notification-controller rejects a Receiver's
@@ -48,7 +54,7 @@ impl Rule for CrossNamespaceEventSource {
         &META
     }
 
-    fn check_object(&self, subject: &Subject, _cx: &Context, out: &mut Vec<Finding>) {
+    fn check_object(&self, subject: &Subject, cx: &Context, out: &mut Vec<Finding>) {
         let field = match subject.object.kind {
             FluxKind::Receiver => "resources",
             FluxKind::Alert => "eventSources",
@@ -66,10 +72,15 @@ impl Rule for CrossNamespaceEventSource {
             let Some(ns_node) = item.get("namespace") else {
                 continue;
             };
-            let Some(namespace) = ns_node.as_str() else {
+            let Some(written) = ns_node.as_str() else {
                 continue;
             };
-            if namespace == subject.namespace || namespace.contains("${") {
+            // An unset variable is reported as unresolved by the engine, not judged here.
+            let Some(namespace) = cx.resolve(written) else {
+                continue;
+            };
+            let namespace = namespace.as_ref();
+            if namespace.is_empty() || namespace == subject.namespace {
                 continue;
             }
             let kind = item

@@ -10,6 +10,7 @@ static META: RuleMeta = RuleMeta {
     summary: "A Kustomization or HelmRelease does not name the service account it is applied as",
     default_severity: Severity::Warn,
     fixable: super::Fixable::Safe,
+    exemption: super::Exemption::OutsideExemptNamespaces,
     doc: "\
 ## What it does
 Reports Kustomizations and HelmReleases without `spec.serviceAccountName`. The fix (and the

@@ -12,6 +12,7 @@ static META: RuleMeta = RuleMeta {
     summary: "The service account an object is applied as is not allowed or not in its namespace",
     default_severity: Severity::Deny,
     fixable: super::Fixable::UnsafeOnly,
+    exemption: super::Exemption::OutsideExemptNamespaces,
     doc: "\
 ## What it does
 Works out the service account a Kustomization or HelmRelease is applied as:

@@ -10,6 +10,7 @@ static META: RuleMeta = RuleMeta {
     summary: "A tenant object applies to another cluster through spec.kubeConfig",
     default_severity: Severity::Deny,
     fixable: super::Fixable::No,
+    exemption: super::Exemption::OutsideExemptNamespaces,
     doc: "\
 ## What it does
 Reports `spec.kubeConfig` on Kustomizations and HelmReleases outside the exempt (platform)

@@ -13,6 +13,7 @@ static META: RuleMeta = RuleMeta {
     summary: "targetNamespace or storageNamespace is outside the tenant's namespaces",
     default_severity: Severity::Deny,
     fixable: super::Fixable::No,
+    exemption: super::Exemption::OutsideExemptNamespaces,
     doc: "\
 ## What it does
 For objects in a namespace the policy assigns to a tenant, checks Kustomization and

@@ -11,6 +11,7 @@ static META: RuleMeta = RuleMeta {
     summary: "A kustomization.yaml pulls a remote base",
     default_severity: Severity::Deny,
     fixable: super::Fixable::No,
+    exemption: super::Exemption::Everywhere,
     doc: "\
 ## What it does
 Reports entries of a kustomization.yaml's `resources`, `bases` and `components` that are

@@ -15,6 +15,7 @@ use crate::yaml::{Node, Span};
 pub(crate) mod ff001_schema_violation;
 pub(crate) mod ff002_removed_api_version;
 mod ff003_suppression_without_reason;
+mod ff004_suppression_not_allowed;
 mod ff101_cross_namespace_source_ref;
 mod ff102_cross_namespace_event_source;
 mod ff110_missing_service_account;
@@ -23,8 +24,12 @@ mod ff120_remote_cluster_kubeconfig;
 mod ff121_target_namespace_outside_tenant;
 mod ff130_remote_kustomize_base;
 mod ff140_source_url_not_allowed;
+mod ff150_decryption_with_platform_key;
+mod ff160_cross_namespace_depends_on;
+pub mod url;
 
 pub use ff003_suppression_without_reason::SUPPRESSION_WITHOUT_REASON;
+pub use ff004_suppression_not_allowed::SUPPRESSION_NOT_ALLOWED;
 
 /// Which fixes a rule offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +63,27 @@ impl Fixable {
     }
 }
 
+/// Whether a rule judges objects in the policy's `exemptNamespaces`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exemption {
+    /// Judged in every namespace: the Flux behaviour it mirrors has no namespace exemption
+    /// (`--no-cross-namespace-refs` is controller-wide), or it is not about tenancy.
+    Everywhere,
+    /// Skipped in exempt namespaces: the platform's own configurations may use the controllers'
+    /// rights (service accounts, remote clusters, any target namespace or URL).
+    OutsideExemptNamespaces,
+}
+
+impl Exemption {
+    /// The `rule CODE` page's line.
+    pub fn sentence(self) -> &'static str {
+        match self {
+            Exemption::Everywhere => "judged too",
+            Exemption::OutsideExemptNamespaces => "skipped",
+        }
+    }
+}
+
 /// What `fluxfence rule CODE` prints and the docs are made of.
 #[derive(Debug)]
 pub struct RuleMeta {
@@ -68,6 +94,8 @@ pub struct RuleMeta {
     pub default_severity: Severity,
     /// Whether the rule offers a fix (`fluxfence fix`, or a mutation in the webhook).
     pub fixable: Fixable,
+    /// Whether the policy's exempt namespaces switch it off.
+    pub exemption: Exemption,
     /// Markdown: what it does, why it is bad, example, use instead.
     pub doc: &'static str,
 }
@@ -85,12 +113,13 @@ impl RuleMeta {
     /// The rule's page: what `fluxfence rule CODE` prints and `docs/rules/CODE.md` holds.
     pub fn page(&self) -> String {
         format!(
-            "# {} {}\n\n{}\n\nDefault severity: {}. Fixable: {}.\n\n{}",
+            "# {} {}\n\n{}\n\nDefault severity: {}. Fixable: {}. In exempt namespaces: {}.\n\n{}",
             self.code,
             self.name,
             self.summary,
             self.default_severity.as_str(),
             self.fixable.sentence(),
+            self.exemption.sentence(),
             self.doc
         )
     }
@@ -134,6 +163,72 @@ pub struct Context<'a> {
     /// tenant's, one it places) is judged by the policy, written out or not: Flux impersonates
     /// the same account either way. The linter checks every account against input and policy.
     pub trust_explicit_service_accounts: bool,
+    /// Whether values are what Flux applies. At admission they are: Flux substitutes before
+    /// it applies, so a `${VAR}` that reaches the API server is literal text. In files, Flux's
+    /// post-build substitution may still replace it: a reference namespace `${VAR:-default}`
+    /// is judged as its default and a `${VAR}` without one is unresolved.
+    pub values_are_final: bool,
+}
+
+impl Context<'_> {
+    /// A reference's namespace as it is judged: the value itself when values are final or
+    /// hold no variable, else with its substitution defaults, `None` when a variable has none.
+    pub fn resolve<'v>(&self, value: &'v str) -> Option<std::borrow::Cow<'v, str>> {
+        if self.values_are_final || !value.contains("${") {
+            return Some(std::borrow::Cow::Borrowed(value));
+        }
+        crate::model::with_substitution_defaults(value).map(std::borrow::Cow::Owned)
+    }
+}
+
+/// The reference namespaces of `object` (FF101's source references, FF102's event sources)
+/// that only a substitution could give, with why: not judged, reported as unresolved.
+pub fn unresolved_reference_namespaces(object: &FluxObject) -> Vec<(Span, String)> {
+    let mut nodes: Vec<(String, &Node)> = source_references(object)
+        .into_iter()
+        .filter_map(|r| {
+            let node = r.node.get("namespace").filter(|n| n.as_str().is_some())?;
+            Some((format!("{}/namespace", r.pointer), node))
+        })
+        .collect();
+    nodes.extend(event_source_namespaces(object));
+    nodes
+        .into_iter()
+        .filter_map(|(pointer, node)| {
+            let value = node.as_str()?;
+            if crate::model::with_substitution_defaults(value).is_some() {
+                return None;
+            }
+            Some((
+                node.span,
+                format!(
+                    "{pointer} `{value}` is a substitution variable with no default: the reference cannot be judged"
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// `(pointer, namespace node)` of a Receiver's `spec.resources[]` or an Alert's
+/// `spec.eventSources[]`.
+pub fn event_source_namespaces(object: &FluxObject) -> Vec<(String, &Node)> {
+    use crate::kinds::FluxKind;
+    let field = match object.kind {
+        FluxKind::Receiver => "resources",
+        FluxKind::Alert => "eventSources",
+        _ => return Vec::new(),
+    };
+    let Some(items) = object.root.path(&["spec", field]).and_then(Node::as_seq) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            let node = item.get("namespace").filter(|n| n.as_str().is_some())?;
+            Some((format!("/spec/{field}/{i}/namespace"), node))
+        })
+        .collect()
 }
 
 pub trait Rule: Send + Sync {
@@ -151,6 +246,7 @@ pub static ALL: &[&dyn Rule] = &[
     &ff001_schema_violation::SchemaViolation,
     &ff002_removed_api_version::RemovedApiVersion,
     &ff003_suppression_without_reason::SuppressionWithoutReason,
+    &ff004_suppression_not_allowed::SuppressionNotAllowed,
     &ff101_cross_namespace_source_ref::CrossNamespaceSourceRef,
     &ff102_cross_namespace_event_source::CrossNamespaceEventSource,
     &ff110_missing_service_account::MissingServiceAccount,
@@ -159,6 +255,8 @@ pub static ALL: &[&dyn Rule] = &[
     &ff121_target_namespace_outside_tenant::TargetNamespaceOutsideTenant,
     &ff130_remote_kustomize_base::RemoteKustomizeBase,
     &ff140_source_url_not_allowed::SourceUrlNotAllowed,
+    &ff150_decryption_with_platform_key::DecryptionWithPlatformKey,
+    &ff160_cross_namespace_depends_on::CrossNamespaceDependsOn,
 ];
 
 pub fn by_code(code: &str) -> Option<&'static dyn Rule> {
@@ -168,12 +266,15 @@ pub fn by_code(code: &str) -> Option<&'static dyn Rule> {
 }
 
 /// Runs every object rule on `subject`, with severities from the policy; `off` rules are
-/// skipped, and nothing runs when the policy does not enforce or the namespace is exempt.
+/// skipped, nothing runs when the policy does not enforce, and in an exempt namespace only
+/// the rules judged [`Exemption::Everywhere`] run.
 pub fn check_object(subject: &Subject, cx: &Context) -> Vec<Finding> {
-    if cx.policy.is_exempt(subject.namespace) {
-        return Vec::new();
-    }
-    run_rules(cx, |rule, out| rule.check_object(subject, cx, out))
+    let exempt = cx.policy.is_exempt(subject.namespace);
+    run_rules(cx, |rule, out| {
+        if !(exempt && rule.meta().exemption == Exemption::OutsideExemptNamespaces) {
+            rule.check_object(subject, cx, out);
+        }
+    })
 }
 
 /// Runs every kustomize-file rule on `file`.
