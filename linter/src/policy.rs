@@ -93,9 +93,19 @@ pub struct SharedSource {
     pub kind: String,
     pub namespace: String,
     pub name: String,
-    /// Tenant names allowed to reference it; `*` or empty: every tenant.
+    /// Tenant names allowed to reference it; `*` for every tenant. With `namespaces` also
+    /// empty: every namespace.
     #[serde(default)]
     pub tenants: Vec<String>,
+    /// Namespace patterns (`*` matches any run of characters) allowed to reference it, besides
+    /// the tenants named.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Whether the Secrets the source names (credentials, CA) are copied with it where a copy
+    /// of the source is published (HelmRelease `spec.chart.spec.sourceRef`). ExternalArtifacts
+    /// never need one.
+    #[serde(default)]
+    pub copy_secrets: bool,
 }
 
 fn default_true() -> bool {
@@ -214,6 +224,63 @@ impl Policy {
                 ));
             }
         }
+        self.validate_shared_sources()
+    }
+
+    /// Shared sources name a kind that can be shared, tenants that exist, and a source whose
+    /// published name fits where the controller writes it (an object name and a label value).
+    fn validate_shared_sources(&self) -> Result<(), (Vec<String>, String)> {
+        let at = |i: usize, field: &str| vec!["sharedSources".into(), i.to_string(), field.into()];
+        let mut published = std::collections::BTreeMap::new();
+        for (i, source) in self.shared_sources.iter().enumerate() {
+            if !crate::shared::SHAREABLE_KINDS.contains(&source.kind.as_str()) {
+                return Err((
+                    at(i, "kind"),
+                    format!(
+                        "`{}` cannot be shared; use one of {}",
+                        source.kind,
+                        crate::shared::SHAREABLE_KINDS.join(", ")
+                    ),
+                ));
+            }
+            for (field, value) in [("namespace", &source.namespace), ("name", &source.name)] {
+                if value.is_empty() {
+                    return Err((at(i, field), format!("the shared source needs a {field}")));
+                }
+            }
+            let name = crate::shared::published_name(&source.namespace, &source.name);
+            if name.len() > 63 {
+                return Err((
+                    at(i, "name"),
+                    format!(
+                        "`{name}`, the name the source is published under in tenant namespaces, is longer than 63 characters (a label value holds it); share a source with a shorter namespace and name"
+                    ),
+                ));
+            }
+            for (j, tenant) in source.tenants.iter().enumerate() {
+                if tenant != "*" && !self.tenants.iter().any(|t| &t.name == tenant) {
+                    return Err((
+                        vec!["sharedSources".into(), i.to_string(), "tenants".into(), j.to_string()],
+                        format!("no tenant is named `{tenant}`; name one of `tenants` or `*`"),
+                    ));
+                }
+            }
+            if source.namespaces.iter().any(String::is_empty) {
+                return Err((at(i, "namespaces"), "a namespace pattern is empty".into()));
+            }
+            // A Kustomization reads GitRepository, OCIRepository and Bucket through the same
+            // ExternalArtifact name: two of them with one namespace/name would collide.
+            if source.kind != "HelmRepository"
+                && let Some(other) = published.insert(name.clone(), i)
+            {
+                return Err((
+                    at(i, "name"),
+                    format!(
+                        "sharedSources[{other}] is published as ExternalArtifact `{name}` already; share only one source of that namespace and name"
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -269,16 +336,8 @@ impl Policy {
         name: &str,
         from_namespace: &str,
     ) -> bool {
-        let tenant = self.tenant_of(from_namespace).map(|t| t.name.as_str());
-        self.shared_sources.iter().any(|s| {
-            s.kind == kind
-                && s.namespace == namespace
-                && s.name == name
-                && (s.tenants.is_empty()
-                    || s.tenants
-                        .iter()
-                        .any(|t| t == "*" || Some(t.as_str()) == tenant))
-        })
+        self.shared_source_entry(kind, namespace, name)
+            .is_some_and(|(_, source)| self.shares_with(source, from_namespace))
     }
 }
 
@@ -394,6 +453,48 @@ mod tests {
         let err = Policy::parse("rules:\n  FF999: deny\n", "p.yaml").unwrap_err();
         assert_eq!(err.line, 2, "{err}");
         assert!(err.message.contains("unknown rule code `FF999`"), "{err}");
+    }
+
+    #[test]
+    fn shared_sources_are_validated_where_they_are_written() {
+        let head = "tenants:\n  - {name: team-a, namespaces: [team-a]}\nsharedSources:\n";
+        let cases = [
+            (
+                "  - {kind: HelmChart, namespace: flux-system, name: x}\n",
+                (4, 12),
+                "`HelmChart` cannot be shared",
+            ),
+            (
+                "  - kind: HelmRepository\n    namespace: flux-system\n    name: bitnami\n    tenants: [team-a, team-z]\n",
+                (7, 23),
+                "no tenant is named `team-z`",
+            ),
+            (
+                "  - {kind: GitRepository, namespace: flux-system, name: apps}\n  - {kind: OCIRepository, namespace: flux-system, name: apps}\n",
+                (5, 57),
+                "sharedSources[0] is published as ExternalArtifact `flux-system.apps` already",
+            ),
+            (
+                "  - {kind: GitRepository, namespace: flux-system, name: a-name-that-is-far-too-long-for-any-label-value-at-all}\n",
+                (4, 57),
+                "longer than 63 characters",
+            ),
+            (
+                "  - {kind: GitRepository, namespace: flux-system, name: apps, copySecret: true}\n",
+                (4, 63),
+                "unknown field `copySecret`",
+            ),
+        ];
+        for (entries, position, message) in cases {
+            let err = Policy::parse(&format!("{head}{entries}"), "p.yaml").unwrap_err();
+            assert_eq!((err.line, err.column), position, "{err}");
+            assert!(err.message.contains(message), "{err}");
+        }
+        let ok = "  - {kind: HelmRepository, namespace: flux-system, name: apps, tenants: [team-a], namespaces: [apps-*], copySecrets: true}\n  - {kind: GitRepository, namespace: flux-system, name: apps}\n";
+        let policy = Policy::parse(&format!("{head}{ok}"), "p.yaml").unwrap();
+        assert!(policy.shared_sources[0].copy_secrets);
+        assert!(!policy.shared_sources[1].copy_secrets);
+        assert_eq!(policy.shared_sources[0].namespaces, ["apps-*"]);
     }
 
     #[test]
