@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod owned;
 pub mod reconcile;
 pub mod run;
+pub mod shared;
 pub mod status;

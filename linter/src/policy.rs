@@ -260,7 +260,12 @@ impl Policy {
             for (j, tenant) in source.tenants.iter().enumerate() {
                 if tenant != "*" && !self.tenants.iter().any(|t| &t.name == tenant) {
                     return Err((
-                        vec!["sharedSources".into(), i.to_string(), "tenants".into(), j.to_string()],
+                        vec![
+                            "sharedSources".into(),
+                            i.to_string(),
+                            "tenants".into(),
+                            j.to_string(),
+                        ],
                         format!("no tenant is named `{tenant}`; name one of `tenants` or `*`"),
                     ));
                 }

@@ -26,7 +26,8 @@ pub const EXTERNAL_ARTIFACT: &str = "ExternalArtifact";
 /// The API version of ExternalArtifact (and of every source kind that can be shared).
 pub const SOURCE_API_VERSION: &str = "source.toolkit.fluxcd.io/v1";
 /// Source kinds a policy may share.
-pub const SHAREABLE_KINDS: [&str; 4] = ["GitRepository", "OCIRepository", "Bucket", "HelmRepository"];
+pub const SHAREABLE_KINDS: [&str; 4] =
+    ["GitRepository", "OCIRepository", "Bucket", "HelmRepository"];
 
 /// How a shared source reaches a tenant namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -92,9 +93,15 @@ pub enum Sharing<'a> {
         published: Published,
     },
     /// Listed, but not for this namespace.
-    NotForNamespace { entry: usize, source: &'a SharedSource },
+    NotForNamespace {
+        entry: usize,
+        source: &'a SharedSource,
+    },
     /// Listed and allowed, but Flux can use no published form for this reference.
-    NoForm { entry: usize, source: &'a SharedSource },
+    NoForm {
+        entry: usize,
+        source: &'a SharedSource,
+    },
 }
 
 impl<'a> Sharing<'a> {
@@ -185,10 +192,8 @@ impl Policy {
         self.shared_sources.iter().enumerate().find_map(|(i, s)| {
             let form = form_for(referrer_kind, pointer, &s.kind)?;
             let published = published(s, form);
-            (published.kind == kind
-                && published.name == name
-                && self.shares_with(s, namespace))
-            .then_some((i, s, form))
+            (published.kind == kind && published.name == name && self.shares_with(s, namespace))
+                .then_some((i, s, form))
         })
     }
 }
@@ -214,19 +219,58 @@ sharedSources:
     #[test]
     fn the_form_follows_the_reference_kinds_flux_accepts() {
         let cases = [
-            ("Kustomization", "/spec/sourceRef", "GitRepository", Some(Form::ExternalArtifact)),
-            ("Kustomization", "/spec/sourceRef", "OCIRepository", Some(Form::ExternalArtifact)),
-            ("Kustomization", "/spec/sourceRef", "Bucket", Some(Form::ExternalArtifact)),
-            ("HelmRelease", "/spec/chartRef", "OCIRepository", Some(Form::ExternalArtifact)),
-            ("HelmRelease", "/spec/chart/spec/sourceRef", "HelmRepository", Some(Form::Copy)),
-            ("HelmRelease", "/spec/chart/spec/sourceRef", "GitRepository", Some(Form::Copy)),
+            (
+                "Kustomization",
+                "/spec/sourceRef",
+                "GitRepository",
+                Some(Form::ExternalArtifact),
+            ),
+            (
+                "Kustomization",
+                "/spec/sourceRef",
+                "OCIRepository",
+                Some(Form::ExternalArtifact),
+            ),
+            (
+                "Kustomization",
+                "/spec/sourceRef",
+                "Bucket",
+                Some(Form::ExternalArtifact),
+            ),
+            (
+                "HelmRelease",
+                "/spec/chartRef",
+                "OCIRepository",
+                Some(Form::ExternalArtifact),
+            ),
+            (
+                "HelmRelease",
+                "/spec/chart/spec/sourceRef",
+                "HelmRepository",
+                Some(Form::Copy),
+            ),
+            (
+                "HelmRelease",
+                "/spec/chart/spec/sourceRef",
+                "GitRepository",
+                Some(Form::Copy),
+            ),
             // A HelmRepository holds an index, not a chart: no ExternalArtifact can stand for it.
             ("HelmRelease", "/spec/chartRef", "HelmRepository", None),
             ("Kustomization", "/spec/sourceRef", "HelmRepository", None),
-            ("ImageUpdateAutomation", "/spec/sourceRef", "GitRepository", None),
+            (
+                "ImageUpdateAutomation",
+                "/spec/sourceRef",
+                "GitRepository",
+                None,
+            ),
         ];
         for (referrer, pointer, kind, form) in cases {
-            assert_eq!(form_for(referrer, pointer, kind), form, "{referrer} {pointer} {kind}");
+            assert_eq!(
+                form_for(referrer, pointer, kind),
+                form,
+                "{referrer} {pointer} {kind}"
+            );
         }
     }
 
@@ -248,7 +292,14 @@ sharedSources:
     fn sharing_names_the_published_object_or_the_entry_that_refuses() {
         let policy = policy();
         let allowed = policy
-            .sharing("HelmRelease", "/spec/chartRef", "OCIRepository", "flux-system", "podinfo", "team-a")
+            .sharing(
+                "HelmRelease",
+                "/spec/chartRef",
+                "OCIRepository",
+                "flux-system",
+                "podinfo",
+                "team-a",
+            )
             .unwrap();
         let Sharing::Allowed { published, .. } = &allowed else {
             panic!("{allowed:?}");
@@ -277,7 +328,14 @@ sharedSources:
             "sharedSources[1] (HelmRepository flux-system/bitnami)"
         );
         assert_eq!(
-            policy.sharing("Kustomization", "/spec/sourceRef", "GitRepository", "flux-system", "other", "team-a"),
+            policy.sharing(
+                "Kustomization",
+                "/spec/sourceRef",
+                "GitRepository",
+                "flux-system",
+                "other",
+                "team-a"
+            ),
             None
         );
     }
@@ -296,23 +354,27 @@ sharedSources:
             .unwrap();
         assert_eq!((entry, form), (0, Form::ExternalArtifact));
         // The copy's kind is the source's; another namespace than allowed finds nothing.
-        assert!(policy
-            .shared_source_published_as(
-                "HelmRelease",
-                "/spec/chart/spec/sourceRef",
-                "HelmRepository",
-                "flux-system.bitnami",
-                "team-a",
-            )
-            .is_none());
-        assert!(policy
-            .shared_source_published_as(
-                "HelmRelease",
-                "/spec/chart/spec/sourceRef",
-                "HelmRepository",
-                "flux-system.bitnami",
-                "team-b",
-            )
-            .is_some());
+        assert!(
+            policy
+                .shared_source_published_as(
+                    "HelmRelease",
+                    "/spec/chart/spec/sourceRef",
+                    "HelmRepository",
+                    "flux-system.bitnami",
+                    "team-a",
+                )
+                .is_none()
+        );
+        assert!(
+            policy
+                .shared_source_published_as(
+                    "HelmRelease",
+                    "/spec/chart/spec/sourceRef",
+                    "HelmRepository",
+                    "flux-system.bitnami",
+                    "team-b",
+                )
+                .is_some()
+        );
     }
 }

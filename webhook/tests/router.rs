@@ -658,7 +658,13 @@ async fn a_kustomization_of_a_shared_repository_is_rewritten_to_an_external_arti
                 "sourceRef": {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "name": "platform", "namespace": "flux-system"}
             }
         });
-        let mut review = review_of(object, "kustomize.toolkit.fluxcd.io", "v1", "kustomizations", "uid-shared");
+        let mut review = review_of(
+            object,
+            "kustomize.toolkit.fluxcd.io",
+            "v1",
+            "kustomizations",
+            "uid-shared",
+        );
         review["request"]["namespace"] = json!(namespace);
         review["request"]["name"] = json!("apps");
         review

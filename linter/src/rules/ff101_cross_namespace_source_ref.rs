@@ -129,7 +129,9 @@ fn shared_help(sharing: &Sharing, namespace: &str) -> String {
             published.kind, published.name
         ),
         Sharing::NotForNamespace { .. } => {
-            format!("{entry} is not shared with namespace `{namespace}`; add its tenant to the entry's `tenants` or the namespace to its `namespaces`")
+            format!(
+                "{entry} is not shared with namespace `{namespace}`; add its tenant to the entry's `tenants` or the namespace to its `namespaces`"
+            )
         }
         Sharing::NoForm { .. } => format!(
             "{entry} is shared, but Flux can read no published copy through this field; \
