@@ -11,6 +11,7 @@ pub mod keys;
 pub mod leader;
 pub mod metrics;
 pub mod owned;
+pub mod publish;
 pub mod reconcile;
 pub mod run;
 pub mod shared;
