@@ -1,6 +1,7 @@
 //! `fluxfence-controller`: a `FluxConfig` becomes the service account, RBAC, source, auth Secret
 //! and Flux Kustomizations of one tenant configuration, applied server-side and owned by it,
-//! with compliance reported from the Flux objects' Ready conditions.
+//! with compliance reported from the Flux objects' Ready conditions; and the policy's shared
+//! sources published into the tenant namespaces that reference them.
 
 pub mod config;
 pub mod crd;
@@ -15,4 +16,5 @@ pub mod publish;
 pub mod reconcile;
 pub mod run;
 pub mod shared;
+pub mod shared_watch;
 pub mod status;
