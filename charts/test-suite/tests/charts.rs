@@ -980,6 +980,29 @@ fn lockdown_flags_are_on_exactly_the_controllers_that_accept_them() {
 }
 
 #[test]
+fn the_external_artifact_gate_is_on_where_shared_sources_are_read() {
+    let Some(helm) = helm() else { return };
+    let companion = helm.companion_chart();
+    let gate = "--feature-gates=ExternalArtifact=true".to_owned();
+    for (values, gated) in [
+        ("", vec!["helm-controller", "kustomize-controller"]),
+        ("controller: {enabled: false}", vec![]),
+    ] {
+        let docs = helm
+            .template(&companion.chart, "flux", FLUX_NS, values, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let with_gate: Vec<String> = of_kind(&docs, "Deployment")
+            .into_iter()
+            .filter(|d| args(d).contains(&gate))
+            .filter_map(|d| d["metadata"]["name"].as_str().map(str::to_owned))
+            .collect();
+        let mut with_gate = with_gate;
+        with_gate.sort();
+        assert_eq!(with_gate, gated, "{values:?}");
+    }
+}
+
+#[test]
 fn enforce_false_removes_every_lockdown_flag() {
     let Some(helm) = helm() else { return };
     let companion = helm.companion_chart();
@@ -1475,6 +1498,21 @@ fn controller_runs_two_restricted_replicas_with_least_privilege() {
         .find(|r| strings(&r["resources"]) == ["secrets"])
         .unwrap_or_else(|| panic!("no secrets rule"));
     assert!(!strings(&secrets["verbs"]).contains(&"watch".to_owned()));
+    // Shared sources: ExternalArtifacts and their status are written, HelmReleases only read.
+    let verbs_on = |group: &str, resource: &str| -> Vec<String> {
+        rules
+            .iter()
+            .filter(|r| strings(&r["apiGroups"]) == [group])
+            .filter(|r| strings(&r["resources"]).contains(&resource.to_owned()))
+            .flat_map(|r| strings(&r["verbs"]))
+            .collect()
+    };
+    for verb in ["get", "list", "watch", "create", "patch", "delete"] {
+        assert!(verbs_on("source.toolkit.fluxcd.io", "externalartifacts").contains(&verb.to_owned()));
+        assert!(verbs_on("source.toolkit.fluxcd.io", "helmrepositories").contains(&verb.to_owned()));
+    }
+    assert_eq!(verbs_on("source.toolkit.fluxcd.io", "externalartifacts/status"), ["patch"]);
+    assert_eq!(verbs_on("helm.toolkit.fluxcd.io", "helmreleases"), ["get", "list", "watch"]);
     let binding = object(
         &docs,
         "ClusterRoleBinding",
