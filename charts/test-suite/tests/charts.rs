@@ -1508,11 +1508,21 @@ fn controller_runs_two_restricted_replicas_with_least_privilege() {
             .collect()
     };
     for verb in ["get", "list", "watch", "create", "patch", "delete"] {
-        assert!(verbs_on("source.toolkit.fluxcd.io", "externalartifacts").contains(&verb.to_owned()));
-        assert!(verbs_on("source.toolkit.fluxcd.io", "helmrepositories").contains(&verb.to_owned()));
+        assert!(
+            verbs_on("source.toolkit.fluxcd.io", "externalartifacts").contains(&verb.to_owned())
+        );
+        assert!(
+            verbs_on("source.toolkit.fluxcd.io", "helmrepositories").contains(&verb.to_owned())
+        );
     }
-    assert_eq!(verbs_on("source.toolkit.fluxcd.io", "externalartifacts/status"), ["patch"]);
-    assert_eq!(verbs_on("helm.toolkit.fluxcd.io", "helmreleases"), ["get", "list", "watch"]);
+    assert_eq!(
+        verbs_on("source.toolkit.fluxcd.io", "externalartifacts/status"),
+        ["patch"]
+    );
+    assert_eq!(
+        verbs_on("helm.toolkit.fluxcd.io", "helmreleases"),
+        ["get", "list", "watch"]
+    );
     let binding = object(
         &docs,
         "ClusterRoleBinding",
