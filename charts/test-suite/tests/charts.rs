@@ -325,7 +325,7 @@ fn default_policy_configmap_is_the_azure_default() {
       serviceAccounts: [deployer]
       targetNamespaces: [team-a-apps]
       sourceUrls: [https://github.com/org/team-a-]
-  sharedSources: [{kind: HelmRepository, namespace: flux-system, name: bitnami, tenants: [team-a]}]
+  sharedSources: [{kind: HelmRepository, namespace: flux-system, name: bitnami, tenants: [team-a], namespaces: [apps-*], copySecrets: true}]
   rules: {FF110: deny, FF140: off}
 ";
     let docs = helm
@@ -336,6 +336,8 @@ fn default_policy_configmap_is_the_azure_default() {
     assert_eq!(policy.default_service_account, None);
     assert_eq!(policy.tenants.len(), 1);
     assert_eq!(policy.shared_sources.len(), 1);
+    assert!(policy.shared_sources[0].copy_secrets);
+    assert_eq!(policy.shared_sources[0].namespaces, ["apps-*"]);
     assert_eq!(policy.rules.len(), 2);
     // `off` unquoted is false in Helm's YAML; the webhook still gets the severity `off`.
     assert_eq!(policy.rules.get("FF140"), Some(&fluxfence::Severity::Off));
@@ -833,6 +835,8 @@ fn schema_rejects_invalid_values() {
         "policy: {rules: {FF101: block}}",
         "policy: {tenants: [{name: a}]}",
         "policy: {tenants: [{name: a, namespaces: []}]}",
+        "policy: {sharedSources: [{kind: HelmChart, namespace: flux-system, name: x}]}",
+        "policy: {sharedSources: [{kind: GitRepository, namespace: flux-system, name: x, copySecrets: yes please}]}",
         "policy: {defaultServiceAccount: {name: \"\"}}",
         "metrics: {serviceMonitor: {interval: soon}}",
         "webhook: {validating: {enabled: false}, mutating: {enabled: false}}",
