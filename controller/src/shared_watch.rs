@@ -136,7 +136,7 @@ impl ReferrerIndex {
 
 /// What woke the loop.
 enum Trigger {
-    Referrer(&'static str, Event<DynamicObject>),
+    Referrer(&'static str, Box<Event<DynamicObject>>),
     Source(usize),
     WatchFailed(String),
 }
@@ -166,7 +166,7 @@ fn triggers(client: &Client, policy: &Policy) -> Pin<Box<dyn Stream<Item = Trigg
             watcher::watcher(api, watcher::Config::default().any_semantic())
                 .default_backoff()
                 .map(move |event| match event {
-                    Ok(event) => Trigger::Referrer(kind, event),
+                    Ok(event) => Trigger::Referrer(kind, Box::new(event)),
                     Err(error) => Trigger::WatchFailed(format!("{kind}: {error}")),
                 }),
         ));
@@ -282,7 +282,7 @@ fn handle(
             dirty.insert(entry);
         }
         Trigger::WatchFailed(error) => warn!(%error, "shared sources: watch failed; retrying"),
-        Trigger::Referrer(kind, event) => match event {
+        Trigger::Referrer(kind, event) => match *event {
             Event::Apply(object) | Event::InitApply(object) => {
                 if let Some(value) = as_value(kind, &object) {
                     dirty.extend(index.apply(policy, value));
@@ -354,7 +354,7 @@ mod tests {
             index.apply(&policy, referencing.clone()),
             BTreeSet::from([0])
         );
-        assert_eq!(index.referrers(0), [referencing.clone()]);
+        assert_eq!(index.referrers(0), std::slice::from_ref(&referencing));
         // An update that keeps the reference (values, interval) publishes nothing again.
         let mut retuned = referencing.clone();
         retuned["spec"]["interval"] = json!("1m");

@@ -182,7 +182,7 @@ async fn a_published_artifact_goes_when_the_policy_or_the_last_referrer_does() {
         .unwrap();
     assert_eq!(
         outcome.deleted,
-        [format!("ExternalArtifact team-a/flux-system.podinfo")]
+        ["ExternalArtifact team-a/flux-system.podinfo"]
     );
     assert!(fake.get(EA_TEAM_A).is_none());
 
@@ -214,7 +214,7 @@ async fn a_published_artifact_goes_when_the_policy_or_the_last_referrer_does() {
     let outcome = sweep(&client, &without_podinfo).await.unwrap();
     assert_eq!(
         outcome.deleted,
-        [format!("ExternalArtifact team-a/flux-system.podinfo")]
+        ["ExternalArtifact team-a/flux-system.podinfo"]
     );
     assert!(fake.get(EA_TEAM_A).is_none());
     assert!(fake.get(COPY_TEAM_B).is_some());
@@ -265,7 +265,7 @@ async fn a_helm_repository_is_copied_and_its_secret_only_when_the_policy_allows(
         .unwrap();
     assert_eq!(
         outcome.deleted,
-        [format!("Secret team-b/flux-system.bitnami.bitnami-auth")]
+        ["Secret team-b/flux-system.bitnami.bitnami-auth"]
     );
     assert!(fake.get(SECRET_COPY_TEAM_B).is_none());
 }
