@@ -45,18 +45,17 @@ pub fn api_resource(kind: &str) -> Option<ApiResource> {
         "Bucket" => "buckets",
         "HelmRepository" => "helmrepositories",
         sharing::EXTERNAL_ARTIFACT => "externalartifacts",
-        "Secret" => {
-            return Some(ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk("", "v1", "Secret"),
-                "secrets",
-            ));
-        }
+        "Secret" => return Some(secret_resource()),
         _ => return None,
     };
     Some(ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("source.toolkit.fluxcd.io", "v1", kind),
         plural,
     ))
+}
+
+fn secret_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Secret"), "secrets")
 }
 
 /// The kinds a published object of a source of `kind` can have.
@@ -98,7 +97,7 @@ pub async fn publish(
         let api = Api::<DynamicObject>::namespaced_with(
             client.clone(),
             &source_entry.namespace,
-            &api_resource("Secret").unwrap_or_else(|| source_resource.clone()),
+            &secret_resource(),
         );
         for name in shared::secret_names(&source_entry.kind, source) {
             if let Some(secret) = api.get_opt(&name).await? {
