@@ -1007,6 +1007,25 @@ fn the_external_artifact_gate_is_on_where_shared_sources_are_read() {
 }
 
 #[test]
+fn a_changed_policy_rolls_the_controller() {
+    let Some(helm) = helm() else { return };
+    let companion = helm.companion_chart();
+    let checksum = |values: &str| {
+        let docs = helm
+            .template(&companion.chart, "flux", FLUX_NS, values, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let deployment = object(&docs, "Deployment", "fluxfence-controller");
+        deployment["spec"]["template"]["metadata"]["annotations"]["checksum/policy"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no checksum/policy annotation"))
+            .to_owned()
+    };
+    let shared = "fluxfence: {policy: {sharedSources: [{kind: OCIRepository, namespace: flux-system, name: podinfo}]}}";
+    assert_eq!(checksum(""), checksum(""));
+    assert_ne!(checksum(""), checksum(shared));
+}
+
+#[test]
 fn enforce_false_removes_every_lockdown_flag() {
     let Some(helm) = helm() else { return };
     let companion = helm.companion_chart();
