@@ -312,16 +312,21 @@ fn external_artifact(origin: &Origin, source: &Value) -> PublishedObject {
     PublishedObject {
         kind: PublishedKind::ExternalArtifact,
         namespace: origin.namespace.to_owned(),
-        name,
+        name: name.clone(),
         object,
-        status: Some(mirrored_status(origin.entry, source)),
+        status: Some(mirrored_status(
+            origin.entry,
+            source,
+            &name,
+            origin.namespace,
+        )),
     }
 }
 
 /// The source's artifact and Ready condition, as the ExternalArtifact's status. Copied, not
 /// made up: an unchanged source gives an unchanged status (a no-op apply), and a new revision
 /// reaches every tenant with the event that brought it.
-fn mirrored_status(entry: &SharedSource, source: &Value) -> Value {
+fn mirrored_status(entry: &SharedSource, source: &Value, name: &str, namespace: &str) -> Value {
     let status = &source["status"];
     let ready = status["conditions"]
         .as_array()
@@ -353,6 +358,7 @@ fn mirrored_status(entry: &SharedSource, source: &Value) -> Value {
     json!({
         "apiVersion": sharing::SOURCE_API_VERSION,
         "kind": sharing::EXTERNAL_ARTIFACT,
+        "metadata": { "name": name, "namespace": namespace },
         "status": Value::Object(mirrored),
     })
 }
