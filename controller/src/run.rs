@@ -1,6 +1,6 @@
 //! Wiring: the HTTP endpoints, the Lease, and the kube-runtime Controller that calls
 //! [`reconcile`](crate::reconcile::reconcile) for every change of a FluxConfig or of a Flux
-//! object it owns.
+//! object it owns; beside it, the shared-source loop ([`shared_watch`](crate::shared_watch)).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -104,6 +104,12 @@ pub async fn run(
             instance: Some(config.identity.clone()),
         },
     );
+    // Shared sources have watches and a loop of their own; they run while this replica leads.
+    let shared_sources = tokio::spawn(crate::shared_watch::run(
+        client.clone(),
+        policy.clone(),
+        stop_rx.clone(),
+    ));
     let ctx = Arc::new(
         Context::new(
             client.clone(),
@@ -141,6 +147,7 @@ pub async fn run(
         }
     };
     metrics.set_leader(false);
+    shared_sources.abort();
     if let Some(elector) = &elector {
         elector.release().await;
     }

@@ -18,6 +18,7 @@ pub mod policy;
 pub mod remedy;
 pub mod rules;
 pub mod schema;
+pub mod shared;
 pub mod split;
 pub mod suppress;
 pub mod walk;

@@ -62,7 +62,31 @@ pub struct Policy {
     /// The settings the file does not write, filled with their documented defaults
     /// (`fluxfence lint --show-settings` lists them).
     #[serde(skip)]
-    pub defaulted: Vec<&'static str>,
+    pub defaulted: Defaulted,
+}
+
+/// Which settings a policy file left to their defaults: how the policy was written, not what
+/// it says, so it takes no part in comparing two policies.
+#[derive(Debug, Clone, Default)]
+pub struct Defaulted(pub Vec<&'static str>);
+
+impl PartialEq for Defaulted {
+    fn eq(&self, _: &Defaulted) -> bool {
+        true
+    }
+}
+
+impl std::ops::Deref for Defaulted {
+    type Target = Vec<&'static str>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Defaulted {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 /// The settings whose default is not empty, in the file's order of documentation, with the
@@ -183,9 +207,19 @@ pub struct SharedSource {
     pub kind: String,
     pub namespace: String,
     pub name: String,
-    /// Tenant names allowed to reference it; `*` or empty: every tenant.
+    /// Tenant names allowed to reference it; `*` for every tenant. With `namespaces` also
+    /// empty: every namespace.
     #[serde(default)]
     pub tenants: Vec<String>,
+    /// Namespace patterns (`*` matches any run of characters) allowed to reference it, besides
+    /// the tenants named.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Whether the Secrets the source names (credentials, CA) are copied with it where a copy
+    /// of the source is published (HelmRelease `spec.chart.spec.sourceRef`). ExternalArtifacts
+    /// never need one.
+    #[serde(default)]
+    pub copy_secrets: bool,
 }
 
 fn default_true() -> bool {
@@ -235,7 +269,7 @@ impl Policy {
             rules: BTreeMap::new(),
             ratchet_updates: true,
             suppressions: Suppressions::Allow,
-            defaulted: Vec::new(),
+            defaulted: Defaulted::default(),
         })
     }
 
@@ -314,11 +348,13 @@ impl Policy {
             let node = locate_pointer(&root, &pointer, false);
             at(node.span.start, message)
         })?;
-        policy.defaulted = DOCUMENTED_DEFAULTS
-            .iter()
-            .map(|(key, _)| *key)
-            .filter(|key| !keys.contains(key))
-            .collect();
+        policy.defaulted = Defaulted(
+            DOCUMENTED_DEFAULTS
+                .iter()
+                .map(|(key, _)| *key)
+                .filter(|key| !keys.contains(key))
+                .collect(),
+        );
         Ok(policy)
     }
 
@@ -364,6 +400,68 @@ impl Policy {
                     format!(
                         "tenant `{}` has no namespaces; list at least one pattern",
                         tenant.name
+                    ),
+                ));
+            }
+        }
+        self.validate_shared_sources()
+    }
+
+    /// Shared sources name a kind that can be shared, tenants that exist, and a source whose
+    /// published name fits where the controller writes it (an object name and a label value).
+    fn validate_shared_sources(&self) -> Result<(), (Vec<String>, String)> {
+        let at = |i: usize, field: &str| vec!["sharedSources".into(), i.to_string(), field.into()];
+        let mut published = std::collections::BTreeMap::new();
+        for (i, source) in self.shared_sources.iter().enumerate() {
+            if !crate::shared::SHAREABLE_KINDS.contains(&source.kind.as_str()) {
+                return Err((
+                    at(i, "kind"),
+                    format!(
+                        "`{}` cannot be shared; use one of {}",
+                        source.kind,
+                        crate::shared::SHAREABLE_KINDS.join(", ")
+                    ),
+                ));
+            }
+            for (field, value) in [("namespace", &source.namespace), ("name", &source.name)] {
+                if value.is_empty() {
+                    return Err((at(i, field), format!("the shared source needs a {field}")));
+                }
+            }
+            let name = crate::shared::published_name(&source.namespace, &source.name);
+            if name.len() > 63 {
+                return Err((
+                    at(i, "name"),
+                    format!(
+                        "`{name}`, the name the source is published under in tenant namespaces, is longer than 63 characters (a label value holds it); share a source with a shorter namespace and name"
+                    ),
+                ));
+            }
+            for (j, tenant) in source.tenants.iter().enumerate() {
+                if tenant != "*" && !self.tenants.iter().any(|t| &t.name == tenant) {
+                    return Err((
+                        vec![
+                            "sharedSources".into(),
+                            i.to_string(),
+                            "tenants".into(),
+                            j.to_string(),
+                        ],
+                        format!("no tenant is named `{tenant}`; name one of `tenants` or `*`"),
+                    ));
+                }
+            }
+            if source.namespaces.iter().any(String::is_empty) {
+                return Err((at(i, "namespaces"), "a namespace pattern is empty".into()));
+            }
+            // A Kustomization reads GitRepository, OCIRepository and Bucket through the same
+            // ExternalArtifact name: two of them with one namespace/name would collide.
+            if source.kind != "HelmRepository"
+                && let Some(other) = published.insert(name.clone(), i)
+            {
+                return Err((
+                    at(i, "name"),
+                    format!(
+                        "sharedSources[{other}] is published as ExternalArtifact `{name}` already; share only one source of that namespace and name"
                     ),
                 ));
             }
@@ -433,16 +531,8 @@ impl Policy {
         name: &str,
         from_namespace: &str,
     ) -> bool {
-        let tenant = self.tenant_of(from_namespace).map(|t| t.name.as_str());
-        self.shared_sources.iter().any(|s| {
-            s.kind == kind
-                && s.namespace == namespace
-                && s.name == name
-                && (s.tenants.is_empty()
-                    || s.tenants
-                        .iter()
-                        .any(|t| t == "*" || Some(t.as_str()) == tenant))
-        })
+        self.shared_source_entry(kind, namespace, name)
+            .is_some_and(|(_, source)| self.shares_with(source, from_namespace))
     }
 }
 
@@ -586,7 +676,7 @@ mod tests {
 
     #[test]
     fn enforce_true_alone_is_the_documented_defaults() {
-        let mut alone = Policy::parse("enforce: true\n", "p.yaml").unwrap();
+        let alone = Policy::parse("enforce: true\n", "p.yaml").unwrap();
         assert_eq!(
             alone.defaults_used(),
             [
@@ -597,10 +687,8 @@ mod tests {
                 "suppressions: allow",
             ]
         );
-        alone.defaulted.clear();
-        let mut builtin = Policy::azure_default();
-        builtin.defaulted.clear();
-        assert_eq!(alone, builtin);
+        // Equal whatever each left to its defaults: the comparison is of what they say.
+        assert_eq!(alone, Policy::azure_default());
         // Written out as empty, they are empty.
         let none = Policy::parse(
             "defaultServiceAccount: null\nexemptNamespaces: []\n",
@@ -627,6 +715,48 @@ mod tests {
             assert_eq!((err.line, err.column), position, "{text:?}: {err}");
             assert!(err.message.contains(says), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn shared_sources_are_validated_where_they_are_written() {
+        let head = "tenants:\n  - {name: team-a, namespaces: [team-a]}\nsharedSources:\n";
+        let cases = [
+            (
+                "  - {kind: HelmChart, namespace: flux-system, name: x}\n",
+                (4, 12),
+                "`HelmChart` cannot be shared",
+            ),
+            (
+                "  - kind: HelmRepository\n    namespace: flux-system\n    name: bitnami\n    tenants: [team-a, team-z]\n",
+                (7, 23),
+                "no tenant is named `team-z`",
+            ),
+            (
+                "  - {kind: GitRepository, namespace: flux-system, name: apps}\n  - {kind: OCIRepository, namespace: flux-system, name: apps}\n",
+                (5, 57),
+                "sharedSources[0] is published as ExternalArtifact `flux-system.apps` already",
+            ),
+            (
+                "  - {kind: GitRepository, namespace: flux-system, name: a-name-that-is-far-too-long-for-any-label-value-at-all}\n",
+                (4, 57),
+                "longer than 63 characters",
+            ),
+            (
+                "  - {kind: GitRepository, namespace: flux-system, name: apps, copySecret: true}\n",
+                (4, 63),
+                "unknown field `copySecret`",
+            ),
+        ];
+        for (entries, position, message) in cases {
+            let err = Policy::parse(&format!("{head}{entries}"), "p.yaml").unwrap_err();
+            assert_eq!((err.line, err.column), position, "{err}");
+            assert!(err.message.contains(message), "{err}");
+        }
+        let ok = "  - {kind: HelmRepository, namespace: flux-system, name: apps, tenants: [team-a], namespaces: [apps-*], copySecrets: true}\n  - {kind: GitRepository, namespace: flux-system, name: apps}\n";
+        let policy = Policy::parse(&format!("{head}{ok}"), "p.yaml").unwrap();
+        assert!(policy.shared_sources[0].copy_secrets);
+        assert!(!policy.shared_sources[1].copy_secrets);
+        assert_eq!(policy.shared_sources[0].namespaces, ["apps-*"]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use fluxfence::diagnostic::{Applicability, FixOp};
 use fluxfence::kinds::FluxKind;
 use fluxfence::model::{FluxObject, NamespaceOrigin};
 use fluxfence::rules::{self, Context, Subject};
+use fluxfence::shared::{self, Sharing};
 use fluxfence::{Finding, Policy, Severity};
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
@@ -490,8 +491,9 @@ fn mutate(
     outcome
 }
 
-/// A reference to a source the policy shares with this tenant points at the platform's copy;
-/// Flux refuses cross-namespace references, so point it at the tenant's own copy instead.
+/// A reference to a source the policy shares with this namespace points at the platform's
+/// object, which Flux refuses across namespaces: point it at the object fluxfence-controller
+/// publishes in the tenant's namespace instead (`fluxfence::shared` says which kind and name).
 fn rewrite_shared_sources(
     object: &FluxObject,
     namespace: &str,
@@ -505,19 +507,44 @@ fn rewrite_shared_sources(
         };
         let kind = reference.field("kind").unwrap_or("");
         let name = reference.field("name").unwrap_or("");
-        if source_ns == namespace || !policy.is_shared_source(kind, source_ns, name, namespace) {
+        if source_ns == namespace {
             continue;
         }
-        let Ok(path) = PointerBuf::parse(format!("{}/namespace", reference.pointer)) else {
+        let Some(Sharing::Allowed { published, .. }) = policy.sharing(
+            object.kind.as_str(),
+            &reference.pointer,
+            kind,
+            source_ns,
+            name,
+            namespace,
+        ) else {
             continue;
         };
-        ops.push(PatchOperation::Replace(ReplaceOperation {
-            path,
-            value: Value::String(namespace.to_owned()),
-        }));
+        let mut fields = vec![
+            ("namespace", namespace.to_owned()),
+            ("name", published.name.clone()),
+        ];
+        if published.kind != kind {
+            fields.push(("kind", published.kind.clone()));
+            // ExternalArtifact has one version; an older one written here would name none.
+            if reference.field("apiVersion").is_some() {
+                fields.push(("apiVersion", shared::SOURCE_API_VERSION.to_owned()));
+            }
+        }
+        for (field, value) in fields {
+            let Ok(path) = PointerBuf::parse(format!("{}/{field}", reference.pointer)) else {
+                continue;
+            };
+            ops.push(PatchOperation::Replace(ReplaceOperation {
+                path,
+                value: Value::String(value),
+            }));
+        }
         warnings.push(warning(&format!(
-            "fluxfence: {} now uses {kind} {namespace}/{name}, the tenant copy of shared {source_ns}/{name}",
+            "fluxfence: {} now names {} {}, which fluxfence-controller publishes in {namespace}",
             reference.pointer.rsplit('/').next().unwrap_or("sourceRef"),
+            published.kind,
+            published.name,
         )));
     }
 }

@@ -773,36 +773,43 @@ async fn ff160_cross_namespace_depends_on_is_an_opt_in() {
 }
 
 #[tokio::test]
-async fn a_shared_source_reference_is_rewritten_to_the_tenant_copy() {
+async fn a_shared_source_reference_is_rewritten_to_the_published_copy() {
     let app = app_with(per_tenant(), Some(OWN_NAMESPACE), MAX_BODY);
     let review = fixture("tenant-helmrelease-shared-source");
-    // Allowed by the policy's sharedSources, so validation passes as is.
+    // As written, Flux refuses it: validation alone says what to reference instead.
     let validated = respond(&app, "/validate", &review).await;
-    assert_eq!(validated["allowed"], true, "{validated}");
+    assert_eq!(validated["allowed"], false, "{validated}");
+    assert!(
+        message(&validated).contains("reference kind: HelmRepository, name: flux-system.bitnami"),
+        "{validated}"
+    );
 
+    // The API server calls /mutate first: the reference becomes the copy fluxfence-controller
+    // publishes in the tenant's namespace (a HelmRelease chart.spec.sourceRef takes no
+    // ExternalArtifact, so the copy keeps the source's kind).
     let mutated = respond(&app, "/mutate", &review).await;
     assert_eq!(
         patch(&mutated).unwrap(),
         vec![
-            json!({"op": "replace", "path": "/spec/chart/spec/sourceRef/namespace", "value": "team-a"})
+            json!({"op": "replace", "path": "/spec/chart/spec/sourceRef/namespace", "value": "team-a"}),
+            json!({"op": "replace", "path": "/spec/chart/spec/sourceRef/name", "value": "flux-system.bitnami"}),
         ]
     );
     let said = warnings(&mutated);
     assert_eq!(said.len(), 1, "{said:?}");
     assert!(
-        said[0].contains("HelmRepository team-a/bitnami"),
+        said[0].contains("HelmRepository flux-system.bitnami"),
         "{said:?}"
     );
-    assert!(said[0].contains("flux-system/bitnami"), "{said:?}");
     assert!(said[0].chars().count() <= 120);
 
     let patched = apply(&review, &mutated);
     let again = respond(&app, "/mutate", &patched).await;
     assert!(again.get("patch").is_none(), "{again}");
     let validated = respond(&app, "/validate", &patched).await;
-    assert_eq!(validated["allowed"], true);
+    assert_eq!(validated["allowed"], true, "{validated}");
 
-    // Without the policy's opt-in, the same reference is a plain FF101.
+    // Without the policy's opt-in, the same reference is a plain FF101 and is left alone.
     let mut strict = per_tenant();
     strict.shared_sources.clear();
     let strict = app_with(strict, None, MAX_BODY);
@@ -810,6 +817,67 @@ async fn a_shared_source_reference_is_rewritten_to_the_tenant_copy() {
     assert!(response.get("patch").is_none());
     let response = respond(&strict, "/validate", &review).await;
     assert!(message(&response).contains("FF101"), "{response}");
+}
+
+#[tokio::test]
+async fn a_kustomization_of_a_shared_repository_is_rewritten_to_an_external_artifact() {
+    let mut policy = per_tenant();
+    policy.shared_sources = vec![fluxfence::policy::SharedSource {
+        kind: "GitRepository".into(),
+        namespace: "flux-system".into(),
+        name: "platform".into(),
+        tenants: vec!["team-a".into()],
+        namespaces: Vec::new(),
+        copy_secrets: false,
+    }];
+    let app = app_with(policy, Some(OWN_NAMESPACE), MAX_BODY);
+    let review_in = |namespace: &str| {
+        let object = json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": "apps", "namespace": namespace},
+            "spec": {
+                "interval": "10m", "path": "./apps", "prune": true,
+                "serviceAccountName": format!("{namespace}-reconciler"),
+                "sourceRef": {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "name": "platform", "namespace": "flux-system"}
+            }
+        });
+        let mut review = review_of(
+            object,
+            "kustomize.toolkit.fluxcd.io",
+            "v1",
+            "kustomizations",
+            "uid-shared",
+        );
+        review["request"]["namespace"] = json!(namespace);
+        review["request"]["name"] = json!("apps");
+        review
+    };
+    let review = review_in("team-a");
+    let mutated = respond(&app, "/mutate", &review).await;
+    assert_eq!(
+        patch(&mutated).unwrap(),
+        vec![
+            json!({"op": "replace", "path": "/spec/sourceRef/namespace", "value": "team-a"}),
+            json!({"op": "replace", "path": "/spec/sourceRef/name", "value": "flux-system.platform"}),
+            json!({"op": "replace", "path": "/spec/sourceRef/kind", "value": "ExternalArtifact"}),
+            json!({"op": "replace", "path": "/spec/sourceRef/apiVersion", "value": "source.toolkit.fluxcd.io/v1"}),
+        ]
+    );
+    let patched = apply(&review, &mutated);
+    let validated = respond(&app, "/validate", &patched).await;
+    assert_eq!(validated["allowed"], true, "{validated}");
+
+    // team-b is not in the entry: nothing is rewritten and the denial names the entry.
+    let other = review_in("team-b");
+    let response = respond(&app, "/mutate", &other).await;
+    assert!(response.get("patch").is_none(), "{response}");
+    let response = respond(&app, "/validate", &other).await;
+    assert_eq!(response["allowed"], false);
+    assert!(
+        message(&response).contains("sharedSources[0] (GitRepository flux-system/platform) is not shared with namespace `team-b`"),
+        "{response}"
+    );
 }
 
 #[tokio::test]

@@ -123,6 +123,14 @@ replaces policy.defaultServiceAccount with that name in the config namespace. Wi
 {{- with $multiTenancy.defaultServiceAccount -}}
 {{- $_ := set $policy "defaultServiceAccount" (dict "name" . "namespaces" (list $policy.configNamespace)) -}}
 {{- end -}}
+{{- /* Helm drops a key whose value is null; the policy would then take the key's default.
+       values.yaml sets both, so a missing key is one the user set to null: say so. */ -}}
+{{- if not (hasKey $policy "defaultServiceAccount") -}}
+{{- $_ := set $policy "defaultServiceAccount" nil -}}
+{{- end -}}
+{{- if not (hasKey $policy "exemptNamespaces") -}}
+{{- $_ := set $policy "exemptNamespaces" list -}}
+{{- end -}}
 {{- toYaml $policy -}}
 {{- end -}}
 

@@ -326,7 +326,7 @@ fn default_policy_configmap_is_the_azure_default() {
       targetNamespaces: [team-a-apps]
       sourceUrls: [https://github.com/org/team-a-*]
       providerUrls: [https://hooks.slack.com/services]
-  sharedSources: [{kind: HelmRepository, namespace: flux-system, name: bitnami, tenants: [team-a]}]
+  sharedSources: [{kind: HelmRepository, namespace: flux-system, name: bitnami, tenants: [team-a], namespaces: [apps-*], copySecrets: true}]
   rules: {FF110: deny, FF140: off}
 ";
     let docs = helm
@@ -337,6 +337,8 @@ fn default_policy_configmap_is_the_azure_default() {
     assert_eq!(policy.default_service_account, None);
     assert_eq!(policy.tenants.len(), 1);
     assert_eq!(policy.shared_sources.len(), 1);
+    assert!(policy.shared_sources[0].copy_secrets);
+    assert_eq!(policy.shared_sources[0].namespaces, ["apps-*"]);
     assert_eq!(policy.rules.len(), 2);
     // `off` unquoted is false in Helm's YAML; the webhook still gets the severity `off`.
     assert_eq!(policy.rules.get("FF140"), Some(&fluxfence::Severity::Off));
@@ -834,6 +836,8 @@ fn schema_rejects_invalid_values() {
         "policy: {rules: {FF101: block}}",
         "policy: {tenants: [{name: a}]}",
         "policy: {tenants: [{name: a, namespaces: []}]}",
+        "policy: {sharedSources: [{kind: HelmChart, namespace: flux-system, name: x}]}",
+        "policy: {sharedSources: [{kind: GitRepository, namespace: flux-system, name: x, copySecrets: yes please}]}",
         "policy: {defaultServiceAccount: {name: \"\"}}",
         "metrics: {serviceMonitor: {interval: soon}}",
         "webhook: {validating: {enabled: false}, mutating: {enabled: false}}",
@@ -978,6 +982,48 @@ fn lockdown_flags_are_on_exactly_the_controllers_that_accept_them() {
     assert!(flags["helm-controller"].contains("--default-service-account=deployer"));
     let account = object(&docs, "ServiceAccount", "deployer");
     assert_eq!(account["metadata"]["namespace"], "cluster-config");
+}
+
+#[test]
+fn the_external_artifact_gate_is_on_where_shared_sources_are_read() {
+    let Some(helm) = helm() else { return };
+    let companion = helm.companion_chart();
+    let gate = "--feature-gates=ExternalArtifact=true".to_owned();
+    for (values, gated) in [
+        ("", vec!["helm-controller", "kustomize-controller"]),
+        ("controller: {enabled: false}", vec![]),
+    ] {
+        let docs = helm
+            .template(&companion.chart, "flux", FLUX_NS, values, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let with_gate: Vec<String> = of_kind(&docs, "Deployment")
+            .into_iter()
+            .filter(|d| args(d).contains(&gate))
+            .filter_map(|d| d["metadata"]["name"].as_str().map(str::to_owned))
+            .collect();
+        let mut with_gate = with_gate;
+        with_gate.sort();
+        assert_eq!(with_gate, gated, "{values:?}");
+    }
+}
+
+#[test]
+fn a_changed_policy_rolls_the_controller() {
+    let Some(helm) = helm() else { return };
+    let companion = helm.companion_chart();
+    let checksum = |values: &str| {
+        let docs = helm
+            .template(&companion.chart, "flux", FLUX_NS, values, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let deployment = object(&docs, "Deployment", "fluxfence-controller");
+        deployment["spec"]["template"]["metadata"]["annotations"]["checksum/policy"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no checksum/policy annotation"))
+            .to_owned()
+    };
+    let shared = "fluxfence: {policy: {sharedSources: [{kind: OCIRepository, namespace: flux-system, name: podinfo}]}}";
+    assert_eq!(checksum(""), checksum(""));
+    assert_ne!(checksum(""), checksum(shared));
 }
 
 #[test]
@@ -1476,6 +1522,31 @@ fn controller_runs_two_restricted_replicas_with_least_privilege() {
         .find(|r| strings(&r["resources"]) == ["secrets"])
         .unwrap_or_else(|| panic!("no secrets rule"));
     assert!(!strings(&secrets["verbs"]).contains(&"watch".to_owned()));
+    // Shared sources: ExternalArtifacts and their status are written, HelmReleases only read.
+    let verbs_on = |group: &str, resource: &str| -> Vec<String> {
+        rules
+            .iter()
+            .filter(|r| strings(&r["apiGroups"]) == [group])
+            .filter(|r| strings(&r["resources"]).contains(&resource.to_owned()))
+            .flat_map(|r| strings(&r["verbs"]))
+            .collect()
+    };
+    for verb in ["get", "list", "watch", "create", "patch", "delete"] {
+        assert!(
+            verbs_on("source.toolkit.fluxcd.io", "externalartifacts").contains(&verb.to_owned())
+        );
+        assert!(
+            verbs_on("source.toolkit.fluxcd.io", "helmrepositories").contains(&verb.to_owned())
+        );
+    }
+    assert_eq!(
+        verbs_on("source.toolkit.fluxcd.io", "externalartifacts/status"),
+        ["patch"]
+    );
+    assert_eq!(
+        verbs_on("helm.toolkit.fluxcd.io", "helmreleases"),
+        ["get", "list", "watch"]
+    );
     let binding = object(
         &docs,
         "ClusterRoleBinding",

@@ -175,6 +175,11 @@ impl FakeApi {
         self.lock().objects.get(path).cloned()
     }
 
+    /// Deletes an object behind the controller's back (another client, garbage collection).
+    pub fn remove(&self, path: &str) -> Option<Value> {
+        self.lock().objects.remove(path)
+    }
+
     pub fn put(&self, path: &str, object: Value) {
         self.lock().objects.insert(path.to_owned(), object);
     }
@@ -291,8 +296,12 @@ fn is_collection(path: &str) -> bool {
 
 fn labels_match(object: &Value, selector: &str) -> bool {
     selector.split(',').filter(|s| !s.is_empty()).all(|term| {
-        let (key, value) = term.split_once('=').unwrap_or((term, ""));
-        object["metadata"]["labels"][key].as_str() == Some(value)
+        let label = &object["metadata"]["labels"];
+        match term.split_once('=') {
+            Some((key, value)) => label[key].as_str() == Some(value),
+            // A bare key selects the objects that carry the label.
+            None => label.get(term).is_some(),
+        }
     })
 }
 
@@ -302,7 +311,10 @@ fn list(state: &State, path: &str, query: &BTreeMap<String, String>) -> Value {
     let items: Vec<Value> = state
         .objects
         .iter()
-        .filter(|(p, _)| p.starts_with(&prefix) && !p[prefix.len()..].contains('/'))
+        .filter(|(p, _)| {
+            (p.starts_with(&prefix) && !p[prefix.len()..].contains('/'))
+                || in_all_namespaces(path, p)
+        })
         .filter(|(_, o)| labels_match(o, &selector))
         .map(|(_, o)| {
             json!({
@@ -318,6 +330,22 @@ fn list(state: &State, path: &str, query: &BTreeMap<String, String>) -> Value {
         "metadata": { "resourceVersion": state.resource_version.to_string() },
         "items": items,
     })
+}
+
+/// Whether `object_path` is a namespaced object of the collection `path` lists across all
+/// namespaces (`/apis/g/v/plural` lists `/apis/g/v/namespaces/ns/plural/name`).
+fn in_all_namespaces(path: &str, object_path: &str) -> bool {
+    let Some((version_prefix, plural)) = path.rsplit_once('/') else {
+        return false;
+    };
+    let Some(rest) = object_path
+        .strip_prefix(version_prefix)
+        .and_then(|r| r.strip_prefix("/namespaces/"))
+    else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    parts.len() == 3 && parts[1] == plural
 }
 
 /// What an apply sets: everything but the server's own fields.

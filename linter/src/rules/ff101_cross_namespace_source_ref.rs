@@ -1,5 +1,6 @@
 use super::{Context, Rule, RuleMeta, Subject, source_references};
 use crate::diagnostic::{Finding, Severity};
+use crate::shared::Sharing;
 
 /// Flags source references (`sourceRef`, `chartRef`, `imageRepositoryRef`) into another
 /// namespace: with `--no-cross-namespace-refs=true` Flux refuses them at reconcile time.
@@ -17,16 +18,22 @@ static META: RuleMeta = RuleMeta {
 Checks Kustomization `spec.sourceRef`, HelmRelease `spec.chart.spec.sourceRef` and
 `spec.chartRef`, ImagePolicy `spec.imageRepositoryRef` and ImageUpdateAutomation
 `spec.sourceRef`, whatever kind they name (an `ExternalArtifact`, Flux 2.7's source made by
-an ArtifactGenerator or another controller, included). A reference whose `namespace` is empty or equal to the object's own
-namespace is fine; any other namespace is flagged, unless the policy lists the source under
-`sharedSources`. Exempt namespaces are judged too: `--no-cross-namespace-refs` is a
-controller-wide flag with no namespace exception, so a reference from `flux-system` into
-another namespace is refused like any other. The object's namespace is the one Flux would apply: a parent Flux
-Kustomization's `targetNamespace`, else the outermost kustomization.yaml `namespace:`, else
+an ArtifactGenerator or another controller, included). A reference whose `namespace` is empty
+or equal to the object's own namespace is fine; any other namespace is flagged. Exempt
+namespaces are judged too: `--no-cross-namespace-refs` is a controller-wide flag with no
+namespace exception, so a reference from `flux-system` into another namespace is refused like
+any other. The object's namespace is the one Flux would apply: a parent Flux Kustomization's
+`targetNamespace`, else the outermost kustomization.yaml `namespace:`, else
 `metadata.namespace`. A namespace written as `${VAR:-default}` is judged as its default (what
 Flux's post-build substitution gives when the variable is not set); a `${VAR}` without one is
 listed as unresolved (`--show-unresolved`), not judged. At admission a value is final: Flux
 substitutes before it applies.
+
+A source the policy lists under `sharedSources` is flagged too, since Flux refuses the
+reference as written; the message names the object fluxfence-controller publishes for it in
+the tenant's namespace, `<namespace>.<name>` (an ExternalArtifact for a Kustomization
+`sourceRef` or a HelmRelease `chartRef`, a copy of the source for a HelmRelease
+`spec.chart.spec.sourceRef`), or the policy entry that does not share it with this namespace.
 
 ## Why is this bad?
 Multi-tenant Flux (Azure's `multiTenancy.enforce=true`, upstream
@@ -97,12 +104,18 @@ impl Rule for CrossNamespaceSourceRef {
             }
             let kind = reference.field("kind").unwrap_or("source");
             let name = reference.field("name").unwrap_or("");
-            if cx
-                .policy
-                .is_shared_source(kind, namespace, name, subject.namespace)
-            {
-                continue;
-            }
+            let sharing = cx.policy.sharing(
+                subject.object.kind.as_str(),
+                &reference.pointer,
+                kind,
+                namespace,
+                name,
+                subject.namespace,
+            );
+            let help = match &sharing {
+                Some(sharing) => shared_help(sharing, subject.namespace),
+                None => help(cx, subject.namespace, kind),
+            };
             out.push(META.finding(
                 format!("{}/namespace", reference.pointer),
                 reference.span_of("namespace"),
@@ -111,9 +124,32 @@ impl Rule for CrossNamespaceSourceRef {
                     subject.object.display_name(),
                     subject.namespace,
                 ),
-                help(cx, subject.namespace, kind),
+                help,
             ));
         }
+    }
+}
+
+/// A reference to a source the policy shares: Flux still refuses it as written, so say which
+/// object in the tenant's namespace to reference, or which policy entry refuses this namespace.
+fn shared_help(sharing: &Sharing, namespace: &str) -> String {
+    let entry = sharing.entry_name();
+    match sharing {
+        Sharing::Allowed { published, .. } => format!(
+            "Flux refuses cross-namespace references (AccessDenied); {entry} is published in `{namespace}` \
+             by fluxfence-controller: reference kind: {}, name: {} with no namespace \
+             (the fluxfence webhook rewrites it so at admission)",
+            published.kind, published.name
+        ),
+        Sharing::NotForNamespace { .. } => {
+            format!(
+                "{entry} is not shared with namespace `{namespace}`; add its tenant to the entry's `tenants` or the namespace to its `namespaces`"
+            )
+        }
+        Sharing::NoForm { .. } => format!(
+            "{entry} is shared, but Flux can read no published copy through this field; \
+             declare the source in `{namespace}`"
+        ),
     }
 }
 
