@@ -68,14 +68,19 @@ pub enum ExportError {
         "tenant name `{0}` cannot be a ConfigMap key; use letters, digits, `-`, `_` and `.` only"
     )]
     TenantName(String),
-    #[error("--name-prefix `{0}` does not make valid object names; use lowercase letters, digits and `-`")]
+    #[error(
+        "--name-prefix `{0}` does not make valid object names; use lowercase letters, digits and `-`"
+    )]
     NamePrefix(String),
 }
 
 /// The policy as admission policies.
 pub fn export(policy: &Policy, options: &Options) -> Result<Export, ExportError> {
     check_prefix(&options.name_prefix)?;
-    let mut notes: Vec<String> = cel::NOT_EXPRESSIBLE.iter().map(|s| (*s).to_owned()).collect();
+    let mut notes: Vec<String> = cel::NOT_EXPRESSIBLE
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
     if !policy.enforce {
         notes.insert(
             0,
@@ -120,8 +125,8 @@ fn check_prefix(prefix: &str) -> Result<(), ExportError> {
 
 /// The rule's severity under the policy.
 pub fn rule_severity(policy: &Policy, rule: &RuleCel) -> Severity {
-    let default = crate::rules::by_code(rule.code)
-        .map_or(Severity::Deny, |r| r.meta().default_severity);
+    let default =
+        crate::rules::by_code(rule.code).map_or(Severity::Deny, |r| r.meta().default_severity);
     policy.severity(rule.code, default)
 }
 
@@ -152,7 +157,10 @@ pub fn tenants_data(policy: &Policy) -> Result<serde_json::Map<String, Value>, E
         let key = |suffix: &str| format!("{}.{suffix}", tenant.name);
         let own = tenant.namespaces.iter().map(String::as_str);
         // `validate` guarantees at least one namespace pattern.
-        data.insert(key("namespaces"), cel::glob_regex(own.clone()).unwrap_or_default().into());
+        data.insert(
+            key("namespaces"),
+            cel::glob_regex(own.clone()).unwrap_or_default().into(),
+        );
         let mut targets: Vec<&str> = Vec::new();
         for pattern in own.chain(tenant.target_namespaces.iter().map(String::as_str)) {
             if !targets.contains(&pattern) {
@@ -161,10 +169,15 @@ pub fn tenants_data(policy: &Policy) -> Result<serde_json::Map<String, Value>, E
         }
         data.insert(
             key("targetNamespaces"),
-            cel::glob_regex(targets.iter().copied()).unwrap_or_default().into(),
+            cel::glob_regex(targets.iter().copied())
+                .unwrap_or_default()
+                .into(),
         );
         data.insert(key("targetPatterns"), targets.join(", ").into());
-        data.insert(key("serviceAccounts"), tenant.service_accounts.join(",").into());
+        data.insert(
+            key("serviceAccounts"),
+            tenant.service_accounts.join(",").into(),
+        );
         data.insert(key("sourceUrls"), tenant.source_urls.join("\n").into());
         for account in &tenant.service_accounts {
             if !every_account.contains(&account.as_str()) {
@@ -196,6 +209,9 @@ fn labels() -> Value {
 
 /// `resourceRules` for `kinds`, every API version the kinds table lists, on create and update.
 /// Naming the resources leaves their subresources (`status`) out, as the webhook skips them.
+/// With `matchPolicy: Equivalent` a request in a version the table does not list (a newer
+/// one) is converted to a listed version the CRD also serves and judged, as the engine
+/// judges every version of a Flux group.
 pub fn resource_rules(kinds: &[FluxKind]) -> Value {
     let rules: Vec<Value> = kinds
         .iter()
@@ -262,7 +278,11 @@ fn findings(policy: &Policy, rule: &RuleCel, root: &str) -> String {
 /// The variable holding `rule`'s findings on the object (`ff101`) or the old object
 /// (`ff101Old`).
 pub fn findings_variable(rule: &RuleCel, old: bool) -> String {
-    format!("{}{}", rule.code.to_ascii_lowercase(), if old { "Old" } else { "" })
+    format!(
+        "{}{}",
+        rule.code.to_ascii_lowercase(),
+        if old { "Old" } else { "" }
+    )
 }
 
 /// The three validating policies: what each judges and reports.
@@ -378,7 +398,10 @@ fn validating(policy: &Policy, options: &Options, group: Group) -> Option<[Value
     }
     let ratcheted = policy.ratchet_updates && group != Group::Warn;
     let name = format!("{}{}", options.name_prefix, group.suffix());
-    let mut kinds: Vec<FluxKind> = reported.iter().flat_map(|r| r.kinds.iter().copied()).collect();
+    let mut kinds: Vec<FluxKind> = reported
+        .iter()
+        .flat_map(|r| r.kinds.iter().copied())
+        .collect();
     kinds.sort();
     kinds.dedup();
     // When every rule here skips exempt namespaces, the API server leaves them out before any
@@ -405,7 +428,7 @@ fn validating(policy: &Policy, options: &Options, group: Group) -> Option<[Value
         "spec": {
             "failurePolicy": "Fail",
             "paramKind": { "apiVersion": "v1", "kind": "ConfigMap" },
-            "matchConstraints": { "resourceRules": resource_rules(&kinds) },
+            "matchConstraints": { "matchPolicy": "Equivalent", "resourceRules": resource_rules(&kinds) },
             "matchConditions": match_conditions,
             "variables": variables(policy, &reported, ratcheted),
             "validations": validations,
@@ -451,7 +474,7 @@ fn mutating(policy: &Policy, options: &Options) -> Option<[Value; 2]> {
         }),
         json!({
             "name": "no-service-account",
-            "expression": "!has(object.spec) || !has(object.spec.serviceAccountName) || object.spec.serviceAccountName == null",
+            "expression": "!has(object.spec) || !has(object.spec.serviceAccountName) || object.spec.serviceAccountName == null || object.spec.serviceAccountName == ''",
         }),
     ];
     if !exempt_split(policy).1.is_empty() {
@@ -468,7 +491,7 @@ fn mutating(policy: &Policy, options: &Options) -> Option<[Value; 2]> {
         "spec": {
             "failurePolicy": "Fail",
             "reinvocationPolicy": "IfNeeded",
-            "matchConstraints": { "resourceRules": resource_rules(&kinds) },
+            "matchConstraints": { "matchPolicy": "Equivalent", "resourceRules": resource_rules(&kinds) },
             "matchConditions": match_conditions,
             "mutations": [{
                 "patchType": "ApplyConfiguration",

@@ -116,8 +116,9 @@ pub const NOT_EXPRESSIBLE: &[&str] = &[
     "a ratcheted update whose old object lacked spec.serviceAccountName and whose new one spells \
      out the default account is judged as a new FF111 finding: the webhook judges the old object \
      as its own mutation left it, which needs the mutating webhook's view of the old object",
-    "kinds are matched in the API versions the kinds table lists; the engine also judges \
-     versions newer than it",
+    "an object in an API version newer than the kinds table is judged only while its CRD also \
+     serves a version the table lists (matchPolicy Equivalent converts the request to it); \
+     the engine judges every version of a Flux group",
 ];
 
 /// A CEL string literal.
@@ -173,8 +174,26 @@ fn escape_regex(text: &str) -> String {
 
 /// CEL words that cannot be field selectors of an untyped map (see the module doc).
 const RESERVED: &[&str] = &[
-    "true", "false", "null", "in", "as", "break", "const", "continue", "else", "for",
-    "function", "if", "import", "let", "loop", "package", "namespace", "return", "var", "void",
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
     "while",
 ];
 
@@ -197,6 +216,25 @@ fn present(parent: &str, key: &str) -> String {
     format!("({test} && {} != null)", select(parent, key))
 }
 
+/// Whether `parent` has `key` set to a string other than `''`: the engine reads an empty
+/// string as an omitted field (`Node::as_str`), as Flux does for an empty namespace.
+fn present_str(parent: &str, key: &str) -> String {
+    format!(
+        "({} && {} != '')",
+        present(parent, key),
+        select(parent, key)
+    )
+}
+
+/// Whether the string at `path` below `root` is set and not empty.
+fn present_str_path(root: &str, path: &[&str]) -> String {
+    let (last, parents) = path.split_last().map_or(("", path), |(l, p)| (*l, p));
+    let mut tests = vec![present_path(root, parents)];
+    tests.push(present_str(&path_expr(root, parents), last));
+    tests.retain(|t| !t.is_empty());
+    tests.join(" && ")
+}
+
 /// Whether every step of `path` below `root` is set: the guard before reading it.
 fn present_path(root: &str, path: &[&str]) -> String {
     let mut parent = root.to_owned();
@@ -209,7 +247,8 @@ fn present_path(root: &str, path: &[&str]) -> String {
 }
 
 fn path_expr(root: &str, path: &[&str]) -> String {
-    path.iter().fold(root.to_owned(), |parent, key| select(&parent, key))
+    path.iter()
+        .fold(root.to_owned(), |parent, key| select(&parent, key))
 }
 
 /// `root` is one of `kinds`.
@@ -222,7 +261,7 @@ fn kind_is(root: &str, kinds: &[FluxKind]) -> String {
 fn display(root: &str) -> String {
     format!(
         "{root}.kind + '/' + ({} ? {root}.metadata.name : '')",
-        present_path(root, &["metadata", "name"])
+        present_str_path(root, &["metadata", "name"])
     )
 }
 
@@ -248,7 +287,10 @@ fn ff101_cross_namespace_source_ref(policy: &Policy, root: &str) -> String {
     let references: &[(FluxKind, &[&str])] = &[
         (FluxKind::Kustomization, &["spec", "sourceRef"]),
         (FluxKind::ImageUpdateAutomation, &["spec", "sourceRef"]),
-        (FluxKind::HelmRelease, &["spec", "chart", "spec", "sourceRef"]),
+        (
+            FluxKind::HelmRelease,
+            &["spec", "chart", "spec", "sourceRef"],
+        ),
         (FluxKind::HelmRelease, &["spec", "chartRef"]),
         (FluxKind::ImagePolicy, &["spec", "imageRepositoryRef"]),
     ];
@@ -267,11 +309,11 @@ fn ff101_cross_namespace_source_ref(policy: &Policy, root: &str) -> String {
         .collect();
     let r = "x.r";
     let ns = select(r, "namespace");
-    let source_kind = format!("({} ? {r}.kind : 'source')", present(r, "kind"));
-    let name = format!("({} ? {r}.name : '')", present(r, "name"));
+    let source_kind = format!("({} ? {r}.kind : 'source')", present_str(r, "kind"));
+    let name = format!("({} ? {r}.name : '')", present_str(r, "name"));
     let keep = format!(
         "{} && {ns} != {NAMESPACE} && !{ns}.contains('${{') && !({})",
-        present(r, "namespace"),
+        present_str(r, "namespace"),
         shared_source(policy, &source_kind, &ns, &name)
     );
     let message = format!(
@@ -315,14 +357,17 @@ fn shared_source(policy: &Policy, kind: &str, namespace: &str, name: &str) -> St
 }
 
 fn ff102_cross_namespace_event_source(_policy: &Policy, root: &str) -> String {
-    let lists = [(FluxKind::Receiver, "resources"), (FluxKind::Alert, "eventSources")];
+    let lists = [
+        (FluxKind::Receiver, "resources"),
+        (FluxKind::Alert, "eventSources"),
+    ];
     let parts: Vec<String> = lists
         .iter()
         .map(|(kind, field)| {
             let items = path_expr(root, &["spec", field]);
             let ns = select("e", "namespace");
-            let event_kind = format!("({} ? e.kind : 'object')", present("e", "kind"));
-            let name = format!("({} ? e.name : '')", present("e", "name"));
+            let event_kind = format!("({} ? e.kind : 'object')", present_str("e", "kind"));
+            let name = format!("({} ? e.name : '')", present_str("e", "name"));
             let pointer = format!("'/spec/{field}/' + string({items}.indexOf(e)) + '/namespace'");
             let star = finding(
                 &pointer,
@@ -338,7 +383,7 @@ fn ff102_cross_namespace_event_source(_policy: &Policy, root: &str) -> String {
                 "({} && {} ? {items}.filter(e, {} && {ns} != {NAMESPACE} && !{ns}.contains('${{')).map(e, {ns} == '*' ? {star} : {other}) : [])",
                 kind_is(root, &[*kind]),
                 present_path(root, &["spec", field]),
-                present("e", "namespace"),
+                present_str("e", "namespace"),
             )
         })
         .collect();
@@ -371,13 +416,13 @@ fn ff110_missing_service_account(policy: &Policy, root: &str) -> String {
     format!(
         "({} && !({}) ? [{}] : [])",
         kind_is(root, IMPERSONATING),
-        present_path(root, &["spec", "serviceAccountName"]),
+        present_str_path(root, &["spec", "serviceAccountName"]),
         finding("'/spec/serviceAccountName'", &message, &quote(&help))
     )
 }
 
 fn ff111_service_account_unavailable(policy: &Policy, root: &str) -> String {
-    let explicit = present_path(root, &["spec", "serviceAccountName"]);
+    let explicit = present_str_path(root, &["spec", "serviceAccountName"]);
     let account = path_expr(root, &["spec", "serviceAccountName"]);
     let default = default_account(policy);
     let candidates = match default {
@@ -395,32 +440,55 @@ fn ff111_service_account_unavailable(policy: &Policy, root: &str) -> String {
     if let Some(sa) = &policy.default_service_account
         && let Some(regex) = glob_regex(sa.namespaces.iter().map(String::as_str))
     {
-        provided.push(format!("(a == {} && {NAMESPACE}.matches({}))", quote(&sa.name), quote(&regex)));
+        provided.push(format!(
+            "(a == {} && {NAMESPACE}.matches({}))",
+            quote(&sa.name),
+            quote(&regex)
+        ));
     }
     for sa in &policy.service_accounts {
         if let Some(regex) = glob_regex([sa.namespace.as_str()]) {
-            provided.push(format!("(a == {} && {NAMESPACE}.matches({}))", quote(&sa.name), quote(&regex)));
+            provided.push(format!(
+                "(a == {} && {NAMESPACE}.matches({}))",
+                quote(&sa.name),
+                quote(&regex)
+            ));
         }
     }
     let mut known: Vec<&str> = default.into_iter().collect();
     known.extend(policy.service_accounts.iter().map(|sa| sa.name.as_str()));
-    let known_by_tenants = "(params.data.serviceAccounts != '' && a in params.data.serviceAccounts.split(','))";
+    let known_by_tenants =
+        "(params.data.serviceAccounts != '' && a in params.data.serviceAccounts.split(','))";
     let knows = format!("(a in {} || {known_by_tenants})", quote_list(known));
     let exists = format!(
         "({} || ({explicit} && !{knows}))",
-        if provided.is_empty() { "false".to_owned() } else { provided.join(" || ") }
+        if provided.is_empty() {
+            "false".to_owned()
+        } else {
+            provided.join(" || ")
+        }
     );
-    let how = format!("({explicit} ? 'spec.serviceAccountName' : 'the policy\\'s default service account')");
+    let how = format!(
+        "({explicit} ? 'spec.serviceAccountName' : 'the policy\\'s default service account')"
+    );
     let config_q = quote(&policy.config_namespace);
     let not_allowed_finding = finding(
         "'/spec/serviceAccountName'",
-        &format!("{} + ' is applied as service account `' + a + '` (' + {how} + '), which tenant `' + {TENANT} + '` may not use'", display(root)),
+        &format!(
+            "{} + ' is applied as service account `' + a + '` (' + {how} + '), which tenant `' + {TENANT} + '` may not use'",
+            display(root)
+        ),
         &format!("'use one of: ' + {tenant_accounts}.split(',').join(', ')"),
     );
     let missing_finding = finding(
         "'/spec/serviceAccountName'",
-        &format!("{} + ' is applied as service account `' + a + '` (' + {how} + '), which does not exist in its namespace `' + {NAMESPACE} + '`'", display(root)),
-        &format!("'Flux impersonates ' + {NAMESPACE} + ':' + a + '; move the object to `' + {config_q} + '` with spec.targetNamespace: ' + {NAMESPACE} + ' (`fluxfence fix --unsafe-fixes`), or declare ServiceAccount ' + a + ' in `' + {NAMESPACE} + '`'"),
+        &format!(
+            "{} + ' is applied as service account `' + a + '` (' + {how} + '), which does not exist in its namespace `' + {NAMESPACE} + '`'",
+            display(root)
+        ),
+        &format!(
+            "'Flux impersonates ' + {NAMESPACE} + ':' + a + '; move the object to `' + {config_q} + '` with spec.targetNamespace: ' + {NAMESPACE} + ' (`fluxfence fix --unsafe-fixes`), or declare ServiceAccount ' + a + ' in `' + {NAMESPACE} + '`'"
+        ),
     );
     let keep = format!("!a.contains('${{') && ({not_allowed} || !{exists})");
     format!(
@@ -463,11 +531,14 @@ fn ff121_target_namespace_outside_tenant(_policy: &Policy, root: &str) -> String
                 "{} + ' deploys into `' + t + '`, outside tenant `' + {TENANT} + '`'",
                 display(root)
             );
-            let help = format!("'use a namespace matching ' + {}", tenant_data("targetPatterns"));
+            let help = format!(
+                "'use a namespace matching ' + {}",
+                tenant_data("targetPatterns")
+            );
             format!(
                 "({TENANT} != '' && {} && {} ? {} : [])",
                 kind_is(root, &[*kind]),
-                present_path(root, &["spec", field]),
+                present_str_path(root, &["spec", field]),
                 with(
                     &path_expr(root, &["spec", field]),
                     "t",
@@ -483,7 +554,11 @@ fn ff121_target_namespace_outside_tenant(_policy: &Policy, root: &str) -> String
 fn ff140_source_url_not_allowed(_policy: &Policy, root: &str) -> String {
     let fields: &[(&[FluxKind], &str)] = &[
         (
-            &[FluxKind::GitRepository, FluxKind::HelmRepository, FluxKind::OCIRepository],
+            &[
+                FluxKind::GitRepository,
+                FluxKind::HelmRepository,
+                FluxKind::OCIRepository,
+            ],
             "url",
         ),
         (&[FluxKind::Bucket], "endpoint"),
@@ -503,7 +578,7 @@ fn ff140_source_url_not_allowed(_policy: &Policy, root: &str) -> String {
             format!(
                 "({TENANT} != '' && {urls} != '' && {} && {} ? {} : [])",
                 kind_is(root, kinds),
-                present_path(root, &["spec", field]),
+                present_str_path(root, &["spec", field]),
                 with(
                     &path_expr(root, &["spec", field]),
                     "u",
@@ -523,13 +598,19 @@ mod tests {
     #[test]
     fn reserved_words_are_read_by_index_and_tested_with_in() {
         assert_eq!(select("r", "namespace"), "r['namespace']");
-        assert_eq!(present("r", "namespace"), "('namespace' in r && r['namespace'] != null)");
+        assert_eq!(
+            present("r", "namespace"),
+            "('namespace' in r && r['namespace'] != null)"
+        );
         assert_eq!(present("r", "kind"), "(has(r.kind) && r.kind != null)");
     }
 
     #[test]
     fn globs_become_anchored_regexes() {
-        assert_eq!(glob_regex(["team-a", "team-a-*"]).as_deref(), Some("^(?:team-a|team-a-.*)$"));
+        assert_eq!(
+            glob_regex(["team-a", "team-a-*"]).as_deref(),
+            Some("^(?:team-a|team-a-.*)$")
+        );
         assert_eq!(glob_regex(["a.b"]).as_deref(), Some("^(?:a\\.b)$"));
         assert_eq!(glob_regex([]), None);
     }

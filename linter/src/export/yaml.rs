@@ -79,10 +79,7 @@ fn inline(value: &Value) -> String {
 
 /// A string plain when YAML reads it back as that string, else double-quoted.
 fn scalar(text: &str) -> String {
-    let plain = text
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic())
+    let plain = text.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && text
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
