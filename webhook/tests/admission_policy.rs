@@ -289,6 +289,10 @@ fn policy_verdicts(export: &Export, admission: &Admission) -> Verdicts {
                 other => panic!("{name}: messageExpression: {other:?}"),
             };
             assert!(message.starts_with(code), "{message}");
+            assert!(
+                !message.contains('\n'),
+                "the API server drops a message with a line break: {message}"
+            );
             for finding in &findings {
                 assert!(message.contains(finding.as_str()), "{message}");
             }
@@ -584,4 +588,281 @@ fn the_rendered_yaml_reads_back_as_the_exported_objects() {
         assert_eq!(documents, exported.objects);
         assert!(text.starts_with("# "), "the notes come first, as comments");
     }
+}
+
+/// Every fixture object of `testdata/rules`, with the fixture's policy: (policy file or
+/// `None` for the built-in one, path, document number, the object as JSON, its namespace).
+fn rule_fixture_objects() -> Vec<(Option<PathBuf>, String, Value, String)> {
+    let mut objects = Vec::new();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("testdata/rules"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.ends_with(".yaml") && !name.ends_with(".policy.yaml")
+            })
+            .collect();
+        files.sort();
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let policy_file = text
+                .lines()
+                .take_while(|l| l.starts_with('#') || l.trim().is_empty())
+                .find_map(|l| l.strip_prefix("# policy:"))
+                .map(|f| dir.join(f.trim()));
+            let mut documents = Vec::new();
+            if fluxfence::yaml::load_documents(&text, |d| documents.push(d)).is_err() {
+                continue;
+            }
+            for (index, document) in documents.into_iter().enumerate() {
+                let json = document.root.to_json();
+                let Some(object) = FluxObject::from_node(document.root) else {
+                    continue;
+                };
+                let namespace = object
+                    .declared_namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".to_owned());
+                let case = format!("{} (document {})", path.display(), index + 1);
+                objects.push((policy_file.clone(), case, json, namespace));
+            }
+        }
+    }
+    objects
+}
+
+mod common;
+
+/// At a real API server (envtest convention: `KUBE_APISERVER` and `ETCD` name the binaries,
+/// `KUBECTL` and `FLUX_CRDS` as in the e2e test): the export of each fixture policy is
+/// accepted, a server-side dry-run create of each fixture object is denied exactly when the
+/// engine denies it (with a rule the engine denies with) and otherwise warned with exactly the
+/// engine's warn rules, and the mutating policy defaults the service account.
+/// `FLUXFENCE_MUTATING_API_VERSION=v1beta1` targets Kubernetes 1.34-1.35 (it turns the
+/// feature gate and the API on).
+#[test]
+fn a_real_api_server_accepts_the_export_and_gives_the_engines_verdicts() {
+    use common::cluster::{
+        Kubectl, binaries_or_skip, find_kubectl, install_flux_crds, start_apiserver_with,
+        start_etcd, wait_until, write_kubeconfig,
+    };
+    use fluxfence::export::admission_policy::MutatingApiVersion;
+    use std::time::Duration;
+
+    let Some((apiserver, etcd)) = binaries_or_skip() else {
+        return;
+    };
+    let kubectl = find_kubectl().expect("KUBE_APISERVER is set but no kubectl: set KUBECTL");
+    let beta = std::env::var("FLUXFENCE_MUTATING_API_VERSION").is_ok_and(|v| v == "v1beta1");
+    let mutating_api_version = if beta {
+        MutatingApiVersion::V1beta1
+    } else {
+        MutatingApiVersion::V1
+    };
+    let extra: Vec<String> = if beta {
+        vec![
+            "--feature-gates=MutatingAdmissionPolicy=true".to_owned(),
+            "--runtime-config=admissionregistration.k8s.io/v1beta1=true".to_owned(),
+        ]
+    } else {
+        Vec::new()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let pki = common::Pki::new("fluxfence admission-policy e2e CA");
+    let (mut etcd, etcd_url) = start_etcd(Path::new(&etcd), dir);
+    let (mut apiserver, port) =
+        start_apiserver_with(Path::new(&apiserver), dir, &etcd_url, &pki, &extra);
+    let kubectl = Kubectl {
+        binary: kubectl,
+        kubeconfig: write_kubeconfig(dir, port, &pki),
+    };
+    let mut processes = [&mut etcd, &mut apiserver];
+    wait_until(
+        &mut processes,
+        Duration::from_secs(90),
+        "kube-apiserver /readyz",
+        || {
+            kubectl
+                .run(&["get", "--raw", "/readyz"], None)
+                .status
+                .success()
+        },
+    );
+    install_flux_crds(&kubectl);
+
+    let objects = rule_fixture_objects();
+    let mut namespaces: Vec<&str> = objects.iter().map(|o| o.3.as_str()).collect();
+    namespaces.extend(["flux-system", "cluster-config", "apps"]);
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    for namespace in namespaces {
+        // `default` exists already.
+        let _ = kubectl.run(&["create", "namespace", namespace], None);
+    }
+
+    // A dry-run create: (admitted, the API server's words, the object it would store).
+    let dry_run_stored = |object: &Value| -> (bool, String, Value) {
+        let out = kubectl.run(
+            &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+            Some(&object.to_string()),
+        );
+        let stored = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            stored,
+        )
+    };
+    let dry_run = |object: &Value| -> (bool, String) {
+        let (admitted, text, _) = dry_run_stored(object);
+        (admitted, text)
+    };
+    let trap = admission_fixture(
+        &root().join("testdata/admission/kustomization-cross-namespace-source.json"),
+    )
+    .unwrap()
+    .1
+    .object;
+
+    let mut policies: Vec<Option<PathBuf>> = objects.iter().map(|o| o.0.clone()).collect();
+    policies.sort();
+    policies.dedup();
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for (round, policy_file) in policies.iter().enumerate() {
+        let policy = match policy_file {
+            Some(path) => Policy::load(path).unwrap(),
+            None => Policy::azure_default(),
+        };
+        // A prefix per policy: the API server names the policy in its answers, so the probe
+        // below tells when this policy, and no earlier one, is in effect.
+        let prefix = format!("ff{round}-");
+        let options = Options {
+            name_prefix: prefix.clone(),
+            params_namespace: "flux-system".to_owned(),
+            mutating_api_version,
+        };
+        let exported = admission_policy::export(&policy, &options).unwrap();
+        // One kind at a time: a server without the mutating API refuses a list naming it.
+        for kind in [
+            "validatingadmissionpolicies",
+            "validatingadmissionpolicybindings",
+            "mutatingadmissionpolicies",
+            "mutatingadmissionpolicybindings",
+        ] {
+            let _ = kubectl.run(
+                &[
+                    "delete",
+                    kind,
+                    "-l",
+                    "app.kubernetes.io/managed-by=fluxfence-export",
+                ],
+                None,
+            );
+        }
+        let text = admission_policy::render(&exported, "the e2e test");
+        let applied = kubectl.run(&["apply", "-f", "-"], Some(&text));
+        assert!(
+            applied.status.success(),
+            "the API server refused the export of {policy_file:?}: {}",
+            String::from_utf8_lossy(&applied.stderr)
+        );
+        let trap_denied = engine_findings(
+            &FluxObject::from_node(fluxfence::yaml::Node::from_json(&trap).unwrap()).unwrap(),
+            "apps",
+            &policy,
+        )
+        .iter()
+        .any(|f| f.severity == Severity::Deny);
+        wait_until(
+            &mut processes,
+            Duration::from_secs(60),
+            "the policies to take effect",
+            || {
+                let (admitted, text) = dry_run(&trap);
+                let stale = (0..round).any(|r| text.contains(&format!("'ff{r}-")));
+                !stale && (admitted != trap_denied) && (!trap_denied || text.contains(&prefix))
+            },
+        );
+
+        for (_, case, object, namespace) in objects.iter().filter(|o| &o.0 == policy_file) {
+            let mut object = object.clone();
+            object["metadata"]["namespace"] = json!(namespace);
+            let (admitted, text) = dry_run(&object);
+            if !admitted && !text.contains("ValidatingAdmissionPolicy") {
+                // Refused before admission (schema, a version the CRDs no longer serve).
+                continue;
+            }
+            let flux =
+                FluxObject::from_node(fluxfence::yaml::Node::from_json(&object).unwrap()).unwrap();
+            let findings = engine_findings(&flux, namespace, &policy);
+            let denies: Vec<&str> = findings
+                .iter()
+                .filter(|f| f.severity == Severity::Deny)
+                .map(|f| f.code)
+                .collect();
+            let warns: BTreeMap<&str, ()> = findings
+                .iter()
+                .filter(|f| f.severity == Severity::Warn)
+                .map(|f| (f.code, ()))
+                .collect();
+            compared += 1;
+            let engine_denies = !denies.is_empty();
+            if admitted == engine_denies {
+                failures.push(format!(
+                    "{case}: admitted {admitted}, engine denies {denies:?}: {text}"
+                ));
+                continue;
+            }
+            if !admitted {
+                if !denies
+                    .iter()
+                    .any(|code| text.contains(&format!("denied request: {code} ")))
+                {
+                    failures.push(format!(
+                        "{case}: denied with another rule than {denies:?}: {text}"
+                    ));
+                }
+                continue;
+            }
+            for rule in fluxfence::export::cel::RULES {
+                let warned = text.contains(&format!("': {} ", rule.code));
+                if warned != warns.contains_key(rule.code) {
+                    failures.push(format!("{case}: {} warned {warned}: {text}", rule.code));
+                }
+            }
+        }
+        // The mutating policy writes the default account where the engine would.
+        if let (Some(default), true) = (&policy.default_service_account, policy.enforce) {
+            if let Some(namespace) = default.namespaces.first().filter(|n| !n.contains('*')) {
+                let object = json!({
+                    "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                    "kind": "Kustomization",
+                    "metadata": {"name": "defaulted", "namespace": namespace},
+                    "spec": {"interval": "10m", "path": "./", "prune": true,
+                             "sourceRef": {"kind": "GitRepository", "name": "fleet"}},
+                });
+                let mutates = exported
+                    .objects
+                    .iter()
+                    .any(|o| o["kind"] == "MutatingAdmissionPolicy");
+                let (admitted, text, stored) = dry_run_stored(&object);
+                if admitted
+                    && mutates
+                    && stored["spec"]["serviceAccountName"] != json!(default.name)
+                {
+                    failures.push(format!("{policy_file:?}: not defaulted: {text} {stored}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(compared > 30, "only {compared} objects reached admission");
 }

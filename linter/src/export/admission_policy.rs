@@ -359,7 +359,9 @@ fn variables(policy: &Policy, reported: &[&RuleCel], ratcheted: bool) -> Vec<Val
 }
 
 /// One validation per reported rule: the rule holds, and its message names the rule, each
-/// finding's field and fix, and the rule's page, as the webhook's denial does.
+/// finding's field and fix, and the rule's page, as the webhook's denial does. Findings are
+/// joined on one line: the API server drops a message with a line break for the default
+/// `failed expression: …`.
 fn validation(rule: &RuleCel, group: Group, ratcheted: bool) -> Value {
     let meta = crate::rules::by_code(rule.code).map(|r| r.meta());
     let own = format!("variables.{}", findings_variable(rule, false));
@@ -382,7 +384,7 @@ fn validation(rule: &RuleCel, group: Group, ratcheted: bool) -> Value {
     json!({
         "expression": expression,
         "messageExpression": format!(
-            "{own}.map(f, {} + f + {}).join('\\n')",
+            "{own}.map(f, {} + f + {}).join('; ')",
             cel::quote(&prefix),
             cel::quote(&suffix)
         ),
