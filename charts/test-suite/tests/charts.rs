@@ -1518,6 +1518,13 @@ fn admission_policy_file_is_the_export_of_the_default_policy() {
         path.display(),
         "charts/fluxfence/files/admission-policy.yaml"
     );
+    // The policy the chart compares its values with before it installs that file.
+    let source = chart_dir("fluxfence").join("files/admission-policy.source.json");
+    let text = std::fs::read_to_string(&source).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        Policy::parse(&text, "admission-policy.source.json").unwrap_or_else(|e| panic!("{e}")),
+        Policy::azure_default()
+    );
 }
 
 #[test]
@@ -1572,6 +1579,17 @@ fn enforcement_installs_the_webhook_the_admission_policies_or_both() {
             assert_eq!(tenants["metadata"]["namespace"], params["namespace"]);
         }
     }
+
+    // Policy values the shipped export was not made from are refused, not silently ignored.
+    let refused = helm.template(
+        &chart_dir("fluxfence"),
+        "fluxfence",
+        NS,
+        "enforcement: admission-policy\npolicy:\n  exemptNamespaces: [platform]\n",
+        &[],
+    );
+    let error = refused.err().unwrap_or_default();
+    assert!(error.contains("admissionPolicy.manifest"), "{error}");
 
     // A user's own export replaces the chart's copy.
     let own = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: own-export\n  namespace: flux-system\n";
