@@ -866,3 +866,49 @@ fn a_real_api_server_accepts_the_export_and_gives_the_engines_verdicts() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(compared > 30, "only {compared} objects reached admission");
 }
+
+/// The comparison can fail: a policy whose FF101 no longer compares the reference's namespace
+/// with the object's is told apart from the engine on the fixtures.
+#[test]
+fn a_changed_rule_is_caught() {
+    let policy = Policy::azure_default();
+    let mut exported = export(&policy);
+    let mut changed = 0;
+    for object in &mut exported.objects {
+        for variable in object["spec"]["variables"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            if variable["name"] == "ff101" {
+                let expression = variable["expression"].as_str().unwrap();
+                let broken = expression.replace(
+                    "x.r['namespace'] != request.namespace",
+                    "x.r['namespace'] == request.namespace",
+                );
+                assert_ne!(broken, expression);
+                variable["expression"] = json!(broken);
+                changed += 1;
+            }
+        }
+    }
+    assert!(changed > 0);
+    let path = root().join("testdata/admission/kustomization-cross-namespace-source.json");
+    let (_, admission) = admission_fixture(&path).unwrap();
+    let object =
+        FluxObject::from_node(fluxfence::yaml::Node::from_json(&admission.object).unwrap())
+            .unwrap();
+    let engine = engine_verdicts(
+        &engine_findings(&object, &admission.namespace, &policy),
+        false,
+    );
+    let mut failures = Vec::new();
+    compare(
+        "changed FF101",
+        &engine,
+        &policy_verdicts(&exported, &admission),
+        &mut failures,
+    );
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].contains("FF101"), "{failures:?}");
+}

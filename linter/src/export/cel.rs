@@ -116,6 +116,8 @@ pub const NOT_EXPRESSIBLE: &[&str] = &[
     "a ratcheted update whose old object lacked spec.serviceAccountName and whose new one spells \
      out the default account is judged as a new FF111 finding: the webhook judges the old object \
      as its own mutation left it, which needs the mutating webhook's view of the old object",
+    "FF102 names a list entry by its index; two identical entries are both named at the \
+     first one's index (CEL's list functions give no position)",
     "an object in an API version newer than the kinds table is judged only while its CRD also \
      serves a version the table lists (matchPolicy Equivalent converts the request to it); \
      the engine judges every version of a Flux group",
