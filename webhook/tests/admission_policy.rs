@@ -856,12 +856,29 @@ fn a_real_api_server_accepts_the_export_and_gives_the_engines_verdicts() {
                     .objects
                     .iter()
                     .any(|o| o["kind"] == "MutatingAdmissionPolicy");
-                let (admitted, text, stored) = dry_run_stored(&object);
-                if admitted
-                    && mutates
-                    && stored["spec"]["serviceAccountName"] != json!(default.name)
-                {
-                    failures.push(format!("{policy_file:?}: not defaulted: {text} {stored}"));
+                // Checked where the engine admits the defaulted object (a dry run that another
+                // rule denies shows no object).
+                let mut defaulted = object.clone();
+                defaulted["spec"]["serviceAccountName"] = json!(default.name);
+                let defaulted_denied = engine_findings(
+                    &FluxObject::from_node(fluxfence::yaml::Node::from_json(&defaulted).unwrap())
+                        .unwrap(),
+                    namespace,
+                    &policy,
+                )
+                .iter()
+                .any(|f| f.severity == Severity::Deny);
+                if mutates && !defaulted_denied {
+                    // Registered asynchronously, like the validating policies.
+                    wait_until(
+                        &mut processes,
+                        Duration::from_secs(60),
+                        "the mutating policy to default the service account",
+                        || {
+                            let (admitted, _, stored) = dry_run_stored(&object);
+                            admitted && stored["spec"]["serviceAccountName"] == json!(default.name)
+                        },
+                    );
                 }
             }
         }
