@@ -1819,7 +1819,7 @@ fn export_admission_policy_prints_the_policies_and_what_they_leave_out() {
     );
     assert!(
         run.stdout
-            .contains("# Not expressible as admission policy:\n# - FF111")
+            .contains("# Not exported (what CEL cannot judge from the object, and what the policy turns off):\n# - FF111")
     );
     for name in [
         "ff-tenants",

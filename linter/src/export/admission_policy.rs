@@ -4,9 +4,10 @@
 //! A binding's `validationActions` hold for every validation of its policy, so the rules go
 //! into one policy per severity: `…deny` (action `Deny`) and `…warn` (`Warn`), one validation
 //! per rule. With `ratchetUpdates` an update that brings no new deny finding is admitted, as
-//! the webhook admits it, and `…kept` (`Warn`) sends the findings it keeps as warnings. The tenants are a ConfigMap every binding reads as its
-//! `paramRef`: a tenant change is a ConfigMap change. The rest of the policy (exempt
-//! namespaces, service accounts, shared sources, severities) is written into the objects.
+//! the webhook admits it, and `…kept` (`Warn`) sends the findings it keeps as warnings. The
+//! tenants are a ConfigMap every binding reads as its `paramRef`: a tenant change is a
+//! ConfigMap change. The rest of the policy (exempt namespaces, service accounts, shared
+//! sources, severities) is written into the objects.
 
 use serde_json::{Value, json};
 
@@ -525,7 +526,7 @@ pub fn render(export: &Export, policy_source: &str) -> String {
         "# fluxfence admission policies for {policy_source}.\n\
          # Kubernetes 1.30+ (ValidatingAdmissionPolicy v1); the MutatingAdmissionPolicy needs 1.36+\n\
          # (v1) or 1.34-1.35 with its feature gate (--mutating-api-version v1beta1).\n\
-         # Not expressible as admission policy:\n"
+         # Not exported (what CEL cannot judge from the object, and what the policy turns off):\n"
     ));
     for note in &export.notes {
         out.push_str(&format!("# - {note}\n"));
