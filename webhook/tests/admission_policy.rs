@@ -932,3 +932,43 @@ fn a_changed_rule_is_caught() {
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(failures[0].contains("FF101"), "{failures:?}");
 }
+
+/// Exempt namespaces given as patterns are left out by a match condition (a namespace
+/// selector names namespaces only), with the engine's verdict on both sides of the pattern.
+#[test]
+fn exempt_patterns_are_left_out_as_the_engine_leaves_them_out() {
+    let policy = Policy::parse(
+        "exemptNamespaces: [flux-system, 'platform-*']\n\
+         defaultServiceAccount: {name: flux-applier, namespaces: ['*']}\n",
+        "policy.yaml",
+    )
+    .unwrap();
+    let exported = export(&policy);
+    let path = root().join("testdata/admission/kustomization-cross-namespace-source.json");
+    let (_, template) = admission_fixture(&path).unwrap();
+    for (namespace, denied) in [
+        ("platform-tools", false),
+        ("platform", true),
+        ("apps", true),
+    ] {
+        let mut object = template.object.clone();
+        object["metadata"]["namespace"] = json!(namespace);
+        let admission = Admission {
+            operation: "CREATE",
+            namespace: namespace.to_owned(),
+            object,
+            old_object: Value::Null,
+        };
+        let flux =
+            FluxObject::from_node(fluxfence::yaml::Node::from_json(&admission.object).unwrap())
+                .unwrap();
+        let engine = engine_verdicts(&engine_findings(&flux, namespace, &policy), false);
+        let exported_verdicts = policy_verdicts(&exported, &admission);
+        assert_eq!(engine, exported_verdicts, "{namespace}");
+        assert_eq!(
+            engine.contains_key("FF101"),
+            denied,
+            "{namespace}: {engine:?}"
+        );
+    }
+}
