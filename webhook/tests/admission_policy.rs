@@ -972,3 +972,41 @@ fn exempt_patterns_are_left_out_as_the_engine_leaves_them_out() {
         );
     }
 }
+
+/// An update that writes out the default account the old object left implicit keeps the old
+/// object's violations, for the webhook (it judges the old object as its mutation leaves it)
+/// and for the policies (`…OldDefaulted`).
+#[test]
+fn writing_out_the_default_account_keeps_the_old_violations() {
+    let path = root().join("testdata/admission/kustomization-cross-namespace-source.json");
+    let mut raw: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut old = raw["request"]["object"].clone();
+    old["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("serviceAccountName");
+    raw["request"]["operation"] = json!("UPDATE");
+    raw["request"]["oldObject"] = old;
+    let dir = tempfile::tempdir().unwrap();
+    let update = dir.path().join("update.json");
+    std::fs::write(&update, raw.to_string()).unwrap();
+    let (request, admission) = admission_fixture(&update).unwrap();
+
+    let policy = Policy::azure_default();
+    let outcome = review(Endpoint::Validate, &request, &policy, None);
+    assert_eq!(
+        outcome.verdict,
+        Verdict::Ratcheted,
+        "{:?}",
+        outcome.messages
+    );
+    let object =
+        FluxObject::from_node(fluxfence::yaml::Node::from_json(&admission.object).unwrap())
+            .unwrap();
+    let engine = engine_verdicts(&engine_findings(&object, "apps", &policy), true);
+    assert!(
+        matches!(engine.get("FF111"), Some(RuleVerdict::Kept(_))),
+        "{engine:?}"
+    );
+    assert_eq!(engine, policy_verdicts(&export(&policy), &admission));
+}

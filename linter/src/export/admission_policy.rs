@@ -268,7 +268,10 @@ pub const TENANT_EXPRESSION: &str = "params.data.tenants == '' ? '' : \
 
 /// A rule's findings on `root`, with the exemption the engine applies to it.
 fn findings(policy: &Policy, rule: &RuleCel, root: &str) -> String {
-    let list = (rule.findings)(policy, root);
+    exempted(rule, (rule.findings)(policy, root))
+}
+
+fn exempted(rule: &RuleCel, list: String) -> String {
     if rule.skipped_in_exempt_namespaces {
         format!("variables.exempt ? [] : ({list})")
     } else {
@@ -343,16 +346,31 @@ fn variables(policy: &Policy, reported: &[&RuleCel], ratcheted: bool) -> Vec<Val
             "request.operation == 'UPDATE'".to_owned(),
             "oldObject != null".to_owned(),
         ];
+        // The webhook also compares with the old object as its mutation leaves it: the
+        // default account written out, when FF110 gives that fix.
+        let defaults = policy.default_service_account.is_some()
+            && cel::RULES
+                .iter()
+                .any(|r| r.code == "FF110" && rule_severity(policy, r) != Severity::Off);
         for rule in group_rules(policy, Group::Deny) {
             if !reported.iter().any(|r| r.code == rule.code) {
                 declare(&mut variables, rule, false);
             }
             declare(&mut variables, rule, true);
-            kept.push(format!(
-                "variables.{}.all(f, f in variables.{})",
-                findings_variable(rule, false),
-                findings_variable(rule, true)
-            ));
+            let new = findings_variable(rule, false);
+            let old = findings_variable(rule, true);
+            match rule.findings_defaulted.filter(|_| defaults) {
+                Some(defaulted) => {
+                    variables.push(json!({
+                        "name": format!("{old}Defaulted"),
+                        "expression": exempted(rule, defaulted(policy, "oldObject")),
+                    }));
+                    kept.push(format!(
+                        "variables.{new}.all(f, f in variables.{old} || f in variables.{old}Defaulted)"
+                    ));
+                }
+                None => kept.push(format!("variables.{new}.all(f, f in variables.{old})")),
+            }
         }
         variables.push(json!({ "name": "kept", "expression": kept.join(" && ") }));
     }

@@ -33,6 +33,10 @@ pub struct RuleCel {
     pub reads_tenants: bool,
     /// The CEL list of findings on the object at `root`.
     pub findings: fn(&Policy, &str) -> String,
+    /// For the rules that read `spec.serviceAccountName`: the findings on `root` as the
+    /// mutating policy leaves it, the default account written out. A ratcheted update compares
+    /// with the old object both as it was and so, as the webhook does.
+    pub findings_defaulted: Option<fn(&Policy, &str) -> String>,
 }
 
 const IMPERSONATING: &[FluxKind] = &[FluxKind::Kustomization, FluxKind::HelmRelease];
@@ -50,6 +54,7 @@ pub static RULES: &[RuleCel] = &[
         skipped_in_exempt_namespaces: true,
         reads_tenants: true,
         findings: ff101_cross_namespace_source_ref,
+        findings_defaulted: None,
     },
     RuleCel {
         code: "FF102",
@@ -57,6 +62,7 @@ pub static RULES: &[RuleCel] = &[
         skipped_in_exempt_namespaces: true,
         reads_tenants: false,
         findings: ff102_cross_namespace_event_source,
+        findings_defaulted: None,
     },
     RuleCel {
         code: "FF110",
@@ -64,6 +70,8 @@ pub static RULES: &[RuleCel] = &[
         skipped_in_exempt_namespaces: true,
         reads_tenants: false,
         findings: ff110_missing_service_account,
+        // Written out, the account is no longer missing.
+        findings_defaulted: Some(|_, _| "[]".to_owned()),
     },
     RuleCel {
         code: "FF111",
@@ -71,6 +79,7 @@ pub static RULES: &[RuleCel] = &[
         skipped_in_exempt_namespaces: true,
         reads_tenants: true,
         findings: ff111_service_account_unavailable,
+        findings_defaulted: Some(ff111_with_the_default_written_out),
     },
     RuleCel {
         code: "FF120",
@@ -78,6 +87,7 @@ pub static RULES: &[RuleCel] = &[
         skipped_in_exempt_namespaces: true,
         reads_tenants: false,
         findings: ff120_remote_cluster_kubeconfig,
+        findings_defaulted: None,
     },
     RuleCel {
         code: "FF121",
@@ -85,6 +95,7 @@ pub static RULES: &[RuleCel] = &[
         skipped_in_exempt_namespaces: true,
         reads_tenants: true,
         findings: ff121_target_namespace_outside_tenant,
+        findings_defaulted: None,
     },
     RuleCel {
         code: "FF140",
@@ -97,6 +108,7 @@ pub static RULES: &[RuleCel] = &[
         skipped_in_exempt_namespaces: true,
         reads_tenants: true,
         findings: ff140_source_url_not_allowed,
+        findings_defaulted: None,
     },
 ];
 
@@ -113,9 +125,6 @@ pub const NOT_EXPRESSIBLE: &[&str] = &[
      message names the rule, field and fix only",
     "the webhook's rewrite of references to shared sources into the tenant's copy is not \
      exported (the mutating policy only defaults spec.serviceAccountName)",
-    "a ratcheted update whose old object lacked spec.serviceAccountName and whose new one spells \
-     out the default account is judged as a new FF111 finding: the webhook judges the old object \
-     as its own mutation left it, which needs the mutating webhook's view of the old object",
     "FF102 names a list entry by its index; two identical entries are both named at the \
      first one's index (CEL's list functions give no position)",
     "an object in an API version newer than the kinds table is judged only while its CRD also \
@@ -424,12 +433,27 @@ fn ff110_missing_service_account(policy: &Policy, root: &str) -> String {
 }
 
 fn ff111_service_account_unavailable(policy: &Policy, root: &str) -> String {
-    let explicit = present_str_path(root, &["spec", "serviceAccountName"]);
+    ff111(policy, root, false)
+}
+
+fn ff111_with_the_default_written_out(policy: &Policy, root: &str) -> String {
+    ff111(policy, root, true)
+}
+
+/// FF111; with `written_out`, an omitted account counts as spelled out (what the mutating
+/// policy makes of it).
+fn ff111(policy: &Policy, root: &str, written_out: bool) -> String {
+    let has_account = present_str_path(root, &["spec", "serviceAccountName"]);
+    let explicit = if written_out {
+        "true".to_owned()
+    } else {
+        has_account.clone()
+    };
     let account = path_expr(root, &["spec", "serviceAccountName"]);
     let default = default_account(policy);
     let candidates = match default {
-        Some(name) => format!("({explicit} ? [{account}] : [{}])", quote(name)),
-        None => format!("({explicit} ? [{account}] : [])"),
+        Some(name) => format!("({has_account} ? [{account}] : [{}])", quote(name)),
+        None => format!("({has_account} ? [{account}] : [])"),
     };
     let default_q = default.map_or_else(|| "null".to_owned(), quote);
     let tenant_accounts = tenant_data("serviceAccounts");
