@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod diagnostic;
+pub mod export;
 pub mod fix;
 pub mod input;
 pub mod kinds;

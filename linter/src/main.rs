@@ -37,6 +37,33 @@ enum Command {
     Kinds,
     /// Rewrite manifests into the multi-tenant layout (comments and formatting kept).
     Fix(FixArgs),
+    /// Write the policy out for another enforcement point.
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// ValidatingAdmissionPolicies (and a MutatingAdmissionPolicy) enforcing the policy in
+    /// the API server, without the webhook; apply the output with `kubectl apply -f -`.
+    AdmissionPolicy(AdmissionPolicyArgs),
+}
+
+#[derive(clap::Args)]
+struct AdmissionPolicyArgs {
+    /// Policy file. Default: the built-in Azure `multiTenancy.enforce=true` policy.
+    #[arg(long, env = "FLUXFENCE_POLICY")]
+    policy: Option<PathBuf>,
+    /// Prefix of every exported object's name.
+    #[arg(long, default_value = "fluxfence-", value_name = "P")]
+    name_prefix: String,
+    /// Namespace of the tenants ConfigMap the policies read as parameters.
+    #[arg(long, default_value = "flux-system", value_name = "NAMESPACE")]
+    params_namespace: String,
+    /// API version of the MutatingAdmissionPolicy: v1 (Kubernetes 1.36+) or v1beta1
+    /// (1.34-1.35, feature gate on).
+    #[arg(long, value_enum, default_value = "v1", value_name = "VERSION")]
+    mutating_api_version: fluxfence::export::admission_policy::MutatingApiVersion,
 }
 
 #[derive(clap::Args)]
@@ -201,6 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print(&rule.meta().page())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Export(ExportCommand::AdmissionPolicy(args)) => export_admission_policy(args),
         Command::Kinds => {
             print(&format!(
                 "{}\n",
@@ -717,6 +745,23 @@ fn read_input(settings: &Settings) -> anyhow::Result<Inventory> {
         }
         Err((line, column, message)) => anyhow::bail!("{name}:{line}:{column}: {message}"),
     }
+}
+
+fn export_admission_policy(args: AdmissionPolicyArgs) -> anyhow::Result<ExitCode> {
+    use fluxfence::export::admission_policy::{self, Options};
+    let policy = load_policy(args.policy.as_deref())?;
+    let options = Options {
+        name_prefix: args.name_prefix,
+        params_namespace: args.params_namespace,
+        mutating_api_version: args.mutating_api_version,
+    };
+    let export = admission_policy::export(&policy, &options)?;
+    let source = args.policy.as_ref().map_or_else(
+        || "the built-in policy".to_owned(),
+        |path| format!("policy {}", path.display()),
+    );
+    print(&admission_policy::render(&export, &source))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {

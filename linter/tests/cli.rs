@@ -1834,3 +1834,101 @@ fn fix_refuses_a_config_namespace_that_is_not_a_namespace_name() {
         assert_eq!(text, fixture(SEED), "{bad:?}");
     }
 }
+
+#[test]
+fn export_admission_policy_prints_the_policies_and_what_they_leave_out() {
+    let dir = temp_with(&[]);
+    let run = run_in(
+        dir.path(),
+        &["export", "admission-policy", "--name-prefix", "ff-"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .starts_with("# fluxfence admission policies for the built-in policy.")
+    );
+    assert!(
+        run.stdout
+            .contains("# Not exported (what CEL cannot judge from the object, and what the policy turns off):\n# - FF111")
+    );
+    for name in [
+        "ff-tenants",
+        "ff-deny",
+        "ff-warn",
+        "ff-kept",
+        "ff-default-service-account",
+    ] {
+        assert!(
+            run.stdout.contains(&format!("  name: {name}\n")),
+            "{name}\n{}",
+            run.stdout
+        );
+    }
+    assert!(
+        run.stdout.contains(
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingAdmissionPolicy\n"
+        )
+    );
+
+    let beta = run_in(
+        dir.path(),
+        &[
+            "export",
+            "admission-policy",
+            "--mutating-api-version",
+            "v1beta1",
+        ],
+    );
+    assert!(beta.stdout.contains(
+        "apiVersion: admissionregistration.k8s.io/v1beta1\nkind: MutatingAdmissionPolicy\n"
+    ));
+}
+
+#[test]
+fn export_admission_policy_refuses_a_bad_policy_or_prefix() {
+    let dir = temp_with(&[]);
+    write(
+        dir.path(),
+        "policy.yaml",
+        "enforce: true\nexemptNamespace: [x]\n",
+    );
+    let run = run_in(
+        dir.path(),
+        &["export", "admission-policy", "--policy", "policy.yaml"],
+    );
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("policy.yaml:2:1: invalid policy"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty());
+
+    let run = run_in(
+        dir.path(),
+        &["export", "admission-policy", "--name-prefix", "Bad_"],
+    );
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("--name-prefix `Bad_`"),
+        "{}",
+        run.stderr
+    );
+
+    let tenant = temp_with(&[]);
+    write(
+        tenant.path(),
+        "policy.yaml",
+        "tenants:\n  - name: team a\n    namespaces: [team-a]\n",
+    );
+    let run = run_in(
+        tenant.path(),
+        &["export", "admission-policy", "--policy", "policy.yaml"],
+    );
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("tenant name `team a`"),
+        "{}",
+        run.stderr
+    );
+}

@@ -1,8 +1,11 @@
 //! API-server create latency with and without fluxfence: etcd + kube-apiserver on loopback,
 //! the Flux CRDs, and N HelmRelease creates over one keep-alive HTTPS connection, half of
-//! them violating FF101. Each round measures "no admission webhooks" and "the chart's webhook
-//! configuration" (the order swaps every round, so that drift hits both alike) and the test
-//! prints p50/p90/p99 per configuration. It asserts only outcomes, never a timing.
+//! them violating FF101. Each round measures "no admission webhooks", "the chart's webhook
+//! configuration" and "the exported admission policies" (`fluxfence export
+//! admission-policy`, evaluated in the API server; the order rotates every round, so that
+//! drift hits all alike) and the test prints p50/p90/p99 per configuration. It asserts only
+//! outcomes, never a timing. The mutating admission policy is left out, with a note, when the
+//! API server does not serve `admissionregistration.k8s.io/v1` MutatingAdmissionPolicies.
 //!
 //! Runs when `KUBE_APISERVER` and `ETCD` name the binaries (`KUBECTL` and `FLUX_CRDS` as in the
 //! e2e test); otherwise prints "skipped: no KUBE_APISERVER" and passes.
@@ -11,6 +14,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -33,15 +37,56 @@ const CONFIG_NAME: &str = "fluxfence";
 enum Admission {
     None,
     Chart,
+    Policies,
 }
 
 impl Admission {
+    const ALL: [Admission; 3] = [Admission::None, Admission::Chart, Admission::Policies];
+
     fn label(self) -> &'static str {
         match self {
             Admission::None => "no admission webhooks",
             Admission::Chart => "fluxfence (chart's webhook configuration)",
+            Admission::Policies => "fluxfence export admission-policy (CEL in the API server)",
         }
     }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Admission::None => "none",
+            Admission::Chart => "chart",
+            Admission::Policies => "policies",
+        }
+    }
+}
+
+/// The exported admission policies of the built-in policy, each with the collection it is
+/// created in.
+fn exported_policies() -> Vec<(String, Value)> {
+    use fluxfence::export::admission_policy::{Options, export};
+    let exported = export(&fluxfence::Policy::azure_default(), &Options::default()).unwrap();
+    exported
+        .objects
+        .into_iter()
+        .map(|object| {
+            let collection = match object["kind"].as_str().unwrap() {
+                "ConfigMap" => format!(
+                    "/api/v1/namespaces/{}/configmaps",
+                    object["metadata"]["namespace"].as_str().unwrap()
+                ),
+                kind => {
+                    let kind = kind.to_ascii_lowercase();
+                    // `…policy` → `…policies`, `…binding` → `…bindings`.
+                    let plural = match kind.strip_suffix('y') {
+                        Some(stem) => format!("{stem}ies"),
+                        None => format!("{kind}s"),
+                    };
+                    format!("/apis/{}/{plural}", object["apiVersion"].as_str().unwrap())
+                }
+            };
+            (collection, object)
+        })
+        .collect()
 }
 
 /// Create latencies of one configuration, over all rounds.
@@ -73,7 +118,7 @@ fn millis(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1000.0)
 }
 
-fn table(rows: &[(Admission, &Samples)]) -> String {
+fn table(rows: &[(Admission, Samples)]) -> String {
     let mut out = String::from(
         "| configuration | allowed p50 (ms) | allowed p90 | allowed p99 | violating p50 (ms) | violating p90 | violating p99 |\n\
          |---|---|---|---|---|---|---|\n",
@@ -193,7 +238,7 @@ fn helmrelease(name: &str, violating: bool) -> (String, Vec<u8>) {
 /// The outcome of one create, checked against what `admission` must do with it.
 fn check_outcome(admission: Admission, violating: bool, status: u16, body: &[u8]) {
     let text = String::from_utf8_lossy(body);
-    if violating && admission == Admission::Chart {
+    if violating && admission != Admission::None {
         assert!(
             !(200..300).contains(&status) && text.contains("FF101"),
             "a violating create was not denied with FF101: {status} {text}"
@@ -206,38 +251,51 @@ fn check_outcome(admission: Admission, violating: bool, status: u16, body: &[u8]
     }
 }
 
-/// Lets the API server settle on `admission`: registers or removes the configurations, then
-/// waits until a server-side dry run of a violating object gets the answer it must.
-async fn switch_to(
-    client: &mut Client,
-    processes: &mut [&mut Process],
-    admission: Admission,
-    configurations: &(Value, Value),
-) {
-    let paths = [
-        "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
-        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
-    ];
-    for (collection, object) in paths.iter().zip([&configurations.0, &configurations.1]) {
-        let answer = match admission {
-            Admission::Chart => client
+/// Creates (or deletes) the objects of `admission`: the webhook configurations or the
+/// exported policies. Already there (409) or already gone (404) is fine: a round starts where
+/// the last ended. A collection the API server does not serve (404 on create: the mutating
+/// admission policy API before Kubernetes 1.36) is left out with a note.
+async fn set_present(client: &mut Client, objects: &[(String, Value)], present: bool) {
+    for (collection, object) in objects {
+        let name = object["metadata"]["name"].as_str().unwrap();
+        let answer = if present {
+            client
                 .send("POST", collection, object.to_string().into_bytes())
                 .await
-                .unwrap(),
-            Admission::None => client
-                .send("DELETE", &format!("{collection}/{CONFIG_NAME}"), Vec::new())
+                .unwrap()
+        } else {
+            client
+                .send("DELETE", &format!("{collection}/{name}"), Vec::new())
                 .await
-                .unwrap(),
+                .unwrap()
         };
-        // Already there (409) or already gone (404) when a round starts where the last ended.
+        if present && answer.status == 404 {
+            println!("note: {collection} is not served; {name} left out");
+            continue;
+        }
         assert!(
             (200..300).contains(&answer.status) || matches!(answer.status, 404 | 409),
-            "{admission:?}: {collection}: {} {}",
+            "{collection}/{name}: {} {}",
             answer.status,
             String::from_utf8_lossy(&answer.body)
         );
     }
-    // The API server picks configurations up from its informer, a moment later.
+}
+
+/// Lets the API server settle on `admission`: registers its objects and removes the others',
+/// then waits until a server-side dry run of a violating object gets the answer it must.
+async fn switch_to(
+    client: &mut Client,
+    processes: &mut [&mut Process],
+    admission: Admission,
+    objects: &BTreeMap<&'static str, Vec<(String, Value)>>,
+) {
+    for other in Admission::ALL {
+        if let Some(list) = objects.get(other.tag()) {
+            set_present(client, list, other == admission).await;
+        }
+    }
+    // The API server picks configurations and policies up from its informers, a moment later.
     let (path, body) = helmrelease("dry-run-probe", true);
     let probe = format!("{path}?dryRun=All");
     let started = Instant::now();
@@ -246,16 +304,22 @@ async fn switch_to(
             process.assert_running();
         }
         let answer = client.send("POST", &probe, body.clone()).await.unwrap();
-        let denied = String::from_utf8_lossy(&answer.body).contains("FF101");
-        if denied == (admission == Admission::Chart) && (denied || answer.status == 201) {
+        let text = String::from_utf8_lossy(&answer.body);
+        let denied = text.contains("FF101");
+        let by_policy = text.contains("ValidatingAdmissionPolicy");
+        let settled = match admission {
+            Admission::None => answer.status == 201,
+            Admission::Chart => denied && !by_policy,
+            Admission::Policies => denied && by_policy,
+        };
+        if settled {
             return;
         }
         if started.elapsed() > Duration::from_secs(60) {
             let logs: Vec<String> = processes.iter().map(|p| p.log_tail()).collect();
             panic!(
-                "{admission:?} not in effect after 60 s: {} {}\n{}",
+                "{admission:?} not in effect after 60 s: {} {text}\n{}",
                 answer.status,
-                String::from_utf8_lossy(&answer.body),
                 logs.join("\n")
             );
         }
@@ -271,10 +335,7 @@ async fn measure(
     creates: usize,
     samples: &mut Samples,
 ) {
-    let tag = match admission {
-        Admission::None => "none",
-        Admission::Chart => "chart",
-    };
+    let tag = admission.tag();
     for i in 0..creates {
         let violating = i % 2 == 1;
         let (path, body) = helmrelease(&format!("{tag}-r{round}-{i}"), violating);
@@ -291,7 +352,7 @@ async fn measure(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_latency_without_and_with_the_webhook() {
+async fn create_latency_without_and_with_the_webhook_and_the_admission_policies() {
     let Some((apiserver, etcd)) = binaries_or_skip() else {
         return;
     };
@@ -331,7 +392,22 @@ async fn create_latency_without_and_with_the_webhook() {
     }
 
     let webhook = Webhook::start(dir, &pki, RELEASE_NAMESPACE).await;
-    let configurations = chart_webhook_configurations(webhook.addr, &pki.ca_pem);
+    let (validating, mutating) = chart_webhook_configurations(webhook.addr, &pki.ca_pem);
+    let mut objects = BTreeMap::new();
+    objects.insert(
+        Admission::Chart.tag(),
+        vec![
+            (
+                "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations".to_owned(),
+                validating,
+            ),
+            (
+                "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations".to_owned(),
+                mutating,
+            ),
+        ],
+    );
+    objects.insert(Admission::Policies.tag(), exported_policies());
     // One keep-alive connection for every request, as a controller's client would hold.
     let apiserver_addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut client = Client::connect(apiserver_addr, pki.roots(), None)
@@ -339,21 +415,24 @@ async fn create_latency_without_and_with_the_webhook() {
         .unwrap();
     client.bearer = Some(TOKEN.to_owned());
 
-    let mut without = Samples::default();
-    let mut with = Samples::default();
+    let mut samples: Vec<(Admission, Samples)> = Admission::ALL
+        .iter()
+        .map(|a| (*a, Samples::default()))
+        .collect();
     for round in 0..rounds {
-        let order = if round % 2 == 0 {
-            [Admission::None, Admission::Chart]
-        } else {
-            [Admission::Chart, Admission::None]
-        };
-        for admission in order {
-            switch_to(&mut client, &mut processes, admission, &configurations).await;
-            let samples = match admission {
-                Admission::None => &mut without,
-                Admission::Chart => &mut with,
-            };
-            measure(&mut client, admission, round, creates, samples).await;
+        // Rotate the order, so that drift during a round hits every configuration alike.
+        for i in 0..Admission::ALL.len() {
+            let index = (i + round) % Admission::ALL.len();
+            let admission = Admission::ALL[index];
+            switch_to(&mut client, &mut processes, admission, &objects).await;
+            measure(
+                &mut client,
+                admission,
+                round,
+                creates,
+                &mut samples[index].1,
+            )
+            .await;
         }
     }
 
@@ -361,11 +440,22 @@ async fn create_latency_without_and_with_the_webhook() {
         "\n{creates} HelmRelease creates per configuration and round (half violating FF101), \
          {rounds} rounds, one keep-alive HTTPS connection to kube-apiserver on loopback:\n"
     );
-    println!(
-        "{}",
-        table(&[(Admission::None, &without), (Admission::Chart, &with)])
-    );
+    println!("{}", table(&samples));
     webhook.stop().await;
+}
+
+#[test]
+fn exported_policies_go_to_their_collections() {
+    let collections: Vec<String> = exported_policies().into_iter().map(|(c, _)| c).collect();
+    for expected in [
+        "/api/v1/namespaces/flux-system/configmaps",
+        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
+        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
+        "/apis/admissionregistration.k8s.io/v1/mutatingadmissionpolicies",
+        "/apis/admissionregistration.k8s.io/v1/mutatingadmissionpolicybindings",
+    ] {
+        assert!(collections.iter().any(|c| c == expected), "{collections:?}");
+    }
 }
 
 #[test]

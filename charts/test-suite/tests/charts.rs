@@ -1576,3 +1576,109 @@ fn controller_runs_two_restricted_replicas_with_least_privilege() {
             .all(|r| r["metadata"]["name"] != format!("fluxfence-controller-{FLUX_NS}").as_str())
     );
 }
+
+#[test]
+fn admission_policy_file_is_the_export_of_the_default_policy() {
+    use fluxfence::export::admission_policy::{Options, export, render};
+    let path = chart_dir("fluxfence").join("files/admission-policy.yaml");
+    let file = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    let exported =
+        export(&Policy::azure_default(), &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        file == render(&exported, "the built-in policy"),
+        "{} is stale: regenerate it with `cargo run -q --bin fluxfence -- export admission-policy > {}`",
+        path.display(),
+        "charts/fluxfence/files/admission-policy.yaml"
+    );
+    // The policy the chart compares its values with before it installs that file.
+    let source = chart_dir("fluxfence").join("files/admission-policy.source.json");
+    let text = std::fs::read_to_string(&source).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        Policy::parse(&text, "admission-policy.source.json").unwrap_or_else(|e| panic!("{e}")),
+        Policy::azure_default()
+    );
+}
+
+#[test]
+fn enforcement_installs_the_webhook_the_admission_policies_or_both() {
+    let Some(helm) = helm() else { return };
+    let webhook_kinds = [
+        "Deployment",
+        "Service",
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+    ];
+    let policy_kinds = [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
+    ];
+    for (enforcement, webhook, policies) in [
+        ("webhook", true, false),
+        ("admission-policy", false, true),
+        ("both", true, true),
+    ] {
+        let docs = helm
+            .template(
+                &chart_dir("fluxfence"),
+                "fluxfence",
+                NS,
+                &format!("enforcement: {enforcement}\n"),
+                &[],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        for kind in webhook_kinds {
+            assert_eq!(
+                !of_kind(&docs, kind).is_empty(),
+                webhook,
+                "{enforcement}: {kind}"
+            );
+        }
+        for kind in policy_kinds {
+            assert_eq!(
+                !of_kind(&docs, kind).is_empty(),
+                policies,
+                "{enforcement}: {kind}"
+            );
+        }
+        if policies {
+            // The deny policy's binding denies, and reads the tenants ConfigMap it ships with.
+            let binding = object(&docs, "ValidatingAdmissionPolicyBinding", "fluxfence-deny");
+            assert_eq!(binding["spec"]["validationActions"][0], "Deny");
+            let params = &binding["spec"]["paramRef"];
+            let tenants = object(&docs, "ConfigMap", params["name"].as_str().unwrap_or(""));
+            assert_eq!(tenants["metadata"]["namespace"], params["namespace"]);
+        }
+    }
+
+    // Policy values the shipped export was not made from are refused, not silently ignored.
+    let refused = helm.template(
+        &chart_dir("fluxfence"),
+        "fluxfence",
+        NS,
+        "enforcement: admission-policy\npolicy:\n  exemptNamespaces: [platform]\n",
+        &[],
+    );
+    let error = refused.err().unwrap_or_default();
+    assert!(error.contains("admissionPolicy.manifest"), "{error}");
+
+    // A user's own export replaces the chart's copy.
+    let own = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: own-export\n  namespace: flux-system\n";
+    let docs = helm
+        .template(
+            &chart_dir("fluxfence"),
+            "fluxfence",
+            NS,
+            &format!(
+                "enforcement: admission-policy\nadmissionPolicy:\n  manifest: |\n{}",
+                own.lines()
+                    .map(|l| format!("    {l}\n"))
+                    .collect::<String>()
+            ),
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(of_kind(&docs, "ValidatingAdmissionPolicy").is_empty());
+    object(&docs, "ConfigMap", "own-export");
+}

@@ -244,6 +244,17 @@ pub fn start_etcd(etcd: &Path, dir: &Path) -> (Process, String) {
 }
 
 pub fn start_apiserver(binary: &Path, dir: &Path, etcd_url: &str, pki: &Pki) -> (Process, u16) {
+    start_apiserver_with(binary, dir, etcd_url, pki, &[])
+}
+
+/// [`start_apiserver`] with extra flags (feature gates, `--runtime-config`).
+pub fn start_apiserver_with(
+    binary: &Path,
+    dir: &Path,
+    etcd_url: &str,
+    pki: &Pki,
+    extra: &[String],
+) -> (Process, u16) {
     let serving = pki.server("kube-apiserver");
     let write = |name: &str, content: &str| {
         let path = dir.join(name);
@@ -282,7 +293,8 @@ pub fn start_apiserver(binary: &Path, dir: &Path, etcd_url: &str, pki: &Pki) -> 
         .arg(format!(
             "--service-account-signing-key-file={}",
             sa_key.display()
-        ));
+        ))
+        .args(extra);
     (
         Process::start("kube-apiserver", command, dir.join("apiserver.log")),
         port,

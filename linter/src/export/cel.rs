@@ -1,0 +1,669 @@
+//! The rules as CEL, one entry per rule: what each admission policy evaluates.
+//!
+//! Each rule is a function from the object's root variable (`object`, or `oldObject` when an
+//! update is ratcheted) to a CEL list of findings, one string per finding the engine would
+//! report: `at <pointer>: <message>. Fix: <help>`, the engine's own words. A rule that changes
+//! in `rules/` changes here, in its one function; `linter/tests/admission_policy.rs` holds the
+//! two to the same findings on every fixture.
+//!
+//! What the expressions may use besides the object: `request.namespace` (the namespace the
+//! object is created in, as the webhook reads it), `variables.tenant` (the tenant owning that
+//! namespace, `''` for none, from the tenants ConfigMap), `variables.exempt`, and `params.data`
+//! (the tenants ConfigMap). Everything else the policy says is written into the expression.
+//!
+//! Field names: the API server hands `object` to CEL as an untyped map of the JSON it stores,
+//! keys as they are. A field named after a CEL reserved word (`namespace`) is therefore read as
+//! `r['namespace']` and tested as `'namespace' in r`: the escaped `__namespace__` that CRD
+//! validation rules use names no key of that map, so `has(r.__namespace__)` is false even when
+//! the field is set.
+
+use crate::kinds::FluxKind;
+use crate::policy::Policy;
+
+/// One rule's CEL.
+pub struct RuleCel {
+    pub code: &'static str,
+    /// The kinds the rule reads; the policy matches only these.
+    pub kinds: &'static [FluxKind],
+    /// Whether exempt namespaces skip the rule. The engine skips every rule there today
+    /// (`rules::check_object`); a rule that applies everywhere sets `false` and nothing else
+    /// changes.
+    pub skipped_in_exempt_namespaces: bool,
+    /// Whether the rule reads the tenants (`variables.tenant`, `params`).
+    pub reads_tenants: bool,
+    /// The CEL list of findings on the object at `root`.
+    pub findings: fn(&Policy, &str) -> String,
+    /// For the rules that read `spec.serviceAccountName`: the findings on `root` as the
+    /// mutating policy leaves it, the default account written out. A ratcheted update compares
+    /// with the old object both as it was and so, as the webhook does.
+    pub findings_defaulted: Option<fn(&Policy, &str) -> String>,
+}
+
+const IMPERSONATING: &[FluxKind] = &[FluxKind::Kustomization, FluxKind::HelmRelease];
+
+/// The rules an admission policy can judge from the object alone, in code order.
+pub static RULES: &[RuleCel] = &[
+    RuleCel {
+        code: "FF101",
+        kinds: &[
+            FluxKind::Kustomization,
+            FluxKind::HelmRelease,
+            FluxKind::ImagePolicy,
+            FluxKind::ImageUpdateAutomation,
+        ],
+        skipped_in_exempt_namespaces: false,
+        reads_tenants: true,
+        findings: ff101_cross_namespace_source_ref,
+        findings_defaulted: None,
+    },
+    RuleCel {
+        code: "FF102",
+        kinds: &[FluxKind::Alert, FluxKind::Receiver],
+        skipped_in_exempt_namespaces: false,
+        reads_tenants: false,
+        findings: ff102_cross_namespace_event_source,
+        findings_defaulted: None,
+    },
+    RuleCel {
+        code: "FF110",
+        kinds: IMPERSONATING,
+        skipped_in_exempt_namespaces: true,
+        reads_tenants: false,
+        findings: ff110_missing_service_account,
+        // Written out, the account is no longer missing.
+        findings_defaulted: Some(|_, _| "[]".to_owned()),
+    },
+    RuleCel {
+        code: "FF111",
+        kinds: IMPERSONATING,
+        skipped_in_exempt_namespaces: true,
+        reads_tenants: true,
+        findings: ff111_service_account_unavailable,
+        findings_defaulted: Some(ff111_with_the_default_written_out),
+    },
+    RuleCel {
+        code: "FF120",
+        kinds: IMPERSONATING,
+        skipped_in_exempt_namespaces: true,
+        reads_tenants: false,
+        findings: ff120_remote_cluster_kubeconfig,
+        findings_defaulted: None,
+    },
+    RuleCel {
+        code: "FF121",
+        kinds: IMPERSONATING,
+        skipped_in_exempt_namespaces: true,
+        reads_tenants: true,
+        findings: ff121_target_namespace_outside_tenant,
+        findings_defaulted: None,
+    },
+    RuleCel {
+        code: "FF140",
+        kinds: &[
+            FluxKind::GitRepository,
+            FluxKind::HelmRepository,
+            FluxKind::OCIRepository,
+            FluxKind::Bucket,
+        ],
+        skipped_in_exempt_namespaces: true,
+        reads_tenants: true,
+        findings: ff140_source_url_not_allowed,
+        findings_defaulted: None,
+    },
+];
+
+/// What no admission policy can judge, and why: the export prints it and the docs list it.
+pub const NOT_EXPRESSIBLE: &[&str] = &[
+    "FF111 cannot see which ServiceAccounts exist in the namespace (that needs another object): \
+     like the webhook, it trusts an explicit serviceAccountName the policy says nothing about, \
+     and the API server's impersonation check at apply time is the backstop",
+    "FF130 (remote bases) judges kustomization.yaml files, which never reach the API server",
+    "FF001 and FF002 are the API server's own: it validates a custom resource against its CRD \
+     schema before admission and does not serve removed versions",
+    "FF003 judges suppression comments in files",
+    "the webhook's denial shows the rewritten manifest `fluxfence fix` would write; a policy's \
+     message names the rule, field and fix only",
+    "the webhook's rewrite of references to shared sources into the tenant's copy is not \
+     exported (the mutating policy only defaults spec.serviceAccountName)",
+    "FF102 names a list entry by its index; two identical entries are both named at the \
+     first one's index (CEL's list functions give no position)",
+    "an object in an API version newer than the kinds table is judged only while its CRD also \
+     serves a version the table lists (matchPolicy Equivalent converts the request to it); \
+     the engine judges every version of a Flux group",
+];
+
+/// A CEL string literal.
+pub fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            _ => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// A CEL list of string literals.
+pub fn quote_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let quoted: Vec<String> = items.into_iter().map(quote).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// An anchored regular expression (RE2 and Rust's `regex` read it alike) matching what any of
+/// the `*` patterns matches, as `policy::glob_match` does; `None` for no patterns.
+pub fn glob_regex<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let alternatives: Vec<String> = patterns
+        .into_iter()
+        .map(|pattern| {
+            pattern
+                .split('*')
+                .map(escape_regex)
+                .collect::<Vec<_>>()
+                .join(".*")
+        })
+        .collect();
+    (!alternatives.is_empty()).then(|| format!("^(?:{})$", alternatives.join("|")))
+}
+
+fn escape_regex(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// CEL words that cannot be field selectors of an untyped map (see the module doc).
+const RESERVED: &[&str] = &[
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
+];
+
+/// `parent.key`, or `parent['key']` for a reserved word.
+fn select(parent: &str, key: &str) -> String {
+    if RESERVED.contains(&key) {
+        format!("{parent}[{}]", quote(key))
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// Whether `parent` has `key` set to something other than null.
+fn present(parent: &str, key: &str) -> String {
+    let test = if RESERVED.contains(&key) {
+        format!("{} in {parent}", quote(key))
+    } else {
+        format!("has({parent}.{key})")
+    };
+    format!("({test} && {} != null)", select(parent, key))
+}
+
+/// Whether `parent` has `key` set to a string other than `''`: the engine reads an empty
+/// string as an omitted field (`Node::as_str`), as Flux does for an empty namespace.
+fn present_str(parent: &str, key: &str) -> String {
+    format!(
+        "({} && {} != '')",
+        present(parent, key),
+        select(parent, key)
+    )
+}
+
+/// Whether the string at `path` below `root` is set and not empty.
+fn present_str_path(root: &str, path: &[&str]) -> String {
+    let (last, parents) = path.split_last().map_or(("", path), |(l, p)| (*l, p));
+    let mut tests = vec![present_path(root, parents)];
+    tests.push(present_str(&path_expr(root, parents), last));
+    tests.retain(|t| !t.is_empty());
+    tests.join(" && ")
+}
+
+/// Whether every step of `path` below `root` is set: the guard before reading it.
+fn present_path(root: &str, path: &[&str]) -> String {
+    let mut parent = root.to_owned();
+    let mut tests = Vec::new();
+    for key in path {
+        tests.push(present(&parent, key));
+        parent = select(&parent, key);
+    }
+    tests.join(" && ")
+}
+
+fn path_expr(root: &str, path: &[&str]) -> String {
+    path.iter()
+        .fold(root.to_owned(), |parent, key| select(&parent, key))
+}
+
+/// `root` is one of `kinds`.
+fn kind_is(root: &str, kinds: &[FluxKind]) -> String {
+    let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    format!("{root}.kind in {}", quote_list(names))
+}
+
+/// `Kind/name`, as `FluxObject::display_name` writes it.
+fn display(root: &str) -> String {
+    format!(
+        "{root}.kind + '/' + ({} ? {root}.metadata.name : '')",
+        present_str_path(root, &["metadata", "name"])
+    )
+}
+
+/// A finding string: `at <pointer>: <message>. Fix: <help>` (each part a CEL string).
+fn finding(pointer: &str, message: &str, help: &str) -> String {
+    format!("'at ' + {pointer} + ': ' + {message} + '. Fix: ' + {help}")
+}
+
+/// `[value].filter(v, keep).map(v, make)`: CEL without `cel.bind` names a value this way.
+fn with(value: &str, var: &str, keep: &str, make: &str) -> String {
+    format!("[{value}].filter({var}, {keep}).map({var}, {make})")
+}
+
+const NAMESPACE: &str = "request.namespace";
+const TENANT: &str = "variables.tenant";
+
+/// A tenant's entry in the tenants ConfigMap (see `admission_policy::tenants_data`).
+fn tenant_data(suffix: &str) -> String {
+    format!("params.data[{TENANT} + {}]", quote(&format!(".{suffix}")))
+}
+
+fn ff101_cross_namespace_source_ref(policy: &Policy, root: &str) -> String {
+    let references: &[(FluxKind, &[&str])] = &[
+        (FluxKind::Kustomization, &["spec", "sourceRef"]),
+        (FluxKind::ImageUpdateAutomation, &["spec", "sourceRef"]),
+        (
+            FluxKind::HelmRelease,
+            &["spec", "chart", "spec", "sourceRef"],
+        ),
+        (FluxKind::HelmRelease, &["spec", "chartRef"]),
+        (FluxKind::ImagePolicy, &["spec", "imageRepositoryRef"]),
+    ];
+    // `[{'p': pointer, 'r': reference}]` for the references the object has, then one test.
+    let present_references: Vec<String> = references
+        .iter()
+        .map(|(kind, path)| {
+            format!(
+                "({} && {} ? [{{'p': {}, 'r': {}}}] : [])",
+                kind_is(root, &[*kind]),
+                present_path(root, path),
+                quote(&format!("{}/namespace", crate::rules::pointer(path))),
+                path_expr(root, path)
+            )
+        })
+        .collect();
+    let r = "x.r";
+    let ns = select(r, "namespace");
+    let source_kind = format!("({} ? {r}.kind : 'source')", present_str(r, "kind"));
+    let name = format!("({} ? {r}.name : '')", present_str(r, "name"));
+    // A shared source is refused as written too: Flux has no exception for it. At admission a
+    // `${VAR}` is final (Flux substitutes before it applies): judged as written.
+    let keep = format!("{} && {ns} != {NAMESPACE}", present_str(r, "namespace"),);
+    let shared = shared_source(policy, &source_kind, &ns, &name);
+    let message = format!(
+        "{} + ' in namespace `' + {NAMESPACE} + '` references ' + {source_kind} + ' ' + {ns} + '/' + {name} + ' in another namespace'",
+        display(root)
+    );
+    let config_q = quote(&policy.config_namespace);
+    let help = format!(
+        "'Flux refuses cross-namespace references (AccessDenied); ' + (({shared}) \
+         ? 'the source is listed under sharedSources: reference the copy fluxfence-controller publishes in `' + {NAMESPACE} + '` (`fluxfence rule FF101`)' \
+         : ({NAMESPACE} == {config_q} || variables.exempt) \
+         ? 'declare the ' + {source_kind} + ' in `' + {NAMESPACE} + '`' \
+         : 'move this object and its source into `' + {config_q} + '` with spec.targetNamespace: ' + {NAMESPACE} + ' (`fluxfence fix --unsafe-fixes`), or put the ' + {source_kind} + ' in `' + {NAMESPACE} + '`')"
+    );
+    format!(
+        "({}).filter(x, {keep}).map(x, {})",
+        present_references.join(" + "),
+        finding("x.p", &message, &help)
+    )
+}
+
+/// Whether the policy shares source `kind namespace/name` with the object's tenant.
+fn shared_source(policy: &Policy, kind: &str, namespace: &str, name: &str) -> String {
+    if policy.shared_sources.is_empty() {
+        return "false".to_owned();
+    }
+    let mut with_everyone = Vec::new();
+    let mut with_tenant = Vec::new();
+    for source in &policy.shared_sources {
+        let key = format!("{}/{}/{}", source.kind, source.namespace, source.name);
+        if source.tenants.is_empty() || source.tenants.iter().any(|t| t == "*") {
+            with_everyone.push(key);
+        } else {
+            with_tenant.extend(source.tenants.iter().map(|t| format!("{key}@{t}")));
+        }
+    }
+    let key = format!("({kind} + '/' + {namespace} + '/' + {name})");
+    format!(
+        "{key} in {} || ({TENANT} != '' && ({key} + '@' + {TENANT}) in {})",
+        quote_list(with_everyone.iter().map(String::as_str)),
+        quote_list(with_tenant.iter().map(String::as_str))
+    )
+}
+
+fn ff102_cross_namespace_event_source(_policy: &Policy, root: &str) -> String {
+    let lists = [
+        (FluxKind::Receiver, "resources"),
+        (FluxKind::Alert, "eventSources"),
+    ];
+    let parts: Vec<String> = lists
+        .iter()
+        .map(|(kind, field)| {
+            let items = path_expr(root, &["spec", field]);
+            let ns = select("e", "namespace");
+            let event_kind = format!("({} ? e.kind : 'object')", present_str("e", "kind"));
+            let name = format!("({} ? e.name : '')", present_str("e", "name"));
+            let pointer = format!("'/spec/{field}/' + string({items}.indexOf(e)) + '/namespace'");
+            let star = finding(
+                &pointer,
+                &format!("{} + ' uses namespace \\'*\\' for ' + {event_kind} + ' ' + {name} + ': it matches no namespace'", display(root)),
+                "'only `name: \\'*\\'` is a wildcard; drop `namespace` to match the object\\'s own namespace'",
+            );
+            let other = finding(
+                &pointer,
+                &format!("{} + ' in namespace `' + {NAMESPACE} + '` watches ' + {event_kind} + ' ' + {ns} + '/' + {name} + ' in another namespace'", display(root)),
+                &format!("'drop `namespace` or set it to `' + {NAMESPACE} + '`; create the {kind} in `' + {ns} + '` instead'"),
+            );
+            format!(
+                "({} && {} ? {items}.filter(e, {} && {ns} != {NAMESPACE}).map(e, {ns} == '*' ? {star} : {other}) : [])",
+                kind_is(root, &[*kind]),
+                present_path(root, &["spec", field]),
+                present_str("e", "namespace"),
+            )
+        })
+        .collect();
+    parts.join(" + ")
+}
+
+fn default_account(policy: &Policy) -> Option<&str> {
+    policy
+        .default_service_account
+        .as_ref()
+        .map(|sa| sa.name.as_str())
+}
+
+fn ff110_missing_service_account(policy: &Policy, root: &str) -> String {
+    let (consequence, help) = match default_account(policy) {
+        Some(name) => (
+            format!("it is applied as the controllers' default service account `{name}`"),
+            format!("set spec.serviceAccountName: {name} (`fluxfence fix`)"),
+        ),
+        None => (
+            "it is applied with the controller's own cluster-admin permissions".to_owned(),
+            "set spec.serviceAccountName to the tenant's service account".to_owned(),
+        ),
+    };
+    let message = format!(
+        "{} + {}",
+        display(root),
+        quote(&format!(" has no spec.serviceAccountName: {consequence}"))
+    );
+    format!(
+        "({} && !({}) ? [{}] : [])",
+        kind_is(root, IMPERSONATING),
+        present_str_path(root, &["spec", "serviceAccountName"]),
+        finding("'/spec/serviceAccountName'", &message, &quote(&help))
+    )
+}
+
+fn ff111_service_account_unavailable(policy: &Policy, root: &str) -> String {
+    ff111(policy, root, false)
+}
+
+fn ff111_with_the_default_written_out(policy: &Policy, root: &str) -> String {
+    ff111(policy, root, true)
+}
+
+/// FF111; with `written_out`, an omitted account counts as spelled out (what the mutating
+/// policy makes of it).
+fn ff111(policy: &Policy, root: &str, written_out: bool) -> String {
+    let has_account = present_str_path(root, &["spec", "serviceAccountName"]);
+    let explicit = if written_out {
+        "true".to_owned()
+    } else {
+        has_account.clone()
+    };
+    let account = path_expr(root, &["spec", "serviceAccountName"]);
+    let default = default_account(policy);
+    let candidates = match default {
+        Some(name) => format!("({has_account} ? [{account}] : [{}])", quote(name)),
+        None => format!("({has_account} ? [{account}] : [])"),
+    };
+    let default_q = default.map_or_else(|| "null".to_owned(), quote);
+    let tenant_accounts = tenant_data("serviceAccounts");
+    let not_allowed = format!(
+        "({TENANT} != '' && {tenant_accounts} != '' && a != {default_q} && !(a in {tenant_accounts}.split(',')))"
+    );
+    // Where the platform provides an account: the default in its namespaces, and the policy's
+    // `serviceAccounts`.
+    let mut provided = Vec::new();
+    if let Some(sa) = &policy.default_service_account
+        && let Some(regex) = glob_regex(sa.namespaces.iter().map(String::as_str))
+    {
+        provided.push(format!(
+            "(a == {} && {NAMESPACE}.matches({}))",
+            quote(&sa.name),
+            quote(&regex)
+        ));
+    }
+    for sa in &policy.service_accounts {
+        if let Some(regex) = glob_regex([sa.namespace.as_str()]) {
+            provided.push(format!(
+                "(a == {} && {NAMESPACE}.matches({}))",
+                quote(&sa.name),
+                quote(&regex)
+            ));
+        }
+    }
+    let mut known: Vec<&str> = default.into_iter().collect();
+    known.extend(policy.service_accounts.iter().map(|sa| sa.name.as_str()));
+    let known_by_tenants =
+        "(params.data.serviceAccounts != '' && a in params.data.serviceAccounts.split(','))";
+    let knows = format!("(a in {} || {known_by_tenants})", quote_list(known));
+    let exists = format!(
+        "({} || ({explicit} && !{knows}))",
+        if provided.is_empty() {
+            "false".to_owned()
+        } else {
+            provided.join(" || ")
+        }
+    );
+    let how = format!(
+        "({explicit} ? 'spec.serviceAccountName' : 'the policy\\'s default service account')"
+    );
+    let config_q = quote(&policy.config_namespace);
+    let not_allowed_finding = finding(
+        "'/spec/serviceAccountName'",
+        &format!(
+            "{} + ' is applied as service account `' + a + '` (' + {how} + '), which tenant `' + {TENANT} + '` may not use'",
+            display(root)
+        ),
+        &format!("'use one of: ' + {tenant_accounts}.split(',').join(', ')"),
+    );
+    let missing_finding = finding(
+        "'/spec/serviceAccountName'",
+        &format!(
+            "{} + ' is applied as service account `' + a + '` (' + {how} + '), which does not exist in its namespace `' + {NAMESPACE} + '`'",
+            display(root)
+        ),
+        &format!(
+            "'Flux impersonates ' + {NAMESPACE} + ':' + a + '; move the object to `' + {config_q} + '` with spec.targetNamespace: ' + {NAMESPACE} + ' (`fluxfence fix --unsafe-fixes`), or declare ServiceAccount ' + a + ' in `' + {NAMESPACE} + '`'"
+        ),
+    );
+    let keep = format!("!a.contains('${{') && ({not_allowed} || !{exists})");
+    format!(
+        "({} ? {candidates}.filter(a, {keep}).map(a, {not_allowed} ? {not_allowed_finding} : {missing_finding}) : [])",
+        kind_is(root, IMPERSONATING)
+    )
+}
+
+fn ff120_remote_cluster_kubeconfig(_policy: &Policy, root: &str) -> String {
+    let message = format!(
+        "{} + ' in namespace `' + {NAMESPACE} + '` applies to a remote cluster (spec.kubeConfig)'",
+        display(root)
+    );
+    format!(
+        "({} && {} ? [{}] : [])",
+        kind_is(root, IMPERSONATING),
+        present_path(root, &["spec", "kubeConfig"]),
+        finding(
+            "'/spec/kubeConfig'",
+            &message,
+            "'remove spec.kubeConfig; remote clusters are managed from an exempt platform namespace'"
+        )
+    )
+}
+
+fn ff121_target_namespace_outside_tenant(_policy: &Policy, root: &str) -> String {
+    let fields: &[(FluxKind, &str)] = &[
+        (FluxKind::Kustomization, "targetNamespace"),
+        (FluxKind::HelmRelease, "targetNamespace"),
+        (FluxKind::HelmRelease, "storageNamespace"),
+    ];
+    let parts: Vec<String> = fields
+        .iter()
+        .map(|(kind, field)| {
+            let keep = format!(
+                "!t.contains('${{') && !t.matches({})",
+                tenant_data("targetNamespaces")
+            );
+            let message = format!(
+                "{} + ' deploys into `' + t + '`, outside tenant `' + {TENANT} + '`'",
+                display(root)
+            );
+            let help = format!(
+                "'use a namespace matching ' + {}",
+                tenant_data("targetPatterns")
+            );
+            format!(
+                "({TENANT} != '' && {} && {} ? {} : [])",
+                kind_is(root, &[*kind]),
+                present_str_path(root, &["spec", field]),
+                with(
+                    &path_expr(root, &["spec", field]),
+                    "t",
+                    &keep,
+                    &finding(&quote(&format!("/spec/{field}")), &message, &help)
+                )
+            )
+        })
+        .collect();
+    parts.join(" + ")
+}
+
+fn ff140_source_url_not_allowed(_policy: &Policy, root: &str) -> String {
+    let fields: &[(&[FluxKind], &str)] = &[
+        (
+            &[
+                FluxKind::GitRepository,
+                FluxKind::HelmRepository,
+                FluxKind::OCIRepository,
+            ],
+            "url",
+        ),
+        (&[FluxKind::Bucket], "endpoint"),
+    ];
+    let urls = tenant_data("sourceUrls");
+    let parts: Vec<String> = fields
+        .iter()
+        .map(|(kinds, field)| {
+            let keep = format!(
+                "!u.contains('${{') && !{urls}.split('\\n').exists(p, u.startsWith(p))"
+            );
+            let message = format!(
+                "{} + ' fetches from `' + u + '`, outside tenant `' + {TENANT} + '`\\'s allowed sources'",
+                display(root)
+            );
+            let help = format!("'use a URL starting with one of: ' + {urls}.split('\\n').join(', ')");
+            format!(
+                "({TENANT} != '' && {urls} != '' && {} && {} ? {} : [])",
+                kind_is(root, kinds),
+                present_str_path(root, &["spec", field]),
+                with(
+                    &path_expr(root, &["spec", field]),
+                    "u",
+                    &keep,
+                    &finding(&quote(&format!("/spec/{field}")), &message, &help)
+                )
+            )
+        })
+        .collect();
+    parts.join(" + ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rule_skips_exempt_namespaces_exactly_where_the_engine_does() {
+        for cel in RULES {
+            let meta = crate::rules::ALL
+                .iter()
+                .map(|rule| rule.meta())
+                .find(|meta| meta.code == cel.code)
+                .unwrap_or_else(|| panic!("{} is not a rule", cel.code));
+            let skipped = meta.exemption == crate::rules::Exemption::OutsideExemptNamespaces;
+            assert_eq!(cel.skipped_in_exempt_namespaces, skipped, "{}", cel.code);
+        }
+    }
+
+    #[test]
+    fn reserved_words_are_read_by_index_and_tested_with_in() {
+        assert_eq!(select("r", "namespace"), "r['namespace']");
+        assert_eq!(
+            present("r", "namespace"),
+            "('namespace' in r && r['namespace'] != null)"
+        );
+        assert_eq!(present("r", "kind"), "(has(r.kind) && r.kind != null)");
+    }
+
+    #[test]
+    fn globs_become_anchored_regexes() {
+        assert_eq!(
+            glob_regex(["team-a", "team-a-*"]).as_deref(),
+            Some("^(?:team-a|team-a-.*)$")
+        );
+        assert_eq!(glob_regex(["a.b"]).as_deref(), Some("^(?:a\\.b)$"));
+        assert_eq!(glob_regex([]), None);
+    }
+
+    #[test]
+    fn literals_are_escaped() {
+        assert_eq!(quote("it's \\ x"), "'it\\'s \\\\ x'");
+    }
+
+    #[test]
+    fn every_rule_is_an_engine_rule() {
+        for rule in RULES {
+            assert!(crate::rules::by_code(rule.code).is_some(), "{}", rule.code);
+        }
+    }
+}
