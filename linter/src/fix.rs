@@ -242,6 +242,7 @@ fn plan_rule_fixes(
         policy,
         declared_service_accounts: &empty,
         trust_explicit_service_accounts: true,
+        service_accounts_listed: false,
     };
     let version_meta = rules::ff002_removed_api_version::meta();
     let version_severity = policy.severity(version_meta.code, version_meta.default_severity);
@@ -318,6 +319,7 @@ fn plan_moves(
         policy,
         declared_service_accounts: service_accounts,
         trust_explicit_service_accounts: false,
+        service_accounts_listed: false,
     };
 
     // 1. App namespaces: where some Flux object fails FF101 or FF111.

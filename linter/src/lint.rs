@@ -72,6 +72,7 @@ pub fn lint(mut inventory: Inventory, policy: &Policy) -> Report {
         policy,
         declared_service_accounts: &declared_service_accounts,
         trust_explicit_service_accounts: false,
+        service_accounts_listed: false,
     };
     let every_file_reported = reported_files.len() == inventory.files.len();
     let judge = Judge {

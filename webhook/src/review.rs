@@ -174,6 +174,7 @@ fn judge(object: &FluxObject, namespace: &str, policy: &Policy) -> Vec<Finding> 
             policy,
             declared_service_accounts: &HashSet::new(),
             trust_explicit_service_accounts: true,
+            service_accounts_listed: false,
         },
     )
 }

@@ -134,6 +134,11 @@ pub struct Context<'a> {
     /// tenant's, one it places) is judged by the policy, written out or not: Flux impersonates
     /// the same account either way. The linter checks every account against input and policy.
     pub trust_explicit_service_accounts: bool,
+    /// `declared_service_accounts` is every ServiceAccount of the namespaces judged, listed
+    /// from a live cluster (`fluxfence audit`, the webhook's ServiceAccount cache): an account
+    /// exists exactly when it is listed. Neither the policy's word on where accounts exist nor
+    /// trust in an explicit name can make Flux's impersonation of a missing account succeed.
+    pub service_accounts_listed: bool,
 }
 
 pub trait Rule: Send + Sync {
