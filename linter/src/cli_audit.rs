@@ -194,7 +194,7 @@ async fn connect(
     let file = match kubeconfig {
         Some(path) => Some(
             kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("--kubeconfig {}: cannot read it", path.display()))?,
+                .map_err(|e| anyhow::anyhow!("--kubeconfig {}: {e}", path.display()))?,
         ),
         None => kube::config::Kubeconfig::read().ok(),
     };

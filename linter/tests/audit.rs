@@ -5,6 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use fluxfence::Policy;
@@ -78,9 +82,14 @@ impl FakeCluster {
     }
 
     fn answer(&self, request: &Request<Body>) -> Response<Body> {
-        let path = request.uri().path().to_owned();
-        let query: BTreeMap<String, String> = request
-            .uri()
+        let (code, value) = self.answer_uri(request.uri());
+        json_response(code, &value)
+    }
+
+    /// The HTTP status and JSON body for a GET of `uri`.
+    fn answer_uri(&self, uri: &http::Uri) -> (u16, Value) {
+        let path = uri.path().to_owned();
+        let query: BTreeMap<String, String> = uri
             .query()
             .unwrap_or_default()
             .split('&')
@@ -96,8 +105,61 @@ impl FakeCluster {
             return status(*code, &format!("injected failure of {path}"));
         }
         match route(&state, &path, &query) {
-            Some(value) => json_response(200, &value),
+            Some(value) => (200, value),
             None => status(404, "the server could not find the requested resource"),
+        }
+    }
+
+    /// Serves the fake over plain HTTP on a loopback port, for the `fluxfence` binary; returns
+    /// a kubeconfig that points at it.
+    fn serve_http(&self, dir: &Path) -> PathBuf {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cluster = self.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let cluster = cluster.clone();
+                std::thread::spawn(move || serve_connection(&cluster, stream.unwrap()));
+            }
+        });
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake\n  \
+                 cluster: {{server: 'http://127.0.0.1:{port}'}}\nusers:\n- name: me\n  user: {{token: t}}\n\
+                 contexts:\n- name: fake\n  context: {{cluster: fake, user: me, namespace: team-a}}\n"
+            ),
+        )
+        .unwrap();
+        kubeconfig
+    }
+}
+
+/// Answers the GET requests of one HTTP/1.1 connection (no bodies, keep-alive).
+fn serve_connection(cluster: &FakeCluster, stream: TcpStream) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                break;
+            }
+        }
+        let target = request_line.split(' ').nth(1).unwrap_or("/");
+        let (code, value) = cluster.answer_uri(&target.parse().unwrap());
+        let body = serde_json::to_vec(&value).unwrap();
+        let head = format!(
+            "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        if writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(&body)).is_err() {
+            return;
         }
     }
 }
@@ -198,17 +260,17 @@ fn json_response(code: u16, value: &Value) -> Response<Body> {
         .unwrap()
 }
 
-fn status(code: u16, message: &str) -> Response<Body> {
+fn status(code: u16, message: &str) -> (u16, Value) {
     let reason = match code {
         403 => "Forbidden",
         404 => "NotFound",
         410 => "Expired",
         _ => "InternalError",
     };
-    json_response(
+    (
         code,
-        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                "message": message, "reason": reason, "code": code}),
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+               "message": message, "reason": reason, "code": code}),
     )
 }
 
@@ -514,3 +576,101 @@ async fn a_cluster_that_cannot_be_reached_is_an_error_naming_the_request() {
     assert!(message.starts_with("cannot get the API groups (/apis) for discovery: the API server cannot be reached"), "{message}");
     assert!(message.contains("--kubeconfig"), "{message}");
 }
+
+/// A cluster with a clean release in team-a and a crossing one in team-b.
+fn mixed_cluster() -> FakeCluster {
+    let cluster = cluster_with_flux();
+    cluster.add(
+        "helm.toolkit.fluxcd.io/helmreleases",
+        helm_release("team-a", "app", "team-a"),
+    );
+    cluster.add(
+        "helm.toolkit.fluxcd.io/helmreleases",
+        helm_release("team-b", "crossing", "flux-system"),
+    );
+    cluster.add("v1/serviceaccounts", service_account("team-a", "deployer"));
+    cluster.add("v1/serviceaccounts", service_account("team-b", "deployer"));
+    cluster
+}
+
+fn fluxfence(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_fluxfence"))
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn the_command_reports_in_text_and_exits_as_lint_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = mixed_cluster().serve_http(dir.path());
+    let kubeconfig = kubeconfig.to_str().unwrap();
+
+    let (code, stdout, stderr) = fluxfence(&["audit", "--kubeconfig", kubeconfig, "-A"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("team-b/HelmRelease/crossing:"), "{stdout}");
+    assert!(stdout.contains("Audited 2 Flux objects in 3 namespaces of context fake (http://127.0.0.1:"), "{stdout}");
+    assert!(
+        stdout.contains("1 object would fail at its next reconcile with multi-tenancy enforced:\n  HelmRelease team-b/crossing: FF101\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("The webhook would deny 1 object"), "{stdout}");
+
+    // The context's namespace (team-a) by default: clean.
+    let (code, stdout, _) = fluxfence(&["audit", "--kubeconfig", kubeconfig]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("Audited 1 Flux object in 1 namespace"), "{stdout}");
+
+    let (code, _, _) = fluxfence(&["audit", "--kubeconfig", kubeconfig, "-A", "--exit-zero"]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn policy_reports_go_to_stdout_and_the_summary_to_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = mixed_cluster().serve_http(dir.path());
+    let sarif = dir.path().join("audit.sarif");
+    let sarif_arg = format!("sarif={}", sarif.display());
+
+    let (code, stdout, stderr) = fluxfence(&[
+        "audit", "--kubeconfig", kubeconfig.to_str().unwrap(), "-A",
+        "--format", "policyreport", "--format", &sarif_arg,
+    ]);
+
+    assert_eq!(code, 1, "{stderr}");
+    let mut reports = Vec::new();
+    fluxfence::yaml::load_documents(&stdout, |d| reports.push(d.root.to_json())).unwrap();
+    let namespaces: Vec<&str> = reports.iter().map(|r| r["metadata"]["namespace"].as_str().unwrap()).collect();
+    assert_eq!(namespaces, ["team-a", "team-b"]);
+    assert_eq!(reports[1]["results"][0]["rule"], "FF101");
+    assert!(stderr.contains("would fail at its next reconcile"), "{stderr}");
+    let sarif: Value = serde_json::from_str(&std::fs::read_to_string(&sarif).unwrap()).unwrap();
+    assert_eq!(sarif["runs"][0]["results"][0]["ruleId"], "FF101");
+}
+
+#[test]
+fn a_forbidden_list_exits_2_with_no_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = mixed_cluster();
+    cluster.fail("/apis/helm.toolkit.fluxcd.io/v2/helmreleases", 403);
+    let kubeconfig = cluster.serve_http(dir.path());
+
+    let (code, stdout, stderr) = fluxfence(&[
+        "audit", "--kubeconfig", kubeconfig.to_str().unwrap(), "-A", "--format", "json",
+    ]);
+
+    assert_eq!(code, 2);
+    assert_eq!(stdout, "", "no partial report");
+    assert!(
+        stderr.starts_with("error: cannot list helmreleases.helm.toolkit.fluxcd.io in all namespaces: forbidden by RBAC"),
+        "{stderr}"
+    );
+}
+

@@ -97,9 +97,13 @@ fn problem(error: &kube::Error, verb: &str, resource: &str) -> String {
         other => {
             let mut text = other.to_string();
             let mut source = std::error::Error::source(other);
+            // Errors here often repeat their cause in their own text: say each once.
             while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
+                let cause_text = cause.to_string();
+                if !text.contains(&cause_text) {
+                    text.push_str(": ");
+                    text.push_str(&cause_text);
+                }
                 source = cause.source();
             }
             format!(

@@ -260,11 +260,14 @@ pub fn summary(audit: &Audit) -> String {
     if denied.is_empty() {
         let _ = writeln!(out, "The webhook would deny no object's next update.");
     } else {
+        let its = if denied.len() == 1 { "its" } else { "their" };
         let when = if audit.ratchet_updates {
-            "at their next update that changes a field a rule reads (the policy ratchets: \
-             an update that keeps a violation as it is is admitted with a warning)"
+            format!(
+                "at {its} next update that changes a field a rule reads (the policy ratchets: \
+                 an update that keeps a violation as it is is admitted with a warning)"
+            )
         } else {
-            "at their next update"
+            format!("at {its} next update")
         };
         let _ = writeln!(
             out,
