@@ -23,7 +23,12 @@ pub struct AuditArgs {
     #[arg(long, value_name = "NAME")]
     context: Option<String>,
     /// Audit this namespace. Default: the context's namespace.
-    #[arg(long, short = 'n', value_name = "NAMESPACE", conflicts_with = "all_namespaces")]
+    #[arg(
+        long,
+        short = 'n',
+        value_name = "NAMESPACE",
+        conflicts_with = "all_namespaces"
+    )]
     namespace: Option<String>,
     /// Audit every namespace.
     #[arg(long, short = 'A')]
@@ -133,7 +138,8 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the runtime for the API requests")?;
     let snapshot = runtime.block_on(async {
-        let (client, cluster) = connect(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
+        let (client, cluster) =
+            connect(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
         let scope = if args.all_namespaces {
             Scope::AllNamespaces
         } else {
@@ -230,4 +236,3 @@ async fn connect(
     let client = Client::try_from(config).context("cannot make a client for the cluster")?;
     Ok((client, described))
 }
-

@@ -158,7 +158,11 @@ fn serve_connection(cluster: &FakeCluster, stream: TcpStream) {
             "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );
-        if writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(&body)).is_err() {
+        if writer
+            .write_all(head.as_bytes())
+            .and_then(|()| writer.write_all(&body))
+            .is_err()
+        {
             return;
         }
     }
@@ -184,18 +188,27 @@ fn route(state: &State, path: &str, query: &BTreeMap<String, String>) -> Option<
             let (_, kinds) = group.versions.iter().find(|(v, _)| v == version)?;
             let mut resources = Vec::new();
             for (plural, kind) in kinds {
-                let verbs = ["get", "list", "watch", "create", "update", "patch", "delete"];
-                resources.push(json!({"name": plural, "singularName": "", "namespaced": true,
-                                      "kind": kind, "verbs": verbs}));
-                resources.push(json!({"name": format!("{plural}/status"), "singularName": "",
-                                      "namespaced": true, "kind": kind, "verbs": ["get", "patch"]}));
+                let verbs = [
+                    "get", "list", "watch", "create", "update", "patch", "delete",
+                ];
+                resources.push(
+                    json!({"name": plural, "singularName": "", "namespaced": true,
+                                      "kind": kind, "verbs": verbs}),
+                );
+                resources.push(
+                    json!({"name": format!("{plural}/status"), "singularName": "",
+                                      "namespaced": true, "kind": kind, "verbs": ["get", "patch"]}),
+                );
             }
             Some(json!({"kind": "APIResourceList", "apiVersion": "v1",
                         "groupVersion": format!("{}/{version}", group.name), "resources": resources}))
         }
         ["api", "v1", "namespaces", name] => {
             let namespaces = state.objects.get("v1/namespaces")?;
-            namespaces.iter().find(|n| n["metadata"]["name"] == *name).cloned()
+            namespaces
+                .iter()
+                .find(|n| n["metadata"]["name"] == *name)
+                .cloned()
         }
         ["apis", group, version, rest @ ..] => {
             let (namespace, plural) = scope_of(rest)?;
@@ -242,7 +255,9 @@ fn in_namespace(items: Option<&Vec<Value>>, namespace: Option<&str>) -> Vec<Valu
 
 /// One page of `items`, as `limit` and `continue` (here: the offset) ask.
 fn page(items: Vec<Value>, query: &BTreeMap<String, String>) -> Value {
-    let limit: usize = query.get("limit").map_or(usize::MAX, |l| l.parse().unwrap());
+    let limit: usize = query
+        .get("limit")
+        .map_or(usize::MAX, |l| l.parse().unwrap());
     let start: usize = query.get("continue").map_or(0, |c| c.parse().unwrap());
     let end = start.saturating_add(limit).min(items.len());
     let mut metadata = json!({"resourceVersion": "42"});
@@ -368,7 +383,10 @@ async fn every_object_is_read_page_by_page_and_judged_once() {
         .unwrap();
 
     let pages = list_requests(&cluster, "/apis/helm.toolkit.fluxcd.io/v2/helmreleases");
-    let tokens: Vec<Option<&str>> = pages.iter().map(|q| q.get("continue").map(String::as_str)).collect();
+    let tokens: Vec<Option<&str>> = pages
+        .iter()
+        .map(|q| q.get("continue").map(String::as_str))
+        .collect();
     assert_eq!(tokens, [None, Some("500"), Some("1000")]);
     assert!(pages.iter().all(|q| q["limit"] == "500"));
     assert_eq!(snapshot.objects.len(), releases + 1);
@@ -382,7 +400,10 @@ async fn every_object_is_read_page_by_page_and_judged_once() {
         .filter(|o| !o.diagnostics.is_empty())
         .map(|o| (o.label(), o.breaks.clone()))
         .collect();
-    assert_eq!(failing, [("HelmRelease team-b/crossing".to_owned(), vec!["FF101"])]);
+    assert_eq!(
+        failing,
+        [("HelmRelease team-b/crossing".to_owned(), vec!["FF101"])]
+    );
     assert_eq!(audit.report.exit_code(), 1);
 }
 
@@ -410,19 +431,37 @@ async fn a_kind_served_in_several_versions_is_read_once_in_the_preferred_one() {
     assert_eq!(
         read,
         [
-            ("kustomizations.kustomize.toolkit.fluxcd.io".into(), "v1".into(), strings(&["v1"])),
+            (
+                "kustomizations.kustomize.toolkit.fluxcd.io".into(),
+                "v1".into(),
+                strings(&["v1"])
+            ),
             (
                 "helmreleases.helm.toolkit.fluxcd.io".into(),
                 "v2".into(),
                 strings(&["v2", "v2beta2", "v2beta1"])
             ),
-            ("alerts.notification.toolkit.fluxcd.io".into(), "v1beta3".into(), strings(&["v1beta3"])),
-            ("providers.notification.toolkit.fluxcd.io".into(), "v1beta3".into(), strings(&["v1beta3"])),
-            ("receivers.notification.toolkit.fluxcd.io".into(), "v1".into(), strings(&["v1"])),
+            (
+                "alerts.notification.toolkit.fluxcd.io".into(),
+                "v1beta3".into(),
+                strings(&["v1beta3"])
+            ),
+            (
+                "providers.notification.toolkit.fluxcd.io".into(),
+                "v1beta3".into(),
+                strings(&["v1beta3"])
+            ),
+            (
+                "receivers.notification.toolkit.fluxcd.io".into(),
+                "v1".into(),
+                strings(&["v1"])
+            ),
         ]
     );
 
-    let snapshot = cluster::read(&client, "test", &Scope::AllNamespaces).await.unwrap();
+    let snapshot = cluster::read(&client, "test", &Scope::AllNamespaces)
+        .await
+        .unwrap();
     // The API server serves the same stored objects in every version (Flux's CRDs convert
     // with `None`): a second version would list every object again.
     let beta_lists = cluster
@@ -436,11 +475,26 @@ async fn a_kind_served_in_several_versions_is_read_once_in_the_preferred_one() {
         .iter()
         .map(|o| o["apiVersion"].as_str().unwrap())
         .collect();
-    assert_eq!(versions, ["helm.toolkit.fluxcd.io/v2", "notification.toolkit.fluxcd.io/v1beta3"]);
+    assert_eq!(
+        versions,
+        [
+            "helm.toolkit.fluxcd.io/v2",
+            "notification.toolkit.fluxcd.io/v1beta3"
+        ]
+    );
 
     let audit = audit::judge(snapshot, &Policy::azure_default(), &|_| true);
-    let codes: Vec<&str> = audit.report.diagnostics.iter().map(|d| d.finding.code).collect();
-    assert_eq!(codes, ["FF102", "FF111"], "the Alert's event source, the release's account");
+    let codes: Vec<&str> = audit
+        .report
+        .diagnostics
+        .iter()
+        .map(|d| d.finding.code)
+        .collect();
+    assert_eq!(
+        codes,
+        ["FF102", "FF111"],
+        "the Alert's event source, the release's account"
+    );
 }
 
 #[tokio::test]
@@ -465,7 +519,10 @@ async fn a_forbidden_list_fails_the_audit_naming_the_verb_and_the_resource() {
         ),
         "{message}"
     );
-    assert!(message.contains("-n"), "says how to narrow the audit: {message}");
+    assert!(
+        message.contains("-n"),
+        "says how to narrow the audit: {message}"
+    );
 }
 
 #[tokio::test]
@@ -474,7 +531,9 @@ async fn forbidden_service_accounts_fail_the_audit_too() {
     cluster.fail("/api/v1/namespaces/team-a/serviceaccounts", 403);
     let scope = Scope::Namespace("team-a".into());
 
-    let error = cluster::read(&cluster.client(), "test", &scope).await.unwrap_err();
+    let error = cluster::read(&cluster.client(), "test", &scope)
+        .await
+        .unwrap_err();
 
     assert_eq!(
         (error.verb, error.resource.as_str(), error.scope.as_str()),
@@ -515,15 +574,24 @@ async fn one_namespace_reads_only_that_namespace() {
     );
     cluster.add("v1/serviceaccounts", service_account("team-a", "deployer"));
 
-    let snapshot = cluster::read(&cluster.client(), "test", &Scope::Namespace("team-a".into()))
-        .await
-        .unwrap();
+    let snapshot = cluster::read(
+        &cluster.client(),
+        "test",
+        &Scope::Namespace("team-a".into()),
+    )
+    .await
+    .unwrap();
 
     let paths: Vec<String> = cluster.requests().into_iter().map(|(p, _)| p).collect();
-    assert!(paths.contains(&"/apis/helm.toolkit.fluxcd.io/v2/namespaces/team-a/helmreleases".into()));
+    assert!(
+        paths.contains(&"/apis/helm.toolkit.fluxcd.io/v2/namespaces/team-a/helmreleases".into())
+    );
     assert!(paths.contains(&"/api/v1/namespaces/team-a/serviceaccounts".into()));
     assert!(paths.contains(&"/api/v1/namespaces/team-a".into()));
-    assert!(!paths.iter().any(|p| p == "/api/v1/namespaces"), "{paths:?}");
+    assert!(
+        !paths.iter().any(|p| p == "/api/v1/namespaces"),
+        "{paths:?}"
+    );
     assert_eq!(snapshot.objects.len(), 1);
     assert_eq!(snapshot.namespaces.keys().collect::<Vec<_>>(), ["team-a"]);
     let audit = audit::judge(snapshot, &Policy::azure_default(), &|_| true);
@@ -561,7 +629,10 @@ async fn impersonation_is_judged_against_the_accounts_that_exist() {
     let reports = policy_report::reports(&audit);
     assert_eq!(reports["team-a"]["summary"]["pass"], 1);
     assert_eq!(reports["team-b"]["summary"]["fail"], 1);
-    assert_eq!(reports["team-b"]["results"][0]["resources"][0]["uid"], "uid-team-b-app");
+    assert_eq!(
+        reports["team-b"]["results"][0]["resources"][0]["uid"],
+        "uid-team-b-app"
+    );
 }
 
 #[tokio::test]
@@ -570,10 +641,17 @@ async fn a_cluster_that_cannot_be_reached_is_an_error_naming_the_request() {
     let config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
     let client = Client::try_from(config).unwrap();
 
-    let error = cluster::read(&client, "test", &Scope::AllNamespaces).await.unwrap_err();
+    let error = cluster::read(&client, "test", &Scope::AllNamespaces)
+        .await
+        .unwrap_err();
 
     let message = error.to_string();
-    assert!(message.starts_with("cannot get the API groups (/apis) for discovery: the API server cannot be reached"), "{message}");
+    assert!(
+        message.starts_with(
+            "cannot get the API groups (/apis) for discovery: the API server cannot be reached"
+        ),
+        "{message}"
+    );
     assert!(message.contains("--kubeconfig"), "{message}");
 }
 
@@ -616,17 +694,27 @@ fn the_command_reports_in_text_and_exits_as_lint_does() {
     let (code, stdout, stderr) = fluxfence(&["audit", "--kubeconfig", kubeconfig, "-A"]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stdout.contains("team-b/HelmRelease/crossing:"), "{stdout}");
-    assert!(stdout.contains("Audited 2 Flux objects in 3 namespaces of context fake (http://127.0.0.1:"), "{stdout}");
+    assert!(
+        stdout
+            .contains("Audited 2 Flux objects in 3 namespaces of context fake (http://127.0.0.1:"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("1 object would fail at its next reconcile with multi-tenancy enforced:\n  HelmRelease team-b/crossing: FF101\n"),
         "{stdout}"
     );
-    assert!(stdout.contains("The webhook would deny 1 object"), "{stdout}");
+    assert!(
+        stdout.contains("The webhook would deny 1 object"),
+        "{stdout}"
+    );
 
     // The context's namespace (team-a) by default: clean.
     let (code, stdout, _) = fluxfence(&["audit", "--kubeconfig", kubeconfig]);
     assert_eq!(code, 0, "{stdout}");
-    assert!(stdout.contains("Audited 1 Flux object in 1 namespace"), "{stdout}");
+    assert!(
+        stdout.contains("Audited 1 Flux object in 1 namespace"),
+        "{stdout}"
+    );
 
     let (code, _, _) = fluxfence(&["audit", "--kubeconfig", kubeconfig, "-A", "--exit-zero"]);
     assert_eq!(code, 0);
@@ -640,17 +728,29 @@ fn policy_reports_go_to_stdout_and_the_summary_to_stderr() {
     let sarif_arg = format!("sarif={}", sarif.display());
 
     let (code, stdout, stderr) = fluxfence(&[
-        "audit", "--kubeconfig", kubeconfig.to_str().unwrap(), "-A",
-        "--format", "policyreport", "--format", &sarif_arg,
+        "audit",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-A",
+        "--format",
+        "policyreport",
+        "--format",
+        &sarif_arg,
     ]);
 
     assert_eq!(code, 1, "{stderr}");
     let mut reports = Vec::new();
     fluxfence::yaml::load_documents(&stdout, |d| reports.push(d.root.to_json())).unwrap();
-    let namespaces: Vec<&str> = reports.iter().map(|r| r["metadata"]["namespace"].as_str().unwrap()).collect();
+    let namespaces: Vec<&str> = reports
+        .iter()
+        .map(|r| r["metadata"]["namespace"].as_str().unwrap())
+        .collect();
     assert_eq!(namespaces, ["team-a", "team-b"]);
     assert_eq!(reports[1]["results"][0]["rule"], "FF101");
-    assert!(stderr.contains("would fail at its next reconcile"), "{stderr}");
+    assert!(
+        stderr.contains("would fail at its next reconcile"),
+        "{stderr}"
+    );
     let sarif: Value = serde_json::from_str(&std::fs::read_to_string(&sarif).unwrap()).unwrap();
     assert_eq!(sarif["runs"][0]["results"][0]["ruleId"], "FF101");
 }
@@ -663,7 +763,12 @@ fn a_forbidden_list_exits_2_with_no_report() {
     let kubeconfig = cluster.serve_http(dir.path());
 
     let (code, stdout, stderr) = fluxfence(&[
-        "audit", "--kubeconfig", kubeconfig.to_str().unwrap(), "-A", "--format", "json",
+        "audit",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-A",
+        "--format",
+        "json",
     ]);
 
     assert_eq!(code, 2);
@@ -673,4 +778,3 @@ fn a_forbidden_list_exits_2_with_no_report() {
         "{stderr}"
     );
 }
-

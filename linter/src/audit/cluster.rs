@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use futures::future::try_join_all;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIGroupList, ListMeta};
+use kube::Client;
 use kube::core::Version;
 use kube::core::params::ListParams;
-use kube::Client;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -146,7 +146,11 @@ pub async fn discover(client: &Client) -> Result<Vec<ServedKind>, ReadError> {
     })?;
     let flux_groups: HashSet<&str> = FLUX_KINDS.iter().map(|k| k.group).collect();
     let mut kinds: BTreeMap<FluxKind, ServedKind> = BTreeMap::new();
-    for group in groups.groups.iter().filter(|g| flux_groups.contains(g.name.as_str())) {
+    for group in groups
+        .groups
+        .iter()
+        .filter(|g| flux_groups.contains(g.name.as_str()))
+    {
         let preferred = group.preferred_version.as_ref().map(|v| v.version.as_str());
         let mut versions: Vec<&str> = group.versions.iter().map(|v| v.version.as_str()).collect();
         versions.sort_by_cached_key(|v| std::cmp::Reverse(Version::parse(v).priority()));
@@ -200,7 +204,11 @@ struct Page {
 }
 
 /// Every item of the collection at `path`, page by page.
-async fn list_all(client: &Client, path: &str, what: &Request<'_>) -> Result<Vec<Value>, ReadError> {
+async fn list_all(
+    client: &Client,
+    path: &str,
+    what: &Request<'_>,
+) -> Result<Vec<Value>, ReadError> {
     let mut items = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -208,12 +216,14 @@ async fn list_all(client: &Client, path: &str, what: &Request<'_>) -> Result<Vec
         if let Some(token) = &token {
             params = params.continue_token(token);
         }
-        let request = kube::core::Request::new(path).list(&params).map_err(|e| ReadError {
-            verb: what.verb,
-            resource: what.resource.to_owned(),
-            scope: what.scope.clone(),
-            problem: format!("the request cannot be made: {e}"),
-        })?;
+        let request = kube::core::Request::new(path)
+            .list(&params)
+            .map_err(|e| ReadError {
+                verb: what.verb,
+                resource: what.resource.to_owned(),
+                scope: what.scope.clone(),
+                problem: format!("the request cannot be made: {e}"),
+            })?;
         let page: Page = client.request(request).await.map_err(|e| what.failed(e))?;
         items.extend(page.items);
         match page.metadata.continue_ {
@@ -224,7 +234,11 @@ async fn list_all(client: &Client, path: &str, what: &Request<'_>) -> Result<Vec
 }
 
 /// The Flux objects of one kind, in its read version.
-async fn list_kind(client: &Client, kind: &ServedKind, scope: &Scope) -> Result<Vec<Value>, ReadError> {
+async fn list_kind(
+    client: &Client,
+    kind: &ServedKind,
+    scope: &Scope,
+) -> Result<Vec<Value>, ReadError> {
     let resource = kind.resource();
     let prefix = format!("/apis/{}/{}", kind.group, kind.version);
     let what = Request {
@@ -290,7 +304,12 @@ async fn read_namespaces(
                     scope: what.scope.clone(),
                     problem: format!("the request cannot be made: {e}"),
                 })?;
-            vec![client.request::<Value>(request).await.map_err(|e| what.failed(e))?]
+            vec![
+                client
+                    .request::<Value>(request)
+                    .await
+                    .map_err(|e| what.failed(e))?,
+            ]
         }
     };
     Ok(items

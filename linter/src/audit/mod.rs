@@ -138,7 +138,11 @@ pub fn judge(snapshot: Snapshot, policy: &Policy, reports: &dyn Fn(&str) -> bool
         .collect();
     let uids: Vec<Option<String>> = objects
         .iter()
-        .map(|(.., o)| o.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_owned))
+        .map(|(.., o)| {
+            o.pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .collect();
     drop(objects);
     let inventory = Inventory::from_sources(None, sources);
@@ -172,7 +176,9 @@ pub fn judge(snapshot: Snapshot, policy: &Policy, reports: &dyn Fn(&str) -> bool
             finding.fix = None;
             let mut notes = Vec::new();
             if let Some(consequence) = flux_consequence(finding.code) {
-                notes.push(format!("at its next reconcile under enforcement: {consequence}"));
+                notes.push(format!(
+                    "at its next reconcile under enforcement: {consequence}"
+                ));
                 push_once(&mut breaks, finding.code);
             }
             if finding.severity == Severity::Deny {
@@ -241,8 +247,16 @@ pub fn summary(audit: &Audit) -> String {
         audit.cluster,
         plural(audit.report.diagnostics.len(), "finding"),
     );
-    let breaking: Vec<&Audited> = audit.objects.iter().filter(|o| !o.breaks.is_empty()).collect();
-    let denied: Vec<&Audited> = audit.objects.iter().filter(|o| !o.denied.is_empty()).collect();
+    let breaking: Vec<&Audited> = audit
+        .objects
+        .iter()
+        .filter(|o| !o.breaks.is_empty())
+        .collect();
+    let denied: Vec<&Audited> = audit
+        .objects
+        .iter()
+        .filter(|o| !o.denied.is_empty())
+        .collect();
     if breaking.is_empty() {
         let _ = writeln!(
             out,
@@ -334,7 +348,11 @@ mod tests {
         assert_eq!(
             found,
             vec![
-                ("HelmRelease apps/crossing".into(), vec!["FF101", "FF111"], vec!["FF101", "FF111"]),
+                (
+                    "HelmRelease apps/crossing".into(),
+                    vec!["FF101", "FF111"],
+                    vec!["FF101", "FF111"]
+                ),
                 ("HelmRelease cluster-config/clean".into(), vec![], vec![]),
             ]
         );
@@ -352,12 +370,19 @@ mod tests {
     fn the_policy_cannot_vouch_for_an_account_the_cluster_lacks() {
         // The built-in policy says flux-applier exists in cluster-config; this cluster has none.
         let audit = judge(
-            snapshot(vec![helm_release("cluster-config", "clean", "cluster-config")], &[]),
+            snapshot(
+                vec![helm_release("cluster-config", "clean", "cluster-config")],
+                &[],
+            ),
             &Policy::azure_default(),
             &|_| true,
         );
         assert_eq!(audit.objects[0].breaks, vec!["FF111"]);
-        let ff111 = audit.report.diagnostics.iter().find(|d| d.finding.code == "FF111");
+        let ff111 = audit
+            .report
+            .diagnostics
+            .iter()
+            .find(|d| d.finding.code == "FF111");
         assert!(ff111.unwrap().finding.message.contains("does not exist"));
     }
 
@@ -370,17 +395,30 @@ mod tests {
         )
         .unwrap();
         let audit = judge(
-            snapshot(vec![helm_release("apps", "crossing", "flux-system")], &[("apps", "flux-applier")]),
+            snapshot(
+                vec![helm_release("apps", "crossing", "flux-system")],
+                &[("apps", "flux-applier")],
+            ),
             &policy,
             &|code| code != "FF111",
         );
         let object = &audit.objects[0];
-        assert_eq!(object.breaks, vec!["FF101"], "a warning still breaks at reconcile");
+        assert_eq!(
+            object.breaks,
+            vec!["FF101"],
+            "a warning still breaks at reconcile"
+        );
         assert!(object.denied.is_empty(), "a warning is not a denial");
         assert_eq!(audit.report.exit_code(), 0);
         let text = summary(&audit);
-        assert!(text.contains("1 object would fail at its next reconcile"), "{text}");
-        assert!(text.contains("The webhook would deny no object's next update."), "{text}");
+        assert!(
+            text.contains("1 object would fail at its next reconcile"),
+            "{text}"
+        );
+        assert!(
+            text.contains("The webhook would deny no object's next update."),
+            "{text}"
+        );
     }
 
     #[test]

@@ -25,7 +25,10 @@ pub const SOURCE: &str = "fluxfence";
 pub fn reports(audit: &Audit) -> BTreeMap<String, Value> {
     let mut by_namespace: BTreeMap<&str, Vec<&Audited>> = BTreeMap::new();
     for object in &audit.objects {
-        by_namespace.entry(&object.namespace).or_default().push(object);
+        by_namespace
+            .entry(&object.namespace)
+            .or_default()
+            .push(object);
     }
     by_namespace
         .into_iter()

@@ -88,9 +88,7 @@ fn scalar_text(text: &str) -> String {
 /// Letters, digits and `-_./@`, starting with a letter (so never a number, `.inf` or an
 /// indicator), and none of the words YAML 1.1 or 1.2 read as booleans or null.
 fn is_plain(text: &str) -> bool {
-    const RESERVED: &[&str] = &[
-        "true", "false", "null", "yes", "no", "on", "off", "y", "n",
-    ];
+    const RESERVED: &[&str] = &["true", "false", "null", "yes", "no", "on", "off", "y", "n"];
     text.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
         && text
             .bytes()
@@ -145,7 +143,8 @@ mod tests {
     #[test]
     fn block_layout_is_what_kubectl_shows() {
         // Keys in order, as kubectl prints them.
-        let object = json!({"spec": {"list": [{"name": "x", "count": 1}, "y"]}, "metadata": {"name": "a"}});
+        let object =
+            json!({"spec": {"list": [{"name": "x", "count": 1}, "y"]}, "metadata": {"name": "a"}});
         assert_eq!(
             document(&object),
             "metadata:\n  name: a\nspec:\n  list:\n    - count: 1\n      name: x\n    - \"y\"\n"
@@ -154,10 +153,17 @@ mod tests {
 
     #[test]
     fn strings_yaml_would_read_as_something_else_are_quoted() {
-        for text in ["true", "No", "null", "1.5", "0x1F", "-", "a: b", "", " a", "@x", "a#b"] {
+        for text in [
+            "true", "No", "null", "1.5", "0x1F", "-", "a: b", "", " a", "@x", "a#b",
+        ] {
             assert_ne!(scalar_text(text), text, "{text} must be quoted");
         }
-        for text in ["podinfo", "flux-system", "kustomize.toolkit.fluxcd.io/name", "v1beta2"] {
+        for text in [
+            "podinfo",
+            "flux-system",
+            "kustomize.toolkit.fluxcd.io/name",
+            "v1beta2",
+        ] {
             assert_eq!(scalar_text(text), text);
         }
     }
