@@ -3,6 +3,10 @@
 //! ServiceAccount in one namespace and none in another. The audit must report exactly the
 //! violations, and its PolicyReports must be accepted by the API server.
 //!
+//! A second test runs the webhook with its ServiceAccount cache against the same kind of
+//! cluster: an object impersonating a missing account is denied, and admitted once the
+//! account exists.
+//!
 //! Runs when `KUBE_APISERVER` and `ETCD` name the binaries (`KUBECTL`, `FLUX_CRDS` as in the
 //! e2e test; `POLICY_REPORT_CRD` optional, else `testdata/crds/wgpolicyk8s.io_policyreports.yaml`).
 //! Otherwise it prints "skipped: no KUBE_APISERVER" and passes.
@@ -12,16 +16,18 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::cluster::{
-    Kubectl, binaries_or_skip, find_kubectl, install_flux_crds, start_apiserver, start_etcd,
-    wait_until, write_kubeconfig,
+    Kubectl, Webhook, base64, binaries_or_skip, find_kubectl, install_flux_crds, start_apiserver,
+    start_etcd, wait_until, write_kubeconfig,
 };
 use common::{Pki, repo_root};
 use fluxfence::Policy;
 use fluxfence::audit::cluster::{self, Scope};
 use fluxfence::audit::{self, policy_report};
+use fluxfence_webhook::accounts::ServiceAccountCache;
 use serde_json::{Value, json};
 
 fn policy_report_crd() -> PathBuf {
@@ -212,4 +218,101 @@ async fn audit_reports_exactly_the_violations_and_its_reports_are_accepted() {
         .map(|d| d.finding.code)
         .collect();
     assert_eq!(codes, ["FF101"]);
+}
+
+/// A ValidatingWebhookConfiguration for HelmReleases, calling the in-process webhook.
+fn validating_webhook(port: u16, ca_pem: &str) -> Value {
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "fluxfence"},
+        "webhooks": [{
+            "name": "validate.fluxfence.dev",
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/validate"),
+                             "caBundle": base64(ca_pem.as_bytes())},
+            "rules": [{"apiGroups": ["helm.toolkit.fluxcd.io"], "apiVersions": ["*"],
+                       "operations": ["CREATE", "UPDATE"], "resources": ["helmreleases"],
+                       "scope": "Namespaced"}],
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 5,
+        }],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_with_the_cache_denies_a_missing_account_until_it_exists() {
+    let Some((apiserver, etcd)) = binaries_or_skip() else {
+        return;
+    };
+    let kubectl = find_kubectl().expect("KUBE_APISERVER is set but no kubectl: set KUBECTL");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let pki = Pki::new("fluxfence cache e2e CA");
+    let (mut etcd, etcd_url) = start_etcd(Path::new(&etcd), dir);
+    let (mut apiserver, port) = start_apiserver(Path::new(&apiserver), dir, &etcd_url, &pki);
+    let kubectl = Kubectl {
+        binary: kubectl,
+        kubeconfig: write_kubeconfig(dir, port, &pki),
+    };
+    wait_until(
+        &mut [&mut etcd, &mut apiserver],
+        Duration::from_secs(90),
+        "kube-apiserver /readyz",
+        || {
+            kubectl
+                .run(&["get", "--raw", "/readyz"], None)
+                .status
+                .success()
+        },
+    );
+    install_flux_crds(&kubectl);
+    for namespace in ["team-b", "fluxfence-system"] {
+        kubectl.ok(&["create", "namespace", namespace], None);
+    }
+
+    let cache = ServiceAccountCache::start(client(&kubectl.kubeconfig).await);
+    let webhook =
+        Webhook::start_with_accounts(dir, &pki, "fluxfence-system", Some(Arc::clone(&cache))).await;
+    wait_until(
+        &mut [&mut etcd, &mut apiserver],
+        Duration::from_secs(30),
+        "the cache's first list",
+        || cache.is_synced(),
+    );
+    kubectl.apply(&validating_webhook(webhook.addr.port(), &pki.ca_pem), &[]);
+
+    let release = json!({
+        "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+        "metadata": {"name": "app", "namespace": "team-b"},
+        "spec": {"interval": "10m", "serviceAccountName": "deployer", "chart": {"spec": {
+            "chart": "app", "sourceRef": {"kind": "HelmRepository", "name": "charts"}}}}
+    });
+    // The registration takes effect within a second or two: until the first denial.
+    let mut denial = String::new();
+    wait_until(
+        &mut [&mut etcd, &mut apiserver],
+        Duration::from_secs(30),
+        "the webhook to deny",
+        || {
+            let (created, output) = kubectl.apply(&release, &["--dry-run=server"]);
+            denial = output;
+            !created
+        },
+    );
+    assert!(
+        denial.contains("FF111") && denial.contains("does not exist"),
+        "{denial}"
+    );
+
+    kubectl.apply(&service_account("team-b", "deployer"), &[]);
+    // The watch brings the new account within moments.
+    wait_until(
+        &mut [&mut etcd, &mut apiserver],
+        Duration::from_secs(30),
+        "the account to be admitted",
+        || kubectl.apply(&release, &[]).0,
+    );
+    webhook.stop().await;
 }
