@@ -12,5 +12,6 @@ pub mod leader;
 pub mod metrics;
 pub mod owned;
 pub mod reconcile;
+pub mod reports;
 pub mod run;
 pub mod status;
