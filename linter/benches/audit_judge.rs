@@ -19,7 +19,7 @@ const ROUNDS: usize = 5;
 
 fn object(i: usize) -> Value {
     let namespace = format!("tenant-{:02}", i % NAMESPACES);
-    let source_namespace = if i % 10 == 0 {
+    let source_namespace = if i.is_multiple_of(10) {
         "flux-system".to_owned()
     } else {
         namespace.clone()
@@ -32,7 +32,7 @@ fn object(i: usize) -> Value {
     });
     let status = json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded",
         "message": "applied revision main@sha1:0123456789abcdef", "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease", "metadata": metadata,
             "spec": {"interval": "10m", "serviceAccountName": "deployer", "chart": {"spec": {"chart": "app",
                 "version": "1.2.3", "sourceRef": {"kind": "HelmRepository", "name": "charts", "namespace": source_namespace}}},

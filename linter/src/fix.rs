@@ -78,10 +78,10 @@ pub fn fix(
     let mut policy = policy.clone();
     if let Some(ns) = &options.config_namespace {
         policy.config_namespace = ns.clone();
-        if let Some(sa) = policy.default_service_account.as_mut() {
-            if !sa.namespaces.contains(ns) {
-                sa.namespaces.push(ns.clone());
-            }
+        if let Some(sa) = policy.default_service_account.as_mut()
+            && !sa.namespaces.contains(ns)
+        {
+            sa.namespaces.push(ns.clone());
         }
     }
     let originals: HashMap<String, String> = inventory
