@@ -68,6 +68,8 @@ pub struct RunConfig {
     pub lease_duration_seconds: u16,
     #[arg(long, env = "FLUXFENCE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub reports: crate::reports::ReportConfig,
 }
 
 impl RunConfig {

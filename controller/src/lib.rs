@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod owned;
 pub mod publish;
 pub mod reconcile;
+pub mod reports;
 pub mod run;
 pub mod shared;
 pub mod shared_watch;

@@ -18,6 +18,8 @@ pub const DURATION: &str = "fluxfence_controller_reconcile_duration_seconds";
 pub const CONFIGS: &str = "fluxfence_controller_configs";
 /// 1 while this replica holds the leader Lease, else 0.
 pub const LEADER: &str = "fluxfence_controller_leader";
+/// Findings of the last live audit (PolicyReports on), by rule, severity and namespace.
+pub const POLICY_RESULTS: &str = "fluxfence_policy_results";
 
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
@@ -62,6 +64,7 @@ pub struct Metrics {
     /// The last state of each FluxConfig (`namespace/name`), for the gauge.
     states: Mutex<HashMap<String, ComplianceState>>,
     leader: AtomicU64,
+    pub policy_results: crate::reports::PolicyResults,
 }
 
 impl Metrics {
@@ -156,6 +159,7 @@ impl Metrics {
             "1 while this replica holds the leader Lease.",
         );
         let _ = writeln!(out, "{LEADER} {}", self.leader.load(Ordering::Relaxed));
+        self.policy_results.render(&mut out);
         out
     }
 }

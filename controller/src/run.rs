@@ -96,6 +96,15 @@ pub async fn run(
     }
     metrics.set_leader(true);
     info!(identity = %config.identity, "leading; starting the controller");
+    if config.reports.policy_reports {
+        tokio::spawn(crate::reports::run(
+            client.clone(),
+            policy.clone(),
+            std::time::Duration::from_secs(config.reports.policy_report_interval_seconds),
+            metrics.clone(),
+            stop_rx.clone(),
+        ));
+    }
 
     let recorder = Recorder::new(
         client.clone(),

@@ -247,10 +247,10 @@ impl PatchFiles {
 pub fn normalize(dir: &Path, reference: &str) -> Option<PathBuf> {
     // Unix paths are `/`-separated text: joined as text, without building a `PathBuf` one
     // component at a time (a repository's kustomizations name thousands of paths).
-    if cfg!(unix) {
-        if let Some(dir) = dir.to_str() {
-            return normalize_text(dir, reference).map(PathBuf::from);
-        }
+    if cfg!(unix)
+        && let Some(dir) = dir.to_str()
+    {
+        return normalize_text(dir, reference).map(PathBuf::from);
     }
     normalize_components(dir, reference)
 }

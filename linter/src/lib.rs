@@ -4,6 +4,7 @@
 //! [`model::EffectiveNamespace`]; [`rules`] judge them under a [`policy::Policy`];
 //! [`output`] renders the resulting [`diagnostic::Diagnostic`]s.
 
+pub mod audit;
 pub mod build;
 pub mod diagnostic;
 pub mod export;

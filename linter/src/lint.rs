@@ -73,6 +73,7 @@ pub fn lint(mut inventory: Inventory, policy: &Policy) -> Report {
         declared_service_accounts: &declared_service_accounts,
         trust_explicit_service_accounts: false,
         values_are_final: false,
+        service_accounts_listed: false,
     };
     let every_file_reported = reported_files.len() == inventory.files.len();
     let judge = Judge {

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use fluxfence::output::{self, Format};
 use fluxfence::{Inventory, Policy, rules};
 
+mod cli_audit;
+
 /// The linter builds many small trees on several threads and frees them in bulk; glibc's
 /// per-thread arenas grow one `mprotect` call at a time and spend measurable time there.
 #[global_allocator]
@@ -40,6 +42,9 @@ enum Command {
     /// Write the policy out for another enforcement point.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Judge the Flux objects of a live cluster as the webhook would: what breaks when
+    /// multi-tenancy is enforced, before it is.
+    Audit(cli_audit::AuditArgs),
 }
 
 #[derive(Subcommand)]
@@ -205,6 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Lint(args) => lint(args),
         Command::Fix(args) => fix(args),
+        Command::Audit(args) => cli_audit::audit(args),
         Command::Rules => {
             let mut out = String::new();
             for rule in rules::ALL {

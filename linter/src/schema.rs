@@ -162,14 +162,14 @@ impl<'a> Schemas<'a> {
                 })
             })
             .collect();
-        if versions.is_empty() {
-            if let Some(name) = spec.get("version").and_then(Node::as_str) {
-                versions.push(CrdVersion {
-                    name: name.to_owned(),
-                    schema: shared,
-                    compiled: OnceLock::new(),
-                });
-            }
+        if versions.is_empty()
+            && let Some(name) = spec.get("version").and_then(Node::as_str)
+        {
+            versions.push(CrdVersion {
+                name: name.to_owned(),
+                schema: shared,
+                compiled: OnceLock::new(),
+            });
         }
         let entry = self
             .kinds
@@ -480,10 +480,10 @@ fn allow_null(schema: &mut Value) {
         Some(Value::Array(types)) if !types.contains(&json!("null")) => types.push(json!("null")),
         _ => {}
     }
-    if let Some(Value::Array(options)) = map.get_mut("enum") {
-        if !options.contains(&Value::Null) {
-            options.push(Value::Null);
-        }
+    if let Some(Value::Array(options)) = map.get_mut("enum")
+        && !options.contains(&Value::Null)
+    {
+        options.push(Value::Null);
     }
 }
 

@@ -16,6 +16,7 @@ use kube_core::DynamicObject;
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde::Deserialize;
 
+use crate::accounts::ServiceAccounts;
 use crate::metrics::ErrorReason;
 use crate::review::{self, Endpoint, Outcome};
 use crate::state::AppState;
@@ -53,6 +54,12 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             .into_response()
     } else if state.is_ready() {
         "ok".into_response()
+    } else if state.awaits_service_accounts() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the ServiceAccount cache has not listed the ServiceAccounts yet",
+        )
+            .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -117,7 +124,17 @@ async fn admit(state: &AppState, endpoint: Endpoint, body: Body) -> Response {
         }
     };
     let policy = state.policy();
-    let outcome = review::review(endpoint, &request, &policy, state.own_namespace.as_deref());
+    let accounts = state
+        .service_accounts
+        .as_deref()
+        .map(|cache| cache as &dyn ServiceAccounts);
+    let outcome = review::review_with_accounts(
+        endpoint,
+        &request,
+        &policy,
+        state.own_namespace.as_deref(),
+        accounts,
+    );
     if outcome.verdict == review::Verdict::Error {
         state.metrics.error(endpoint, ErrorReason::Engine);
     }

@@ -4,6 +4,7 @@
 //! AdmissionResponse, [`app`] is the HTTP surface, [`server`] the TLS listener, [`reload`]
 //! keeps certificate and policy current.
 
+pub mod accounts;
 pub mod app;
 pub mod config;
 pub mod metrics;

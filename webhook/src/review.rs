@@ -18,6 +18,8 @@ use kube_core::DynamicObject;
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use serde_json::Value;
 
+use crate::accounts::ServiceAccounts;
+
 /// Kubernetes truncates longer warnings; keep each one readable in `kubectl` output.
 pub const MAX_WARNING_CHARS: usize = 120;
 
@@ -116,12 +118,25 @@ impl Outcome {
     }
 }
 
-/// Judges one admission request.
+/// Judges one admission request, trusting an explicit service account the policy says nothing
+/// about to exist (no ServiceAccount cache).
 pub fn review(
     endpoint: Endpoint,
     request: &AdmissionRequest<DynamicObject>,
     policy: &Policy,
     own_namespace: Option<&str>,
+) -> Outcome {
+    review_with_accounts(endpoint, request, policy, own_namespace, None)
+}
+
+/// Judges one admission request; with `accounts` (the ServiceAccount cache), FF111 checks the
+/// account the object is applied as against the ones that exist in its namespace.
+pub fn review_with_accounts(
+    endpoint: Endpoint,
+    request: &AdmissionRequest<DynamicObject>,
+    policy: &Policy,
+    own_namespace: Option<&str>,
+    accounts: Option<&dyn ServiceAccounts>,
 ) -> Outcome {
     let response = AdmissionResponse::from(request);
     if let Some(why) = never_blocked(request, own_namespace) {
@@ -150,10 +165,10 @@ pub fn review(
     // An exempt namespace is still judged: the engine skips there only the rules the
     // exemption covers (cross-namespace references are refused by Flux in every namespace).
 
-    let findings = judge(&object, namespace, policy);
+    let findings = judge(&object, namespace, policy, accounts);
     match endpoint {
         Endpoint::Validate => {
-            if ratchets(request, namespace, policy, &findings) {
+            if ratchets(request, namespace, policy, accounts, &findings) {
                 return ratcheted(response, &object, &findings);
             }
             validate(response, &object, namespace, policy, &findings)
@@ -162,8 +177,24 @@ pub fn review(
     }
 }
 
-/// The engine's findings for `object` in `namespace`.
-fn judge(object: &FluxObject, namespace: &str, policy: &Policy) -> Vec<Finding> {
+/// The engine's findings for `object` in `namespace`. With the ServiceAccount cache, the
+/// account the object is applied as is looked up in its namespace: the rule then knows it
+/// exists or that it does not.
+fn judge(
+    object: &FluxObject,
+    namespace: &str,
+    policy: &Policy,
+    accounts: Option<&dyn ServiceAccounts>,
+) -> Vec<Finding> {
+    let listed: HashSet<(String, String)> = accounts
+        .and_then(|accounts| {
+            let name = impersonated_account(object, policy)?;
+            accounts
+                .exists(namespace, name)
+                .then(|| (namespace.to_owned(), name.to_owned()))
+        })
+        .into_iter()
+        .collect();
     rules::check_object(
         &Subject {
             object,
@@ -172,11 +203,25 @@ fn judge(object: &FluxObject, namespace: &str, policy: &Policy) -> Vec<Finding> 
         },
         &Context {
             policy,
-            declared_service_accounts: &HashSet::new(),
-            trust_explicit_service_accounts: true,
+            declared_service_accounts: &listed,
+            trust_explicit_service_accounts: accounts.is_none(),
+            service_accounts_listed: accounts.is_some(),
             values_are_final: true,
         },
     )
+}
+
+/// The account Flux impersonates for `object`, as FF111 works it out: `spec.serviceAccountName`,
+/// else the policy's default.
+fn impersonated_account<'a>(object: &'a FluxObject, policy: &'a Policy) -> Option<&'a str> {
+    object
+        .root
+        .path(&["spec", "serviceAccountName"])
+        .and_then(fluxfence::yaml::Node::as_str)
+        .or(policy
+            .default_service_account
+            .as_ref()
+            .map(|sa| sa.name.as_str()))
 }
 
 /// What identifies a violation across an update: the rule, the field and what it says of the
@@ -190,6 +235,7 @@ fn ratchets(
     request: &AdmissionRequest<DynamicObject>,
     namespace: &str,
     policy: &Policy,
+    accounts: Option<&dyn ServiceAccounts>,
     findings: &[Finding],
 ) -> bool {
     if request.operation != Operation::Update
@@ -203,7 +249,7 @@ fn ratchets(
     else {
         return false;
     };
-    let old_findings = judge(&old_object, namespace, policy);
+    let old_findings = judge(&old_object, namespace, policy, accounts);
     let before = deny_keys(&old_findings);
     let mut new: Vec<ViolationKey> = deny_keys(findings);
     new.retain(|v| !before.contains(v));
@@ -212,7 +258,7 @@ fn ratchets(
     }
     // The rest may be the old object's, as the mutating webhook would leave it: a default
     // account it wrote in during this update changes no violation. Judged only when needed.
-    let mutated = as_mutated(&old_json, namespace, policy, &old_findings);
+    let mutated = as_mutated(&old_json, namespace, policy, accounts, &old_findings);
     new.iter().all(|v| mutated.contains(v))
 }
 
@@ -260,6 +306,7 @@ fn as_mutated(
     json: &Value,
     namespace: &str,
     policy: &Policy,
+    accounts: Option<&dyn ServiceAccounts>,
     findings: &[Finding],
 ) -> Vec<ViolationKey> {
     let mut ops = Vec::new();
@@ -278,7 +325,7 @@ fn as_mutated(
         .ok()
         .and_then(|()| fluxfence::yaml::Node::from_json(&fixed).ok())
         .and_then(FluxObject::from_node)
-        .map(|fixed| deny_keys(&judge(&fixed, namespace, policy)))
+        .map(|fixed| deny_keys(&judge(&fixed, namespace, policy, accounts)))
         .unwrap_or_default()
 }
 

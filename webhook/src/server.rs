@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+use crate::accounts::ServiceAccountCache;
 use crate::config::{Config, Limits, Shutdown};
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
@@ -51,6 +52,16 @@ impl Server {
     /// Loads certificate, key, client CA and policy (any error is fatal here: better to fail
     /// the rollout than to serve a default), then binds the listener.
     pub async fn bind(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<Server> {
+        Server::bind_with_accounts(config, metrics, None).await
+    }
+
+    /// [`Server::bind`], FF111 checking the accounts of `service_accounts` (the cache; not
+    /// ready until its first list).
+    pub async fn bind_with_accounts(
+        config: Config,
+        metrics: Arc<Metrics>,
+        service_accounts: Option<Arc<ServiceAccountCache>>,
+    ) -> anyhow::Result<Server> {
         let certs = Arc::new(CertStore::new());
         let mut reloader = Reloader::new(
             config.tls_cert_file.clone(),
@@ -81,7 +92,8 @@ impl Server {
                 config.namespace.clone(),
                 config.max_body_bytes,
             )
-            .with_body_read_timeout(Duration::from_secs(config.limits.body_read_timeout_seconds)),
+            .with_body_read_timeout(Duration::from_secs(config.limits.body_read_timeout_seconds))
+            .with_service_accounts(service_accounts),
         );
         state.set_ready();
         let listener = TcpListener::bind(config.listen)

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use fluxfence::Policy;
 
+use crate::accounts::ServiceAccountCache;
 use crate::metrics::Metrics;
 
 pub struct AppState {
@@ -20,6 +21,8 @@ pub struct AppState {
     ready: AtomicBool,
     /// Set on SIGTERM: `/readyz` answers 503 so callers move to other replicas.
     draining: AtomicBool,
+    /// The live ServiceAccounts FF111 checks, when the cache is on.
+    pub service_accounts: Option<Arc<ServiceAccountCache>>,
 }
 
 impl AppState {
@@ -37,7 +40,20 @@ impl AppState {
             body_read_timeout: Duration::from_secs(10),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            service_accounts: None,
         }
+    }
+
+    pub fn with_service_accounts(mut self, cache: Option<Arc<ServiceAccountCache>>) -> AppState {
+        self.service_accounts = cache;
+        self
+    }
+
+    /// Whether the ServiceAccount cache (if on) still waits for its first list.
+    pub fn awaits_service_accounts(&self) -> bool {
+        self.service_accounts
+            .as_ref()
+            .is_some_and(|cache| !cache.is_synced())
     }
 
     pub fn with_body_read_timeout(mut self, timeout: Duration) -> AppState {
@@ -59,8 +75,10 @@ impl AppState {
         self.ready.store(true, Ordering::Release);
     }
 
+    /// Ready once a certificate and a policy are loaded and the ServiceAccount cache (if on)
+    /// has its first list.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && !self.awaits_service_accounts()
     }
 
     pub fn set_draining(&self) {

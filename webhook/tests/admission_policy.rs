@@ -71,6 +71,7 @@ fn engine_findings(object: &FluxObject, namespace: &str, policy: &Policy) -> Vec
             declared_service_accounts: &HashSet::new(),
             trust_explicit_service_accounts: true,
             values_are_final: true,
+            service_accounts_listed: false,
         },
     )
 }
@@ -844,43 +845,43 @@ fn a_real_api_server_accepts_the_export_and_gives_the_engines_verdicts() {
             }
         }
         // The mutating policy writes the default account where the engine would.
-        if let (Some(default), true) = (&policy.default_service_account, policy.enforce) {
-            if let Some(namespace) = default.namespaces.first().filter(|n| !n.contains('*')) {
-                let object = json!({
-                    "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-                    "kind": "Kustomization",
-                    "metadata": {"name": "defaulted", "namespace": namespace},
-                    "spec": {"interval": "10m", "path": "./", "prune": true,
-                             "sourceRef": {"kind": "GitRepository", "name": "fleet"}},
-                });
-                let mutates = exported
-                    .objects
-                    .iter()
-                    .any(|o| o["kind"] == "MutatingAdmissionPolicy");
-                // Checked where the engine admits the defaulted object (a dry run that another
-                // rule denies shows no object).
-                let mut defaulted = object.clone();
-                defaulted["spec"]["serviceAccountName"] = json!(default.name);
-                let defaulted_denied = engine_findings(
-                    &FluxObject::from_node(fluxfence::yaml::Node::from_json(&defaulted).unwrap())
-                        .unwrap(),
-                    namespace,
-                    &policy,
-                )
+        if let (Some(default), true) = (&policy.default_service_account, policy.enforce)
+            && let Some(namespace) = default.namespaces.first().filter(|n| !n.contains('*'))
+        {
+            let object = json!({
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                "kind": "Kustomization",
+                "metadata": {"name": "defaulted", "namespace": namespace},
+                "spec": {"interval": "10m", "path": "./", "prune": true,
+                         "sourceRef": {"kind": "GitRepository", "name": "fleet"}},
+            });
+            let mutates = exported
+                .objects
                 .iter()
-                .any(|f| f.severity == Severity::Deny);
-                if mutates && !defaulted_denied {
-                    // Registered asynchronously, like the validating policies.
-                    wait_until(
-                        &mut processes,
-                        Duration::from_secs(60),
-                        "the mutating policy to default the service account",
-                        || {
-                            let (admitted, _, stored) = dry_run_stored(&object);
-                            admitted && stored["spec"]["serviceAccountName"] == json!(default.name)
-                        },
-                    );
-                }
+                .any(|o| o["kind"] == "MutatingAdmissionPolicy");
+            // Checked where the engine admits the defaulted object (a dry run that another
+            // rule denies shows no object).
+            let mut defaulted = object.clone();
+            defaulted["spec"]["serviceAccountName"] = json!(default.name);
+            let defaulted_denied = engine_findings(
+                &FluxObject::from_node(fluxfence::yaml::Node::from_json(&defaulted).unwrap())
+                    .unwrap(),
+                namespace,
+                &policy,
+            )
+            .iter()
+            .any(|f| f.severity == Severity::Deny);
+            if mutates && !defaulted_denied {
+                // Registered asynchronously, like the validating policies.
+                wait_until(
+                    &mut processes,
+                    Duration::from_secs(60),
+                    "the mutating policy to default the service account",
+                    || {
+                        let (admitted, _, stored) = dry_run_stored(&object);
+                        admitted && stored["spec"]["serviceAccountName"] == json!(default.name)
+                    },
+                );
             }
         }
     }

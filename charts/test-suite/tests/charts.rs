@@ -1682,3 +1682,130 @@ fn enforcement_installs_the_webhook_the_admission_policies_or_both() {
     assert!(of_kind(&docs, "ValidatingAdmissionPolicy").is_empty());
     object(&docs, "ConfigMap", "own-export");
 }
+
+#[test]
+fn policy_reports_turn_on_the_controllers_audit_with_read_only_rights_on_flux() {
+    let Some(helm) = helm() else { return };
+    let companion = helm.companion_chart();
+    let docs = helm
+        .template(&companion.chart, "flux", FLUX_NS, "", &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let name = format!("fluxfence-controller-policy-reports-{FLUX_NS}");
+    assert!(
+        of_kind(&docs, "ClusterRole")
+            .iter()
+            .all(|r| r["metadata"]["name"] != name.as_str()),
+        "off by default"
+    );
+    assert!(
+        !args(object(&docs, "Deployment", "fluxfence-controller"))
+            .contains(&"--policy-reports".to_owned())
+    );
+
+    let docs = helm
+        .template(
+            &companion.chart,
+            "flux",
+            FLUX_NS,
+            "controller: {policyReports: {enabled: true, intervalSeconds: 60}}",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let args = args(object(&docs, "Deployment", "fluxfence-controller"));
+    assert!(args.contains(&"--policy-reports".to_owned()), "{args:?}");
+    assert!(
+        args.contains(&"--policy-report-interval-seconds=60".to_owned()),
+        "{args:?}"
+    );
+    let role = object(&docs, "ClusterRole", &name);
+    let rules = role["rules"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rules"));
+    let mut flux_read: BTreeSet<(String, String)> = BTreeSet::new();
+    for rule in rules {
+        assert!(
+            !strings(&rule["resources"]).contains(&"*".to_owned()),
+            "{rule}"
+        );
+        let verbs = strings(&rule["verbs"]);
+        for group in strings(&rule["apiGroups"]) {
+            if group.ends_with(".toolkit.fluxcd.io") {
+                assert_eq!(verbs, ["get", "list"], "read only on Flux: {rule}");
+                for resource in strings(&rule["resources"]) {
+                    flux_read.insert((group.clone(), resource));
+                }
+            }
+        }
+    }
+    let every_kind: BTreeSet<(String, String)> = FLUX_KINDS
+        .iter()
+        .map(|k| (k.group.to_owned(), k.plural.to_owned()))
+        .collect();
+    assert_eq!(flux_read, every_kind);
+    let reports = rules
+        .iter()
+        .find(|r| strings(&r["resources"]) == ["policyreports"])
+        .unwrap_or_else(|| panic!("no policyreports rule"));
+    assert_eq!(
+        strings(&reports["verbs"]),
+        ["get", "list", "create", "patch", "delete"]
+    );
+    let binding = object(&docs, "ClusterRoleBinding", &name);
+    assert_eq!(binding["subjects"][0]["name"], "fluxfence-controller");
+}
+
+#[test]
+fn the_service_account_cache_gets_its_token_its_rbac_and_egress_only_when_on() {
+    let Some(helm) = helm() else { return };
+    let chart = chart_dir("fluxfence");
+    let off = helm
+        .template(
+            &chart,
+            "fluxfence",
+            NS,
+            "networkPolicy: {enabled: true}",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deployment = object(&off, "Deployment", "fluxfence");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["automountServiceAccountToken"],
+        false
+    );
+    assert!(!args(deployment).contains(&"--service-account-cache".to_owned()));
+    assert!(of_kind(&off, "ClusterRole").is_empty());
+    assert_eq!(
+        object(&off, "NetworkPolicy", "fluxfence")["spec"]["egress"],
+        serde_json::json!([])
+    );
+
+    let on = helm
+        .template(
+            &chart,
+            "fluxfence",
+            NS,
+            "networkPolicy: {enabled: true}\nserviceAccountCache: {enabled: true}",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deployment = object(&on, "Deployment", "fluxfence");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["automountServiceAccountToken"],
+        true
+    );
+    assert!(args(deployment).contains(&"--service-account-cache".to_owned()));
+    let role = object(
+        &on,
+        "ClusterRole",
+        &format!("fluxfence-service-accounts-{NS}"),
+    );
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["list", "watch"]}])
+    );
+    let egress = &object(&on, "NetworkPolicy", "fluxfence")["spec"]["egress"][0]["ports"];
+    assert_eq!(
+        egress,
+        &serde_json::json!([{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}])
+    );
+}

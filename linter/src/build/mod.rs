@@ -357,10 +357,10 @@ impl FluxPhase {
         }
         let key = format!("{}\u{0}{}", object.resource, object.root.to_json());
         if let Some(&known) = by_key.get(&key) {
-            if let Some(parent) = found_in {
-                if !self.instances[known].found_in.contains(&parent) {
-                    self.instances[known].found_in.push(parent);
-                }
+            if let Some(parent) = found_in
+                && !self.instances[known].found_in.contains(&parent)
+            {
+                self.instances[known].found_in.push(parent);
             }
             return;
         }
@@ -1042,10 +1042,10 @@ pub fn effective_namespaces(
     let mut out: Vec<Vec<EffectiveNamespace>> = vec![Vec::new(); inventory.resources.len()];
     for built in &builds.objects {
         let namespace = placement(&built.object);
-        if let Some(list) = out.get_mut(built.object.resource) {
-            if !list.contains(&namespace) {
-                list.push(namespace);
-            }
+        if let Some(list) = out.get_mut(built.object.resource)
+            && !list.contains(&namespace)
+        {
+            list.push(namespace);
         }
     }
     for (resource, list) in inventory.resources.iter().zip(out.iter_mut()) {

@@ -60,10 +60,11 @@ impl Selector {
         {
             return false;
         }
-        if let Some(name) = &self.name {
-            if !name.is_match(tree::name(root)) && !name.is_match(&object.original_name) {
-                return false;
-            }
+        if let Some(name) = &self.name
+            && !name.is_match(tree::name(root))
+            && !name.is_match(&object.original_name)
+        {
+            return false;
         }
         if let Some(namespace) = &self.namespace {
             let current = effective_namespace(kind, tree::namespace(root));

@@ -70,10 +70,10 @@ fn is_disabled(root: &Node) -> bool {
 fn walk(node: &mut Node, variables: &Variables, outcome: &mut Outcome) {
     match &mut node.value {
         Value::Scalar(scalar) => {
-            if scalar.text.contains('$') {
-                if let Some(text) = expand(&scalar.text, variables, &mut outcome.unknown) {
-                    scalar.text = text.into_boxed_str();
-                }
+            if scalar.text.contains('$')
+                && let Some(text) = expand(&scalar.text, variables, &mut outcome.unknown)
+            {
+                scalar.text = text.into_boxed_str();
             }
         }
         Value::Seq(items) => items.iter_mut().for_each(|n| walk(n, variables, outcome)),

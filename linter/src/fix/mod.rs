@@ -76,10 +76,10 @@ pub fn fix(
     if let Some(ns) = &options.config_namespace {
         check_namespace_name(ns)?;
         policy.config_namespace = ns.clone();
-        if let Some(sa) = policy.default_service_account.as_mut() {
-            if !sa.namespaces.contains(ns) {
-                sa.namespaces.push(ns.clone());
-            }
+        if let Some(sa) = policy.default_service_account.as_mut()
+            && !sa.namespaces.contains(ns)
+        {
+            sa.namespaces.push(ns.clone());
         }
     }
     check_namespace_name(&policy.config_namespace)?;

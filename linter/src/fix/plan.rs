@@ -164,6 +164,7 @@ fn plan_rule_fixes(
         declared_service_accounts: &empty,
         trust_explicit_service_accounts: true,
         values_are_final: false,
+        service_accounts_listed: false,
     };
     let version_meta = rules::ff002_removed_api_version::meta();
     let version_severity = policy.severity(version_meta.code, version_meta.default_severity);
@@ -700,6 +701,7 @@ fn app_namespaces(facts: &Facts) -> HashSet<String> {
         declared_service_accounts: &facts.service_accounts,
         trust_explicit_service_accounts: false,
         values_are_final: false,
+        service_accounts_listed: false,
     };
     let mut out = HashSet::new();
     for (r, resource) in facts.inventory.resources.iter().enumerate() {
@@ -835,15 +837,14 @@ fn member_blocker(
              move them and change the patch together, by hand"
         ));
     }
-    if let Some(object) = resource.flux.as_ref().filter(|o| o.kind.impersonates()) {
-        if let Some(sa) = object.spec_str("serviceAccountName") {
-            if !facts.service_account_in_config(sa) {
-                return Some(format!(
-                    "its service account `{sa}` does not exist in `{config}` (not declared \
+    if let Some(object) = resource.flux.as_ref().filter(|o| o.kind.impersonates())
+        && let Some(sa) = object.spec_str("serviceAccountName")
+        && !facts.service_account_in_config(sa)
+    {
+        return Some(format!(
+            "its service account `{sa}` does not exist in `{config}` (not declared \
                      there, nor in the policy)"
-                ));
-            }
-        }
+        ));
     }
     None
 }

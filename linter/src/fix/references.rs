@@ -119,18 +119,18 @@ pub fn references(object: &FluxObject) -> Vec<ObjectRef> {
             });
         }
     }
-    if let Some(provider) = spec(&["providerRef"]).filter(|_| object.kind == FluxKind::Alert) {
-        if let Some(name) = provider.get("name").and_then(Node::as_str) {
-            out.push(ObjectRef {
-                pointer: "/spec/providerRef".into(),
-                kind: "Provider".into(),
-                name: name.to_owned(),
-                namespace: None,
-                optional: false,
-                role: Role::Source,
-                namespaced: false,
-            });
-        }
+    if let Some(provider) = spec(&["providerRef"]).filter(|_| object.kind == FluxKind::Alert)
+        && let Some(name) = provider.get("name").and_then(Node::as_str)
+    {
+        out.push(ObjectRef {
+            pointer: "/spec/providerRef".into(),
+            kind: "Provider".into(),
+            name: name.to_owned(),
+            namespace: None,
+            optional: false,
+            role: Role::Source,
+            namespaced: false,
+        });
     }
     let sources: &[&str] = match object.kind {
         FluxKind::Alert => &["eventSources"],

@@ -172,10 +172,10 @@ impl<'w> Json<'w> {
 
     /// Hands the buffer to `out`, unless `out` has failed already.
     fn hand_on(&mut self) {
-        if self.failed.is_none() {
-            if let Err(error) = self.out.write_all(&self.buf) {
-                self.failed = Some(error);
-            }
+        if self.failed.is_none()
+            && let Err(error) = self.out.write_all(&self.buf)
+        {
+            self.failed = Some(error);
         }
         self.buf.clear();
     }

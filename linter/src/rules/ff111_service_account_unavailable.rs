@@ -20,6 +20,8 @@ Works out the service account a Kustomization or HelmRelease is applied as:
 the tenant's policy does not allow it, or when it does not exist in the object's own
 namespace. It exists when the policy says so (the default exists in the configuration
 namespaces) or when the linted input declares that ServiceAccount in that namespace.
+`fluxfence audit` (and the webhook with its ServiceAccount cache) checks the ServiceAccounts
+that really exist in the cluster instead.
 
 ## Why is this bad?
 Flux impersonates the account **in the object's namespace** — helm-controller uses the
@@ -103,13 +105,18 @@ impl Rule for ServiceAccountUnavailable {
             }
         }
 
-        let exists = cx.policy.provides_service_account(ns, account)
-            || cx
-                .declared_service_accounts
-                .contains(&(ns.to_owned(), account.to_owned()))
-            || (explicit.is_some()
-                && cx.trust_explicit_service_accounts
-                && !cx.policy.knows_service_account(account));
+        let listed = cx
+            .declared_service_accounts
+            .contains(&(ns.to_owned(), account.to_owned()));
+        let exists = if cx.service_accounts_listed {
+            listed
+        } else {
+            listed
+                || cx.policy.provides_service_account(ns, account)
+                || (explicit.is_some()
+                    && cx.trust_explicit_service_accounts
+                    && !cx.policy.knows_service_account(account))
+        };
         if exists {
             return;
         }

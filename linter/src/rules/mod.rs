@@ -168,6 +168,11 @@ pub struct Context<'a> {
     /// post-build substitution may still replace it: a reference namespace `${VAR:-default}`
     /// is judged as its default and a `${VAR}` without one is unresolved.
     pub values_are_final: bool,
+    /// `declared_service_accounts` is every ServiceAccount of the namespaces judged, listed
+    /// from a live cluster (`fluxfence audit`, the webhook's ServiceAccount cache): an account
+    /// exists exactly when it is listed. Neither the policy's word on where accounts exist nor
+    /// trust in an explicit name can make Flux's impersonation of a missing account succeed.
+    pub service_accounts_listed: bool,
 }
 
 impl Context<'_> {

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fluxfence_webhook::accounts::ServiceAccountCache;
 use fluxfence_webhook::config::{Config, Limits, LogFormat, Shutdown};
 use fluxfence_webhook::metrics::Metrics;
 use fluxfence_webhook::server::Server;
@@ -331,6 +332,16 @@ impl Webhook {
     /// Starts the webhook on a loopback port with the built-in policy, serving a certificate
     /// from `pki` out of a Kubernetes-style volume under `dir`.
     pub async fn start(dir: &Path, pki: &Pki, own_namespace: &str) -> Webhook {
+        Webhook::start_with_accounts(dir, pki, own_namespace, None).await
+    }
+
+    /// [`Webhook::start`], with the ServiceAccount cache when `accounts` is given.
+    pub async fn start_with_accounts(
+        dir: &Path,
+        pki: &Pki,
+        own_namespace: &str,
+        accounts: Option<Arc<ServiceAccountCache>>,
+    ) -> Webhook {
         let tls_dir = dir.join("webhook-tls");
         let serving = pki.server("fluxfence-webhook");
         super::write_volume(
@@ -341,7 +352,7 @@ impl Webhook {
                 ("tls.key", serving.key_pem.as_bytes()),
             ],
         );
-        let server = Server::bind(
+        let server = Server::bind_with_accounts(
             Config {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 tls_cert_file: tls_dir.join("tls.crt"),
@@ -359,6 +370,7 @@ impl Webhook {
                 },
             },
             Arc::new(Metrics::new()),
+            accounts,
         )
         .await
         .unwrap();
