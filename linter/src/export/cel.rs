@@ -133,6 +133,16 @@ pub const NOT_EXPRESSIBLE: &[&str] = &[
     "an object in an API version newer than the kinds table is judged only while its CRD also \
      serves a version the table lists (matchPolicy Equivalent converts the request to it); \
      the engine judges every version of a Flux group",
+    "FF140 compares URLs through regular expressions compiled from the allowed URLs (the \
+     tenants ConfigMap's `.sourceUrlRegex`, `.imageRegex` and `.providerUrlRegex`): a URL with \
+     a %-escape or a `.`/`..` path segment, which the engine decodes and resolves, is denied \
+     whatever it resolves to",
+    "FF140 names why a URL cannot be read only for white space, a scheme that is none and a \
+     backslash in the host; a URL that is unreadable otherwise (a bad port, host or escape) is \
+     denied as outside the tenant's list",
+    "FF140: a `*` in an allowed URL's last segment may also match the URL's `.git`, which the \
+     engine drops first (`repo*t` allows `repo.git` here); an allowed `*.docker.io` matches an \
+     image on `index.docker.io`, which the engine reads as `docker.io`",
 ];
 
 /// A CEL string literal.
@@ -943,6 +953,84 @@ mod tests {
         );
         assert_eq!(glob_regex(["a.b"]).as_deref(), Some("^(?:a\\.b)$"));
         assert_eq!(glob_regex([]), None);
+    }
+
+    /// The compiled regular expression accepts a URL exactly when the engine's parsed
+    /// comparison does, for URLs without `%`-escapes or `.`/`..` segments (refused in CEL).
+    #[test]
+    fn allowed_url_regexes_accept_what_the_engine_allows() {
+        let patterns = [
+            "https://github.com/org/team-a",
+            "https://github.com/org/team-a-*",
+            "github.com/org",
+            "https://*.example.com",
+            "http://proxy.internal:3128",
+            "oci://ghcr.io/org/team-a/",
+            "https://s3.amazonaws.com",
+        ];
+        let urls = [
+            "https://github.com/org/team-a",
+            "https://github.com/org/team-a/",
+            "https://github.com/org/team-a.git",
+            "https://github.com/org/team-a/sub/repo",
+            "https://GitHub.com./org/team-a?ref=main#x",
+            "HTTPS://github.com//org//team-a//",
+            "https://github.com/org/team-a-evil",
+            "https://github.com/org/team-a-app.git",
+            "https://github.com/org",
+            "https://github.com.evil.example/org/team-a",
+            "https://evil.example/github.com/org/team-a",
+            "https://github.com@evil.example/org/team-a",
+            "https://token@github.com/org/team-a",
+            "https://a@b@github.com/org/team-a",
+            "https://github.com:443/org/team-a",
+            "https://github.com:/org/team-a",
+            "https://github.com:8443/org/team-a",
+            "http://github.com/org/team-a",
+            "http://github.com:443/org/team-a",
+            "ssh://git@github.com/org/app",
+            "ssh://git@github.com:22/org/app",
+            "ssh://git@github.com:2222/org/app",
+            "git+ssh://github.com/org/app",
+            "github.com/org/app",
+            "https://git.example.com/x",
+            "https://a.b.example.com/x",
+            "https://example.com/x",
+            "http://proxy.internal:3128",
+            "http://proxy.internal",
+            "https://proxy.internal:3128",
+            "oci://ghcr.io/org/team-a/app",
+            "oci://ghcr.io/org/team-a-evil/app",
+            "oci://ghcr.io:443/org/team-a",
+            "https://s3.amazonaws.com",
+            "https://s3.amazonaws.com/bucket?x=1",
+            "https://s3.amazonaws.com.evil",
+        ];
+        for pattern in patterns {
+            let compiled = regex::Regex::new(&allowed_urls_regex(&[pattern.to_owned()], false))
+                .unwrap_or_else(|e| panic!("{pattern}: {e}"));
+            let parsed = Location::parse(pattern, None).unwrap();
+            for url in urls {
+                let engine = Location::parse(url, None).is_ok_and(|u| parsed.allows(&u));
+                assert_eq!(compiled.is_match(url), engine, "{pattern} on {url}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_image_regex_reads_docker_hub_as_the_engine_does() {
+        let patterns = ["oci://docker.io/library".to_owned()];
+        let compiled = regex::Regex::new(&allowed_urls_regex(&patterns, true)).unwrap();
+        assert!(compiled.is_match("oci://index.docker.io/library/nginx"));
+        assert!(compiled.is_match("oci://docker.io/library/nginx"));
+        assert!(!compiled.is_match("oci://docker.io/fluxcd/flux"));
+        let plain = regex::Regex::new(&allowed_urls_regex(&patterns, false)).unwrap();
+        assert!(!plain.is_match("oci://index.docker.io/library/nginx"));
+    }
+
+    #[test]
+    fn an_unreadable_pattern_allows_nothing() {
+        assert_eq!(allowed_urls_regex(&["https://".to_owned()], false), "^$");
     }
 
     #[test]
