@@ -649,77 +649,87 @@ fn ff121_target_namespace_outside_tenant(_policy: &Policy, root: &str) -> String
     parts.join(" + ")
 }
 
-/// How a URL field's text becomes the URL FF140 compares (`rules::ff140`'s `url_fields`).
+/// How a URL field's text becomes the URL FF140 compares (`rules::ff140`'s `url_fields`), and
+/// which of the tenant's lists judges it.
 #[derive(Clone, Copy)]
 enum UrlText {
-    /// As written.
-    Plain,
+    /// A source's URL, as written.
+    Source,
     /// A Bucket endpoint: without a scheme, `https` (`http` with `spec.insecure: true`).
     BucketEndpoint,
     /// An image reference: Docker Hub's host and `library/` spelled out, `oci://` in front.
     Image,
     /// A Provider address: judged only when it is a URL (else a channel or project name).
     ProviderAddress,
+    /// A Provider proxy, as written.
+    ProviderProxy,
 }
 
+impl UrlText {
+    /// The tenant's list (policy key and ConfigMap key).
+    fn list_key(self) -> &'static str {
+        match self {
+            UrlText::ProviderAddress | UrlText::ProviderProxy => "providerUrls",
+            _ => "sourceUrls",
+        }
+    }
+
+    /// The ConfigMap key of the list compiled for this field.
+    fn regex_key(self) -> &'static str {
+        match self {
+            UrlText::ProviderAddress | UrlText::ProviderProxy => "providerUrlRegex",
+            UrlText::Image => "imageRegex",
+            _ => "sourceUrlRegex",
+        }
+    }
+}
+
+/// A URL field: the kinds that have it, its path, how it is read.
+type UrlField = (&'static [FluxKind], &'static [&'static str], UrlText);
+
 fn ff140_source_url_not_allowed(_policy: &Policy, root: &str) -> String {
-    let sources: &[FluxKind] = &[
+    const SOURCES: &[FluxKind] = &[
         FluxKind::GitRepository,
         FluxKind::HelmRepository,
         FluxKind::OCIRepository,
     ];
-    let fields: &[(&[FluxKind], &[&str], &str, &str, UrlText)] = &[
-        (
-            sources,
-            &["spec", "url"],
-            "sourceUrls",
-            "sourceUrlRegex",
-            UrlText::Plain,
-        ),
+    const FIELDS: &[UrlField] = &[
+        (SOURCES, &["spec", "url"], UrlText::Source),
         (
             &[FluxKind::Bucket],
             &["spec", "endpoint"],
-            "sourceUrls",
-            "sourceUrlRegex",
             UrlText::BucketEndpoint,
         ),
         (
             &[FluxKind::Bucket],
             &["spec", "sts", "endpoint"],
-            "sourceUrls",
-            "sourceUrlRegex",
-            UrlText::Plain,
+            UrlText::Source,
         ),
         (
             &[FluxKind::ImageRepository],
             &["spec", "image"],
-            "sourceUrls",
-            "imageRegex",
             UrlText::Image,
         ),
         (
             &[FluxKind::Provider],
             &["spec", "address"],
-            "providerUrls",
-            "providerUrlRegex",
             UrlText::ProviderAddress,
         ),
         (
             &[FluxKind::Provider],
             &["spec", "proxy"],
-            "providerUrls",
-            "providerUrlRegex",
-            UrlText::Plain,
+            UrlText::ProviderProxy,
         ),
     ];
-    let parts: Vec<String> = fields
+    let parts: Vec<String> = FIELDS
         .iter()
-        .map(|(kinds, path, list_key, regex_key, text)| {
+        .map(|&(kinds, path, text)| {
+            let (list_key, regex_key) = (text.list_key(), text.regex_key());
             let urls = tenant_data(list_key);
             let value = path_expr(root, path);
-            let url = url_text(root, &value, *text);
+            let url = url_text(root, &value, text);
             let judged = match text {
-                UrlText::ProviderAddress => format!("!x.v.contains('${{') && x.v.contains('://')"),
+                UrlText::ProviderAddress => "!x.v.contains('${') && x.v.contains('://')".to_owned(),
                 _ => "!x.v.contains('${')".to_owned(),
             };
             // `%`-escapes and `.`/`..` segments are decoded and resolved by the engine; a regular
@@ -773,7 +783,7 @@ fn url_refusal(list_key: &str) -> String {
 /// The URL FF140 compares for the field at `value`, as CEL.
 fn url_text(root: &str, value: &str, text: UrlText) -> String {
     match text {
-        UrlText::Plain | UrlText::ProviderAddress => value.to_owned(),
+        UrlText::Source | UrlText::ProviderAddress | UrlText::ProviderProxy => value.to_owned(),
         UrlText::BucketEndpoint => {
             let insecure = path_expr(root, &["spec", "insecure"]);
             let is_insecure = format!(
