@@ -139,8 +139,10 @@ pub fn tenants_name(options: &Options) -> String {
 /// The tenants as ConfigMap data: `tenants` (names in policy order: the first whose namespaces
 /// match owns a namespace), and per tenant `<name>.namespaces` (a regular expression),
 /// `.targetNamespaces` (its namespaces and target namespaces, as one), `.targetPatterns`
-/// (those patterns, for messages), `.serviceAccounts` (comma-separated, empty: any) and
-/// `.sourceUrls` (one prefix a line, empty: any); `serviceAccounts` is every tenant's.
+/// (those patterns, for messages), `.serviceAccounts` (comma-separated, empty: any),
+/// `.sourceUrls` and `.providerUrls` (one allowed URL a line, empty: any) with
+/// `.sourceUrlRegex`, `.imageRegex` and `.providerUrlRegex` (what they allow, compiled by
+/// `cel::allowed_urls_regex`); `serviceAccounts` is every tenant's.
 pub fn tenants_data(policy: &Policy) -> Result<serde_json::Map<String, Value>, ExportError> {
     let mut data = serde_json::Map::new();
     let mut names = Vec::new();
@@ -180,6 +182,19 @@ pub fn tenants_data(policy: &Policy) -> Result<serde_json::Map<String, Value>, E
             tenant.service_accounts.join(",").into(),
         );
         data.insert(key("sourceUrls"), tenant.source_urls.join("\n").into());
+        data.insert(
+            key("sourceUrlRegex"),
+            cel::allowed_urls_regex(&tenant.source_urls, false).into(),
+        );
+        data.insert(
+            key("imageRegex"),
+            cel::allowed_urls_regex(&tenant.source_urls, true).into(),
+        );
+        data.insert(key("providerUrls"), tenant.provider_urls.join("\n").into());
+        data.insert(
+            key("providerUrlRegex"),
+            cel::allowed_urls_regex(&tenant.provider_urls, false).into(),
+        );
         for account in &tenant.service_accounts {
             if !every_account.contains(&account.as_str()) {
                 every_account.push(account);

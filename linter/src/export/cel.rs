@@ -19,6 +19,7 @@
 
 use crate::kinds::FluxKind;
 use crate::policy::Policy;
+use crate::rules::url::Location;
 
 /// One rule's CEL.
 pub struct RuleCel {
@@ -104,6 +105,8 @@ pub static RULES: &[RuleCel] = &[
             FluxKind::HelmRepository,
             FluxKind::OCIRepository,
             FluxKind::Bucket,
+            FluxKind::ImageRepository,
+            FluxKind::Provider,
         ],
         skipped_in_exempt_namespaces: true,
         reads_tenants: true,
@@ -130,6 +133,16 @@ pub const NOT_EXPRESSIBLE: &[&str] = &[
     "an object in an API version newer than the kinds table is judged only while its CRD also \
      serves a version the table lists (matchPolicy Equivalent converts the request to it); \
      the engine judges every version of a Flux group",
+    "FF140 compares URLs through regular expressions compiled from the allowed URLs (the \
+     tenants ConfigMap's `.sourceUrlRegex`, `.imageRegex` and `.providerUrlRegex`): a URL with \
+     a %-escape or a `.`/`..` path segment, which the engine decodes and resolves, is denied \
+     whatever it resolves to",
+    "FF140 names why a URL cannot be read only for white space, a scheme that is none and a \
+     backslash in the host; a URL that is unreadable otherwise (a bad port, host or escape) is \
+     denied as outside the tenant's list",
+    "FF140: a `*` in an allowed URL's last segment may also match the URL's `.git`, which the \
+     engine drops first (`repo*t` allows `repo.git` here); an allowed `*.docker.io` matches an \
+     image on `index.docker.io`, which the engine reads as `docker.io`",
 ];
 
 /// A CEL string literal.
@@ -305,67 +318,125 @@ fn ff101_cross_namespace_source_ref(policy: &Policy, root: &str) -> String {
         (FluxKind::HelmRelease, &["spec", "chartRef"]),
         (FluxKind::ImagePolicy, &["spec", "imageRepositoryRef"]),
     ];
-    // `[{'p': pointer, 'r': reference}]` for the references the object has, then one test.
-    let present_references: Vec<String> = references
-        .iter()
-        .map(|(kind, path)| {
-            format!(
-                "({} && {} ? [{{'p': {}, 'r': {}}}] : [])",
-                kind_is(root, &[*kind]),
-                present_path(root, path),
-                quote(&format!("{}/namespace", crate::rules::pointer(path))),
-                path_expr(root, path)
-            )
-        })
-        .collect();
     let r = "x.r";
     let ns = select(r, "namespace");
     let source_kind = format!("({} ? {r}.kind : 'source')", present_str(r, "kind"));
     let name = format!("({} ? {r}.name : '')", present_str(r, "name"));
     // A shared source is refused as written too: Flux has no exception for it. At admission a
     // `${VAR}` is final (Flux substitutes before it applies): judged as written.
-    let keep = format!("{} && {ns} != {NAMESPACE}", present_str(r, "namespace"),);
-    let shared = shared_source(policy, &source_kind, &ns, &name);
+    let keep = format!("{} && {ns} != {NAMESPACE}", present_str(r, "namespace"));
     let message = format!(
         "{} + ' in namespace `' + {NAMESPACE} + '` references ' + {source_kind} + ' ' + {ns} + '/' + {name} + ' in another namespace'",
         display(root)
     );
     let config_q = quote(&policy.config_namespace);
-    let help = format!(
-        "'Flux refuses cross-namespace references (AccessDenied); ' + (({shared}) \
-         ? 'the source is listed under sharedSources: reference the copy fluxfence-controller publishes in `' + {NAMESPACE} + '` (`fluxfence rule FF101`)' \
-         : ({NAMESPACE} == {config_q} || variables.exempt) \
+    let unlisted = format!(
+        "'Flux refuses cross-namespace references (AccessDenied); ' + (({NAMESPACE} == {config_q} || variables.exempt) \
          ? 'declare the ' + {source_kind} + ' in `' + {NAMESPACE} + '`' \
          : 'move this object and its source into `' + {config_q} + '` with spec.targetNamespace: ' + {NAMESPACE} + ' (`fluxfence fix --unsafe-fixes`), or put the ' + {source_kind} + ' in `' + {NAMESPACE} + '`')"
     );
-    format!(
-        "({}).filter(x, {keep}).map(x, {})",
-        present_references.join(" + "),
-        finding("x.p", &message, &help)
-    )
+    // One list per reference field: which published object a shared source has depends on
+    // the field (`shared::form_for`), known here for each.
+    let parts: Vec<String> = references
+        .iter()
+        .map(|(kind, path)| {
+            let pointer = crate::rules::pointer(path);
+            let help = shared_help(policy, *kind, &pointer, &source_kind, &ns, &name, &unlisted);
+            format!(
+                "({} && {} ? [{{'r': {}}}].filter(x, {keep}).map(x, {}) : [])",
+                kind_is(root, &[*kind]),
+                present_path(root, path),
+                path_expr(root, path),
+                finding(&quote(&format!("{pointer}/namespace")), &message, &help)
+            )
+        })
+        .collect();
+    parts.join(" + ")
 }
 
-/// Whether the policy shares source `kind namespace/name` with the object's tenant.
-fn shared_source(policy: &Policy, kind: &str, namespace: &str, name: &str) -> String {
-    if policy.shared_sources.is_empty() {
-        return "false".to_owned();
+/// FF101's help for a reference from `referrer` at `pointer` to source `kind namespace/name`:
+/// for each `sharedSources` entry (the first listing the source decides, as
+/// `Policy::shared_source_entry` finds it) what `rules::ff101`'s `shared_help` says, else
+/// `unlisted`.
+fn shared_help(
+    policy: &Policy,
+    referrer: FluxKind,
+    pointer: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    unlisted: &str,
+) -> String {
+    let mut help = unlisted.to_owned();
+    for (entry, source) in policy.shared_sources.iter().enumerate().rev() {
+        let entry_name = format!(
+            "sharedSources[{entry}] ({} {}/{})",
+            source.kind, source.namespace, source.name
+        );
+        let listed = format!(
+            "({kind} == {} && {namespace} == {} && {name} == {})",
+            quote(&source.kind),
+            quote(&source.namespace),
+            quote(&source.name)
+        );
+        let allowed = match crate::shared::form_for(referrer.as_str(), pointer, &source.kind) {
+            Some(form) => {
+                let published = crate::shared::published(source, form);
+                format!(
+                    "{} + {NAMESPACE} + {}",
+                    quote(&format!(
+                        "Flux refuses cross-namespace references (AccessDenied); {entry_name} is published in `"
+                    )),
+                    quote(&format!(
+                        "` by fluxfence-controller: reference kind: {}, name: {} with no namespace \
+                         (the fluxfence webhook rewrites it so at admission)",
+                        published.kind, published.name
+                    ))
+                )
+            }
+            None => format!(
+                "{} + {NAMESPACE} + '`'",
+                quote(&format!(
+                    "{entry_name} is shared, but Flux can read no published copy through this field; \
+                     declare the source in `"
+                ))
+            ),
+        };
+        let refused = format!(
+            "{} + {NAMESPACE} + {}",
+            quote(&format!("{entry_name} is not shared with namespace `")),
+            quote(
+                "`; add its tenant to the entry's `tenants` or the namespace to its `namespaces`"
+            )
+        );
+        help = format!(
+            "({listed} ? ({} ? {allowed} : {refused}) : {help})",
+            shares_with(source)
+        );
     }
-    let mut with_everyone = Vec::new();
-    let mut with_tenant = Vec::new();
-    for source in &policy.shared_sources {
-        let key = format!("{}/{}/{}", source.kind, source.namespace, source.name);
-        if source.tenants.is_empty() || source.tenants.iter().any(|t| t == "*") {
-            with_everyone.push(key);
-        } else {
-            with_tenant.extend(source.tenants.iter().map(|t| format!("{key}@{t}")));
-        }
+    help
+}
+
+/// `Policy::shares_with` for the object's namespace: the entry names the namespace's tenant
+/// (or `*`) or a pattern matching it, or names neither tenants nor namespaces.
+fn shares_with(source: &crate::policy::SharedSource) -> String {
+    let own = format!("{NAMESPACE} != {}", quote(&source.namespace));
+    if source.tenants.is_empty() && source.namespaces.is_empty() {
+        return format!("({own})");
     }
-    let key = format!("({kind} + '/' + {namespace} + '/' + {name})");
-    format!(
-        "{key} in {} || ({TENANT} != '' && ({key} + '@' + {TENANT}) in {})",
-        quote_list(with_everyone.iter().map(String::as_str)),
-        quote_list(with_tenant.iter().map(String::as_str))
-    )
+    let mut tests = Vec::new();
+    if source.tenants.iter().any(|t| t == "*") {
+        tests.push("true".to_owned());
+    } else if !source.tenants.is_empty() {
+        tests.push(format!(
+            "({TENANT} != '' && {TENANT} in {})",
+            quote_list(source.tenants.iter().map(String::as_str))
+        ));
+    }
+    if let Some(regex) = glob_regex(source.namespaces.iter().map(String::as_str)) {
+        tests.push(format!("{NAMESPACE}.matches({})", quote(&regex)));
+    }
+    format!("({own} && ({}))", tests.join(" || "))
 }
 
 fn ff102_cross_namespace_event_source(_policy: &Policy, root: &str) -> String {
@@ -578,44 +649,283 @@ fn ff121_target_namespace_outside_tenant(_policy: &Policy, root: &str) -> String
     parts.join(" + ")
 }
 
+/// How a URL field's text becomes the URL FF140 compares (`rules::ff140`'s `url_fields`), and
+/// which of the tenant's lists judges it.
+#[derive(Clone, Copy)]
+enum UrlText {
+    /// A source's URL, as written.
+    Source,
+    /// A Bucket endpoint: without a scheme, `https` (`http` with `spec.insecure: true`).
+    BucketEndpoint,
+    /// An image reference: Docker Hub's host and `library/` spelled out, `oci://` in front.
+    Image,
+    /// A Provider address: judged only when it is a URL (else a channel or project name).
+    ProviderAddress,
+    /// A Provider proxy, as written.
+    ProviderProxy,
+}
+
+impl UrlText {
+    /// The tenant's list (policy key and ConfigMap key).
+    fn list_key(self) -> &'static str {
+        match self {
+            UrlText::ProviderAddress | UrlText::ProviderProxy => "providerUrls",
+            _ => "sourceUrls",
+        }
+    }
+
+    /// The ConfigMap key of the list compiled for this field.
+    fn regex_key(self) -> &'static str {
+        match self {
+            UrlText::ProviderAddress | UrlText::ProviderProxy => "providerUrlRegex",
+            UrlText::Image => "imageRegex",
+            _ => "sourceUrlRegex",
+        }
+    }
+}
+
+/// A URL field: the kinds that have it, its path, how it is read.
+type UrlField = (&'static [FluxKind], &'static [&'static str], UrlText);
+
 fn ff140_source_url_not_allowed(_policy: &Policy, root: &str) -> String {
-    let fields: &[(&[FluxKind], &str)] = &[
-        (
-            &[
-                FluxKind::GitRepository,
-                FluxKind::HelmRepository,
-                FluxKind::OCIRepository,
-            ],
-            "url",
-        ),
-        (&[FluxKind::Bucket], "endpoint"),
+    const SOURCES: &[FluxKind] = &[
+        FluxKind::GitRepository,
+        FluxKind::HelmRepository,
+        FluxKind::OCIRepository,
     ];
-    let urls = tenant_data("sourceUrls");
-    let parts: Vec<String> = fields
+    const FIELDS: &[UrlField] = &[
+        (SOURCES, &["spec", "url"], UrlText::Source),
+        (
+            &[FluxKind::Bucket],
+            &["spec", "endpoint"],
+            UrlText::BucketEndpoint,
+        ),
+        (
+            &[FluxKind::Bucket],
+            &["spec", "sts", "endpoint"],
+            UrlText::Source,
+        ),
+        (
+            &[FluxKind::ImageRepository],
+            &["spec", "image"],
+            UrlText::Image,
+        ),
+        (
+            &[FluxKind::Provider],
+            &["spec", "address"],
+            UrlText::ProviderAddress,
+        ),
+        (
+            &[FluxKind::Provider],
+            &["spec", "proxy"],
+            UrlText::ProviderProxy,
+        ),
+    ];
+    let parts: Vec<String> = FIELDS
         .iter()
-        .map(|(kinds, field)| {
+        .map(|&(kinds, path, text)| {
+            let (list_key, regex_key) = (text.list_key(), text.regex_key());
+            let urls = tenant_data(list_key);
+            let value = path_expr(root, path);
+            let url = url_text(root, &value, text);
+            let judged = match text {
+                UrlText::ProviderAddress => "!x.v.contains('${') && x.v.contains('://')".to_owned(),
+                _ => "!x.v.contains('${')".to_owned(),
+            };
+            // `%`-escapes and `.`/`..` segments are decoded and resolved by the engine; a regular
+            // expression cannot, so such a URL is never allowed here.
+            let plain_path = format!("!x.u.matches({})", quote("^[^?#]*(?:%|/\\.\\.?(?:[/?#]|$))"));
             let keep = format!(
-                "!u.contains('${{') && !{urls}.split('\\n').exists(p, u.startsWith(p))"
+                "{judged} && !({plain_path} && x.u.matches({}))",
+                tenant_data(regex_key)
             );
             let message = format!(
-                "{} + ' fetches from `' + u + '`, outside tenant `' + {TENANT} + '`\\'s allowed sources'",
-                display(root)
+                "{} + ' reaches `' + x.v + '`, ' + {}",
+                display(root),
+                url_refusal(list_key)
             );
-            let help = format!("'use a URL starting with one of: ' + {urls}.split('\\n').join(', ')");
+            let help = format!(
+                "'use a URL at or below one of: ' + {urls}.split('\\n').join(', ') + ' (compared by scheme, host, port and whole path segments)'"
+            );
             format!(
-                "({TENANT} != '' && {urls} != '' && {} && {} ? {} : [])",
+                "({TENANT} != '' && {urls} != '' && {} && {} ? [{{'v': {value}, 'u': {url}}}].filter(x, {keep}).map(x, {}) : [])",
                 kind_is(root, kinds),
-                present_str_path(root, &["spec", field]),
-                with(
-                    &path_expr(root, &["spec", field]),
-                    "u",
-                    &keep,
-                    &finding(&quote(&format!("/spec/{field}")), &message, &help)
-                )
+                present_str_path(root, path),
+                finding(&quote(&crate::rules::pointer(path)), &message, &help)
             )
         })
         .collect();
     parts.join(" + ")
+}
+
+/// Why FF140 does not allow `x.u`: the reason it cannot be read as a URL, for the reasons of
+/// the engine's parser a regular expression tells apart (white space, a scheme that is none,
+/// a backslash in the host), else that it is outside the tenant's list.
+fn url_refusal(list_key: &str) -> String {
+    let unreadable = |reason: &str| {
+        format!(
+            "'which cannot be read as a URL (' + {reason} + '), so tenant `' + {TENANT} + {}",
+            quote(&format!("`'s {list_key} cannot allow it"))
+        )
+    };
+    format!(
+        "(x.u.matches({}) ? {} : (x.u.contains('://') && !x.u.matches({})) ? {} : x.u.matches({}) ? {} : 'outside tenant `' + {TENANT} + {})",
+        quote("[\\s\\p{Z}\\p{Cc}]"),
+        unreadable("'it is empty or holds white space'"),
+        quote("^[A-Za-z][A-Za-z0-9+.-]*://"),
+        unreadable("'`' + x.u.split('://')[0] + '` is not a URL scheme'"),
+        quote("^(?:[A-Za-z][A-Za-z0-9+.-]*://)?[^/?#]*\\\\"),
+        unreadable("'a backslash in the host'"),
+        quote(&format!("`'s {list_key}"))
+    )
+}
+
+/// The URL FF140 compares for the field at `value`, as CEL.
+fn url_text(root: &str, value: &str, text: UrlText) -> String {
+    match text {
+        UrlText::Source | UrlText::ProviderAddress | UrlText::ProviderProxy => value.to_owned(),
+        UrlText::BucketEndpoint => {
+            let insecure = path_expr(root, &["spec", "insecure"]);
+            let is_insecure = format!(
+                "({} && (type({insecure}) == bool || type({insecure}) == string) && string({insecure}) == 'true')",
+                present_path(root, &["spec", "insecure"])
+            );
+            format!(
+                "({value}.contains('://') ? {value} : ({is_insecure} ? 'http://' : 'https://') + {value})"
+            )
+        }
+        UrlText::Image => {
+            let first = format!("{value}.split('/')[0]");
+            let has_registry = format!(
+                "({value}.contains('/') && ({first}.contains('.') || {first}.contains(':') || {first} == 'localhost'))"
+            );
+            let full = format!(
+                "({has_registry} ? {value} : ({value}.contains('/') ? 'docker.io/' + {value} : 'docker.io/library/' + {value}))"
+            );
+            format!("({full}.contains('://') ? {full} : 'oci://' + {full})")
+        }
+    }
+}
+
+/// An anchored regular expression over a URL's text that matches exactly the URLs one of
+/// `patterns` allows (`rules::url::Location::allows`), for URLs without `%`-escapes or `.`/`..`
+/// segments (the CEL refuses those); `image` adds Docker Hub's other host names for
+/// `docker.io`, as image references are read. A pattern that does not parse allows nothing.
+pub fn allowed_urls_regex(patterns: &[String], image: bool) -> String {
+    let alternatives: Vec<String> = patterns
+        .iter()
+        .filter_map(|p| Location::parse(p, None).ok())
+        .map(|p| location_regex(&p, image))
+        .collect();
+    if alternatives.is_empty() {
+        // The URL is never empty: nothing matches.
+        return "^$".to_owned();
+    }
+    format!("^(?:{})$", alternatives.join("|"))
+}
+
+const KNOWN_SCHEMES: [&str; 4] = ["http", "https", "oci", "ssh"];
+
+fn scheme_default_port(scheme: Option<&str>) -> Option<u16> {
+    match scheme? {
+        "http" => Some(80),
+        "https" | "oci" => Some(443),
+        "ssh" => Some(22),
+        _ => None,
+    }
+}
+
+fn location_regex(pattern: &Location, image: bool) -> String {
+    // Each way the URL may start: its scheme, with the ports that then equal the pattern's.
+    let mut starts: Vec<(String, Option<u16>, Option<u16>)> = Vec::new();
+    match &pattern.scheme {
+        Some(scheme) => {
+            let default = scheme_default_port(Some(scheme));
+            starts.push((
+                format!("(?i:{})://", escape_regex(scheme)),
+                pattern.port.or(default),
+                default,
+            ));
+        }
+        None => {
+            for scheme in KNOWN_SCHEMES {
+                let default = scheme_default_port(Some(scheme));
+                starts.push((
+                    format!("(?i:{scheme})://"),
+                    pattern.port.or(default),
+                    default,
+                ));
+            }
+            // Any other scheme, and none: no default port.
+            starts.push(("[A-Za-z][A-Za-z0-9+.-]*://".to_owned(), pattern.port, None));
+            starts.push((String::new(), pattern.port, None));
+        }
+    }
+    let host = host_regex(&pattern.host, image);
+    let authorities: Vec<String> = starts
+        .into_iter()
+        .filter_map(|(scheme, wanted, default)| {
+            let mut ports = Vec::new();
+            if wanted == default {
+                ports.push(":?".to_owned());
+            }
+            if let Some(port) = wanted {
+                ports.push(format!(":0*{port}"));
+            }
+            (!ports.is_empty())
+                .then(|| format!("{scheme}(?:[^/?#\\\\]*@)?{host}(?:{})", ports.join("|")))
+        })
+        .collect();
+    format!(
+        "(?:{}){}",
+        authorities.join("|"),
+        path_regex(&pattern.segments)
+    )
+}
+
+/// The host: whole labels, any case, trailing dots ignored; `*` is part of one label.
+fn host_regex(host: &str, image: bool) -> String {
+    let own = if host.contains(':') {
+        format!("\\[{}\\]", escape_regex(host))
+    } else {
+        host.split('.')
+            .map(|label| glob_part(label, "[A-Za-z0-9_-]*"))
+            .collect::<Vec<_>>()
+            .join("\\.")
+    };
+    let docker_hub = image
+        && host.split('.').count() == 2
+        && host
+            .split('.')
+            .zip(["docker", "io"])
+            .all(|(p, l)| crate::policy::glob_match(p, l));
+    if docker_hub {
+        format!("(?i:{own}|index\\.docker\\.io|registry-1\\.docker\\.io)\\.*")
+    } else {
+        format!("(?i:{own})\\.*")
+    }
+}
+
+/// The path: the pattern's segments first, whole (empty segments skipped), then more segments,
+/// or the end with an optional `.git`, and any query or fragment.
+fn path_regex(segments: &[String]) -> String {
+    if segments.is_empty() {
+        return "(?:[/?#].*)?".to_owned();
+    }
+    let own: String = segments
+        .iter()
+        .map(|s| format!("/+{}", glob_part(s, "[^/?#]*")))
+        .collect();
+    format!("{own}(?:/+[^/?#].*|(?:\\.git)?/*(?:[?#].*)?)")
+}
+
+/// A `*` pattern as a regular expression, `*` standing for `any`.
+fn glob_part(pattern: &str, any: &str) -> String {
+    pattern
+        .split('*')
+        .map(escape_regex)
+        .collect::<Vec<_>>()
+        .join(any)
 }
 
 #[cfg(test)]
@@ -653,6 +963,84 @@ mod tests {
         );
         assert_eq!(glob_regex(["a.b"]).as_deref(), Some("^(?:a\\.b)$"));
         assert_eq!(glob_regex([]), None);
+    }
+
+    /// The compiled regular expression accepts a URL exactly when the engine's parsed
+    /// comparison does, for URLs without `%`-escapes or `.`/`..` segments (refused in CEL).
+    #[test]
+    fn allowed_url_regexes_accept_what_the_engine_allows() {
+        let patterns = [
+            "https://github.com/org/team-a",
+            "https://github.com/org/team-a-*",
+            "github.com/org",
+            "https://*.example.com",
+            "http://proxy.internal:3128",
+            "oci://ghcr.io/org/team-a/",
+            "https://s3.amazonaws.com",
+        ];
+        let urls = [
+            "https://github.com/org/team-a",
+            "https://github.com/org/team-a/",
+            "https://github.com/org/team-a.git",
+            "https://github.com/org/team-a/sub/repo",
+            "https://GitHub.com./org/team-a?ref=main#x",
+            "HTTPS://github.com//org//team-a//",
+            "https://github.com/org/team-a-evil",
+            "https://github.com/org/team-a-app.git",
+            "https://github.com/org",
+            "https://github.com.evil.example/org/team-a",
+            "https://evil.example/github.com/org/team-a",
+            "https://github.com@evil.example/org/team-a",
+            "https://token@github.com/org/team-a",
+            "https://a@b@github.com/org/team-a",
+            "https://github.com:443/org/team-a",
+            "https://github.com:/org/team-a",
+            "https://github.com:8443/org/team-a",
+            "http://github.com/org/team-a",
+            "http://github.com:443/org/team-a",
+            "ssh://git@github.com/org/app",
+            "ssh://git@github.com:22/org/app",
+            "ssh://git@github.com:2222/org/app",
+            "git+ssh://github.com/org/app",
+            "github.com/org/app",
+            "https://git.example.com/x",
+            "https://a.b.example.com/x",
+            "https://example.com/x",
+            "http://proxy.internal:3128",
+            "http://proxy.internal",
+            "https://proxy.internal:3128",
+            "oci://ghcr.io/org/team-a/app",
+            "oci://ghcr.io/org/team-a-evil/app",
+            "oci://ghcr.io:443/org/team-a",
+            "https://s3.amazonaws.com",
+            "https://s3.amazonaws.com/bucket?x=1",
+            "https://s3.amazonaws.com.evil",
+        ];
+        for pattern in patterns {
+            let compiled = regex::Regex::new(&allowed_urls_regex(&[pattern.to_owned()], false))
+                .unwrap_or_else(|e| panic!("{pattern}: {e}"));
+            let parsed = Location::parse(pattern, None).unwrap();
+            for url in urls {
+                let engine = Location::parse(url, None).is_ok_and(|u| parsed.allows(&u));
+                assert_eq!(compiled.is_match(url), engine, "{pattern} on {url}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_image_regex_reads_docker_hub_as_the_engine_does() {
+        let patterns = ["oci://docker.io/library".to_owned()];
+        let compiled = regex::Regex::new(&allowed_urls_regex(&patterns, true)).unwrap();
+        assert!(compiled.is_match("oci://index.docker.io/library/nginx"));
+        assert!(compiled.is_match("oci://docker.io/library/nginx"));
+        assert!(!compiled.is_match("oci://docker.io/fluxcd/flux"));
+        let plain = regex::Regex::new(&allowed_urls_regex(&patterns, false)).unwrap();
+        assert!(!plain.is_match("oci://index.docker.io/library/nginx"));
+    }
+
+    #[test]
+    fn an_unreadable_pattern_allows_nothing() {
+        assert_eq!(allowed_urls_regex(&["https://".to_owned()], false), "^$");
     }
 
     #[test]
