@@ -873,17 +873,77 @@ fn hex_escape(bytes: &[u8], digits: usize) -> Option<(char, usize)> {
     Some((char::from_u32(code)?, 1 + digits))
 }
 
+/// Reads one document (`text`, as [`crate::split::documents`] cuts them) with this reader and
+/// with the general loader: `Ok(true)` when this reader took it and built the loader's tree,
+/// spans included; `Ok(false)` when it left it to the loader; `Err` says where the two first
+/// differ, or that this reader took a document the parser refuses.
+pub(super) fn compare_with_parser(text: &str) -> Result<bool, String> {
+    let Some(fast) = load(text, 0, None) else {
+        return Ok(false);
+    };
+    let mut slow = Vec::new();
+    super::parse_events(text, text, 0, None, |d| slow.push(d))
+        .map_err(|e| format!("read a document the parser refuses ({e:?})"))?;
+    let fast: Vec<Document> = fast.into_iter().collect();
+    if fast.len() != slow.len() {
+        return Err(format!(
+            "read {} documents, the parser {}",
+            fast.len(),
+            slow.len()
+        ));
+    }
+    for (fast, slow) in fast.iter().zip(&slow) {
+        if let Some(difference) = first_difference(&fast.root, &slow.root, "") {
+            return Err(difference);
+        }
+        if fast.span != slow.span {
+            return Err(format!(
+                "document span: read {:?} / parser {:?}",
+                fast.span, slow.span
+            ));
+        }
+    }
+    Ok(true)
+}
+
+/// Where two trees first differ, as a path and both nodes' heads.
+fn first_difference(fast: &Node, slow: &Node, path: &str) -> Option<String> {
+    let head = |n: &Node| match &n.value {
+        Value::Scalar(s) => format!("{:?} plain={} {:?}", s.text, s.plain, n.span),
+        Value::Seq(items) => format!("seq of {} {:?}", items.len(), n.span),
+        Value::Map(entries) => format!("map of {} {:?}", entries.len(), n.span),
+    };
+    let differs = || {
+        Some(format!(
+            "at {path}: read {} / parser {}",
+            head(fast),
+            head(slow)
+        ))
+    };
+    if fast.span != slow.span {
+        return differs();
+    }
+    match (&fast.value, &slow.value) {
+        (Value::Seq(a), Value::Seq(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find_map(|(i, (a, b))| first_difference(a, b, &format!("{path}[{i}]"))),
+        (Value::Map(a), Value::Map(b)) if a.len() == b.len() => {
+            a.iter().zip(b).find_map(|((ka, va), (kb, vb))| {
+                let at = format!("{path}.{}", kb.as_scalar().unwrap_or("?"));
+                first_difference(ka, kb, &at).or_else(|| first_difference(va, vb, &at))
+            })
+        }
+        (a, b) if a == b => None,
+        _ => differs(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::{Path, PathBuf};
-
-    /// The general loader's reading of one document of `text`.
-    fn by_events(text: &str) -> Result<Vec<Document>, super::super::LoadError> {
-        let mut documents = Vec::new();
-        super::super::parse_events(text, text, 0, None, |d| documents.push(d))?;
-        Ok(documents)
-    }
 
     #[test]
     fn refuses_control_characters_wherever_they_fall_in_a_chunk() {
@@ -928,55 +988,9 @@ mod tests {
 
     /// Whether this reader took `text`; when it did, its tree must be the general loader's.
     fn agrees(text: &str, origin: &str) -> bool {
-        let Some(fast) = load(text, 0, None) else {
-            return false;
-        };
-        let slow = match by_events(text) {
-            Ok(slow) => slow,
-            Err(e) => panic!("{origin}: read a document the parser refuses ({e:?}):\n{text}"),
-        };
-        let fast: Vec<_> = fast.into_iter().collect();
-        assert_eq!(fast.len(), slow.len(), "{origin}: documents\n{text}");
-        for (fast, slow) in fast.iter().zip(&slow) {
-            if let Some(difference) = first_difference(&fast.root, &slow.root, "") {
-                panic!("{origin}: {difference}\n{text}");
-            }
-            assert_eq!(fast.span, slow.span, "{origin}: document span\n{text}");
-        }
-        true
-    }
-
-    /// Where two trees first differ, as a path and both nodes' heads.
-    fn first_difference(fast: &Node, slow: &Node, path: &str) -> Option<String> {
-        let head = |n: &Node| match &n.value {
-            Value::Scalar(s) => format!("{:?} plain={} {:?}", s.text, s.plain, n.span),
-            Value::Seq(items) => format!("seq of {} {:?}", items.len(), n.span),
-            Value::Map(entries) => format!("map of {} {:?}", entries.len(), n.span),
-        };
-        let differs = || {
-            Some(format!(
-                "at {path}: read {} / parser {}",
-                head(fast),
-                head(slow)
-            ))
-        };
-        if fast.span != slow.span {
-            return differs();
-        }
-        match (&fast.value, &slow.value) {
-            (Value::Seq(a), Value::Seq(b)) if a.len() == b.len() => a
-                .iter()
-                .zip(b)
-                .enumerate()
-                .find_map(|(i, (a, b))| first_difference(a, b, &format!("{path}[{i}]"))),
-            (Value::Map(a), Value::Map(b)) if a.len() == b.len() => {
-                a.iter().zip(b).find_map(|((ka, va), (kb, vb))| {
-                    let at = format!("{path}.{}", kb.as_scalar().unwrap_or("?"));
-                    first_difference(ka, kb, &at).or_else(|| first_difference(va, vb, &at))
-                })
-            }
-            (a, b) if a == b => None,
-            _ => differs(),
+        match compare_with_parser(text) {
+            Ok(taken) => taken,
+            Err(difference) => panic!("{origin}: {difference}\n{text}"),
         }
     }
 
