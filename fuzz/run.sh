@@ -5,12 +5,14 @@
 #   fuzz/run.sh all SECONDS               every target in turn, SECONDS each
 #
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). The corpus starts
-# from testdata/fuzz/TARGET (kept inputs) and the fixtures and ../shared/corpus where present,
+# from testdata/fuzz/TARGET (kept inputs), the fixtures and ../shared/corpus where present,
 # and grows in fuzz/corpus/TARGET (not committed). A crash is written to fuzz/artifacts/TARGET/
 # and ends the run with status 1: fix it, and keep the input in testdata/fuzz/TARGET/.
 set -euo pipefail
 cd "$(dirname "$0")"
 repo=..
+# The corpus of real repositories, beside the checkout unless FLUXFENCE_SHARED says where.
+shared=${FLUXFENCE_SHARED:-$repo/../shared}
 targets=(yaml_block_vs_parser lint_bytes fix_roundtrip admission_review policy_file kustomize_build)
 
 # Copies the files found under $2… (YAML and JSON, at most 16 KiB) into $1, each with the
@@ -34,7 +36,7 @@ seed() {
   [ -d "$corpus" ] && return
   mkdir -p "$corpus"
   cp "$repo/testdata/fuzz/$target"/* "$corpus/"
-  local manifests=("$repo/testdata" "$repo/../shared/corpus")
+  local manifests=("$repo/testdata" "$shared/corpus")
   case $target in
     yaml_block_vs_parser) seed_from "$corpus" '' "${manifests[@]}" "$repo/charts" ;;
     lint_bytes) seed_from "$corpus" '\002' "${manifests[@]}" ;;

@@ -14,7 +14,6 @@ use fluxfence::fix::{FixOptions, fix};
 use fluxfence::input::Source;
 use fluxfence::yaml::{Node, Span, Value, load_documents};
 use fluxfence::{Inventory, Policy, lint};
-use similar::{Algorithm, DiffOp, capture_diff_slices};
 
 const MANIFEST: &str = "apps/manifest.yaml";
 const KUSTOMIZATION: &str = "apps/kustomization.yaml";
@@ -47,10 +46,11 @@ pub fn check(data: &[u8]) {
         if let Err(e) = load_documents(after, |_| {}) {
             panic!("{path}: the fixed text does not parse ({e:?}):\n{after}");
         }
-        if let Some(span) = removed_outside_scalars(before, after) {
+        if let Some(at) = lost_outside_scalars(before, after) {
             panic!(
-                "{path}: the fix removed {:?}, outside any value it replaces:\n--- before\n{before}\n--- after\n{after}",
-                &before.as_bytes()[span.start..span.end]
+                "{path}: the fix lost byte {at} ({:?}), outside any value it replaces:\n\
+                 --- before\n{before}\n--- after\n{after}",
+                char::from(before.as_bytes()[at])
             );
         }
     }
@@ -91,31 +91,38 @@ fn inventory(files: &[(&str, String)]) -> Inventory {
     Inventory::from_sources(None, sources)
 }
 
-/// The first run of bytes `before` lost on the way to `after` that no scalar of `before`
-/// covers. A fix only replaces values and inserts keys, so nothing else may go.
-fn removed_outside_scalars(before: &str, after: &str) -> Option<Span> {
+/// Where `before` first loses a byte outside its scalars on the way to `after`. A fix only
+/// replaces values and inserts keys, so the bytes outside values must all be in `after`, in
+/// their order (with new text between them), and every comment whole.
+fn lost_outside_scalars(before: &str, after: &str) -> Option<usize> {
     let mut scalars = Vec::new();
     // The original lints, so it parses.
     let _ = load_documents(before, |document| {
         scalar_spans(&document.root, &mut scalars)
     });
-    let ops = capture_diff_slices(Algorithm::Myers, before.as_bytes(), after.as_bytes());
-    ops.iter().find_map(|op| {
-        let (start, len) = match *op {
-            DiffOp::Delete {
-                old_index, old_len, ..
+    let inside = |at: usize| scalars.iter().any(|s: &Span| s.start <= at && at < s.end);
+    let (old, new) = (before.as_bytes(), after.as_bytes());
+    let mut next = 0;
+    for (at, byte) in old.iter().enumerate() {
+        if inside(at) {
+            continue;
+        }
+        match new[next.min(new.len())..].iter().position(|b| b == byte) {
+            Some(found) => next += found + 1,
+            None => return Some(at),
+        }
+        let starts_comment = *byte == b'#' && (at == 0 || matches!(old[at - 1], b' ' | b'\n'));
+        if starts_comment {
+            let end = old[at..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(old.len(), |n| at + n);
+            if !after.contains(&before[at..end]) {
+                return Some(at);
             }
-            | DiffOp::Replace {
-                old_index, old_len, ..
-            } => (old_index, old_len),
-            _ => return None,
-        };
-        let removed = Span::new(start, start + len);
-        let covered = scalars
-            .iter()
-            .any(|s| s.start <= removed.start && removed.end <= s.end);
-        (!covered).then_some(removed)
-    })
+        }
+    }
+    None
 }
 
 fn scalar_spans(node: &Node, out: &mut Vec<Span>) {
@@ -135,18 +142,24 @@ mod tests {
 
     #[test]
     fn only_replaced_values_may_lose_bytes() {
-        let before = "a: nginx # keep\nb: 1\n";
-        // A value replaced, a key inserted: nothing outside a scalar lost.
+        let before = "a: nginx # keep\nb: {c: 1}\n";
+        // A value replaced, keys inserted, in a block and in a flow mapping.
+        let after = "a: cluster-config # keep\nc: 2\nb: {c: 1, d: x}\n";
+        assert_eq!(lost_outside_scalars(before, after), None);
+        // A comment dropped, or cut short.
         assert_eq!(
-            removed_outside_scalars(before, "a: cluster-config # keep\nc: 2\nb: 1\n"),
-            None
+            lost_outside_scalars(before, "a: nginx\nb: {c: 1}\n"),
+            Some(9)
         );
-        // A comment dropped.
         assert_eq!(
-            removed_outside_scalars(before, "a: nginx\nb: 1\n"),
-            Some(Span::new(8, 15))
+            lost_outside_scalars(before, "a: nginx # k\nb: {c: 1}\n # eep"),
+            Some(9)
         );
-        // Indentation of another key changed.
-        assert!(removed_outside_scalars("a:\n  b: 1\n", "a:\n b: 1\n").is_some());
+        // Indentation of another key changed; a flow mapping's brace lost.
+        assert_eq!(lost_outside_scalars("a:\n  b: 1\n", "a:\n b: 1\n"), Some(6));
+        assert_eq!(
+            lost_outside_scalars(before, "a: nginx # keep\nb: c: 1}\n"),
+            Some(19)
+        );
     }
 }

@@ -127,15 +127,7 @@ fn apply(inventory: Inventory, plan: &[Planned]) -> Result<Inventory, String> {
     let mut edits: HashMap<usize, Vec<TextEdit>> = HashMap::new();
     for planned in plan {
         let file = &inventory.files[planned.file];
-        let lowered = match planned.resource {
-            Some(r) => {
-                let resource = &inventory.resources[r];
-                let root = resource.flux.as_ref().map(|o| &o.root);
-                root.and_then(|root| lower(&file.text, resource.span, root, &planned.op))
-            }
-            None => lower_kustomization(&inventory, planned).map(|e| vec![e]),
-        };
-        match lowered {
+        match lowered(&inventory, planned) {
             Some(lowered) => edits.entry(planned.file).or_default().extend(lowered),
             None => {
                 return Err(format!(
@@ -151,6 +143,29 @@ fn apply(inventory: Inventory, plan: &[Planned]) -> Result<Inventory, String> {
         source.text = splice(&source.text, &mut file_edits)?;
     }
     Ok(Inventory::from_sources(root, sources))
+}
+
+/// The text edits of one planned change, or `None` when its file cannot take it.
+fn lowered(inventory: &Inventory, planned: &Planned) -> Option<Vec<TextEdit>> {
+    match planned.resource {
+        Some(r) => {
+            let resource = &inventory.resources[r];
+            let root = resource.flux.as_ref().map(|o| &o.root)?;
+            let text = &inventory.files[planned.file].text;
+            lower(text, resource.span, root, &planned.op)
+        }
+        None => lower_kustomization(inventory, planned).map(|e| vec![e]),
+    }
+}
+
+/// Whether `op` can be written into the document of resource `r`.
+fn writable(inventory: &Inventory, r: usize, op: &FixOp) -> bool {
+    let resource = &inventory.resources[r];
+    let text = &inventory.files[resource.file].text;
+    resource
+        .flux
+        .as_ref()
+        .is_some_and(|o| lower(text, resource.span, &o.root, op).is_some())
 }
 
 /// Applies edits back to front. Overlapping edits are a bug in the plan, not user error.
@@ -207,6 +222,28 @@ fn plan(
         policy,
         &moving,
     ));
+    // A fix the text cannot take (a field under a list or a scalar, as in `spec: []`) is said
+    // and left out, with every other edit of its object (and every move, should it be one:
+    // half a move breaks references), so that the rest still apply.
+    let unwritable: Vec<&Planned> = planned
+        .iter()
+        .filter(|p| lowered(inventory, p).is_none())
+        .collect();
+    let unwritable_objects: HashSet<Option<usize>> =
+        unwritable.iter().map(|p| p.resource).collect();
+    let moves_unwritable = unwritable
+        .iter()
+        .any(|p| p.applicability == Applicability::Unsafe);
+    let (planned, unwritten): (Vec<_>, Vec<_>) = planned.into_iter().partition(|p| {
+        !unwritable_objects.contains(&p.resource)
+            && !(moves_unwritable && p.applicability == Applicability::Unsafe)
+    });
+    skipped.extend(unwritten.iter().map(|p| {
+        format!(
+            "{}: {} (cannot be written: a field on its path is not a mapping)",
+            inventory.files[p.file].path, p.description
+        )
+    }));
     let (apply, hold): (Vec<_>, Vec<_>) = planned.into_iter().partition(allowed);
     let mut held: Vec<String> = hold
         .iter()
@@ -435,6 +472,32 @@ fn plan_moves(
                 inventory.files[resource.file].path, resource.kind, resource.name,
             )
         });
+    }
+    // A group stays where it is when one of its objects cannot take its edits: moving the
+    // rest would leave a reference across namespaces.
+    for r in groups.members() {
+        let group = groups.group_of(r);
+        if held.contains_key(&group) {
+            continue;
+        }
+        let resource = &inventory.resources[r];
+        let Some(object) = resource.flux.as_ref() else {
+            continue;
+        };
+        let unwritable = move_edits(object, groups.namespace(r), policy)
+            .into_iter()
+            .map(|(pointer, value)| FixOp::Set { pointer, value })
+            .find(|op| !writable(inventory, r, op));
+        if let Some(FixOp::Set { pointer, .. }) = unwritable {
+            held.insert(
+                group,
+                format!(
+                    "{}: {}/{} not moved: `{pointer}` cannot be written, a field on its path is \
+                     not a mapping; correct the object, then run fix again",
+                    inventory.files[resource.file].path, resource.kind, resource.name,
+                ),
+            );
+        }
     }
     let mut reasons: Vec<String> = held.values().cloned().collect();
     reasons.sort();

@@ -828,3 +828,47 @@ fn skipped(reason: &str) {
     let line = format!("{test}: skipped: {reason}\n");
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
+
+#[test]
+fn an_edit_the_text_cannot_take_holds_its_object_back_and_the_rest_applies() {
+    // `spec: []` cannot take `spec.serviceAccountName` (FF110) nor the move's
+    // `spec.targetNamespace`: both are said and skipped. The release that moves with it (one
+    // kustomization's `namespace:` places both) stays too; its own FF110 fix applies.
+    let manifest = "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  \
+                    name: list-spec\nspec: []\n---\napiVersion: helm.toolkit.fluxcd.io/v2\n\
+                    kind: HelmRelease\nmetadata:\n  name: web\nspec:\n  chart:\n    spec:\n      \
+                    chart: web\n      sourceRef:\n        kind: HelmRepository\n        \
+                    name: charts\n        namespace: flux-system\n";
+    let kustomization = "namespace: team-a\nresources:\n  - manifest.yaml\n";
+    let inventory = Inventory::from_sources(
+        None,
+        vec![
+            reported("apps/manifest.yaml", manifest),
+            reported("apps/kustomization.yaml", kustomization),
+        ],
+    );
+    let outcome = fix(inventory, &Policy::azure_default(), &unsafe_fixes()).unwrap();
+    let skipped = outcome.skipped.join("\n");
+    assert!(
+        skipped.contains("HelmRelease/list-spec not moved: `/spec/")
+            && skipped.contains("not a mapping"),
+        "{skipped}"
+    );
+    assert!(
+        skipped.contains("set spec.serviceAccountName: flux-applier (cannot be written"),
+        "{skipped}"
+    );
+    let changed: Vec<&str> = outcome.changed.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(
+        changed,
+        ["apps/manifest.yaml"],
+        "the kustomization keeps its namespace"
+    );
+    let docs = documents(&outcome.changed[0].2);
+    assert_eq!(docs[0]["spec"], serde_json::json!([]));
+    assert_eq!(docs[1]["spec"]["serviceAccountName"], "flux-applier");
+    assert_eq!(
+        docs[1]["spec"]["chart"]["spec"]["sourceRef"]["namespace"],
+        "flux-system"
+    );
+}
