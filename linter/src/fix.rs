@@ -234,10 +234,11 @@ fn plan(
     let moves_unwritable = unwritable
         .iter()
         .any(|p| p.applicability == Applicability::Unsafe);
-    let (planned, unwritten): (Vec<_>, Vec<_>) = planned.into_iter().partition(|p| {
-        !unwritable_objects.contains(&p.resource)
-            && !(moves_unwritable && p.applicability == Applicability::Unsafe)
-    });
+    let held_back = |p: &Planned| {
+        unwritable_objects.contains(&p.resource)
+            || (moves_unwritable && p.applicability == Applicability::Unsafe)
+    };
+    let (unwritten, planned): (Vec<_>, Vec<_>) = planned.into_iter().partition(held_back);
     skipped.extend(unwritten.iter().map(|p| {
         format!(
             "{}: {} (cannot be written: a field on its path is not a mapping)",
