@@ -26,6 +26,7 @@ pub const MAX_BODY_BYTES: usize = 6144;
 pub fn check(data: &[u8]) {
     let (runtime, app) = server();
     let request = parse_json(data);
+    let uid = readable_uid(data);
     for endpoint in ["/validate", "/mutate"] {
         let (status, body) = runtime.block_on(post(app, endpoint, data.to_vec()));
         let answer = parse_json(&body)
@@ -41,7 +42,7 @@ pub fn check(data: &[u8]) {
                 assert_eq!(answer["code"], status.as_u16(), "{endpoint}: {answer}");
                 assert!(answer["error"].is_string(), "{endpoint}: {answer}");
                 assert!(
-                    status != StatusCode::BAD_REQUEST || uid_of(request.as_ref()).is_none(),
+                    status != StatusCode::BAD_REQUEST || uid.is_none(),
                     "{endpoint}: a review naming its uid was refused: {answer}"
                 );
             }
@@ -50,8 +51,9 @@ pub fn check(data: &[u8]) {
                     data.len() <= MAX_BODY_BYTES,
                     "{endpoint}: body over the limit answered"
                 );
-                let uid = uid_of(request.as_ref())
-                    .unwrap_or_else(|| panic!("{endpoint}: answered 200 without a uid: {answer}"));
+                let Some(uid) = uid.as_deref() else {
+                    panic!("{endpoint}: answered 200 without a uid: {answer}");
+                };
                 check_review(endpoint, &answer, uid, request.as_ref());
             }
             other => panic!("{endpoint}: unexpected status {other}: {answer}"),
@@ -97,11 +99,24 @@ fn check_review(endpoint: &str, answer: &Value, uid: &str, request: Option<&Valu
     }
 }
 
-/// The request's uid, when the body is JSON naming one: the webhook must answer it.
-fn uid_of(review: Option<&Value>) -> Option<&str> {
-    review?["request"]["uid"]
-        .as_str()
-        .filter(|uid| !uid.is_empty())
+/// The request's uid, when the body is JSON that names one at `request.uid`: the webhook must
+/// answer it, even when the rest cannot be read (a lone surrogate in some string, nesting past
+/// the limit), so only the path to the uid is read. A key given twice on that path makes the
+/// body ambiguous: no uid.
+fn readable_uid(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Review {
+        request: Option<RequestUid>,
+    }
+    #[derive(serde::Deserialize)]
+    struct RequestUid {
+        uid: Option<String>,
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    deserializer.disable_recursion_limit();
+    let review: Review = serde::Deserialize::deserialize(&mut deserializer).ok()?;
+    deserializer.end().ok()?;
+    review.request?.uid.filter(|uid| !uid.is_empty())
 }
 
 /// JSON as the webhook reads it: nesting unbounded (it bounds nesting itself).

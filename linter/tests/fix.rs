@@ -872,3 +872,33 @@ fn an_edit_the_text_cannot_take_holds_its_object_back_and_the_rest_applies() {
         "flux-system"
     );
 }
+
+#[test]
+fn edits_that_need_the_same_missing_mapping_create_it_once() {
+    // No `spec` at all (a misspelt key): the move's `spec.releaseName`, `targetNamespace`
+    // and `storageNamespace` and FF110's `spec.serviceAccountName` all need it. Written
+    // together they made four `spec:` keys, which no YAML loader accepts.
+    let text = "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  \
+                name: podinfo\n  namespace: team-a\nsp~ec:\n  interval: 10m\n";
+    let outcome = fix(
+        single_file("release.yaml", text.into()),
+        &Policy::azure_default(),
+        &unsafe_fixes(),
+    )
+    .unwrap();
+    let fixed = &outcome.changed[0].2;
+    assert_eq!(fixed.matches("spec:").count(), 1, "{fixed}");
+    let docs = documents(fixed);
+    assert_eq!(docs[0]["metadata"]["namespace"], "cluster-config");
+    assert_eq!(
+        docs[0]["spec"],
+        serde_json::json!({
+            "releaseName": "podinfo",
+            "targetNamespace": "team-a",
+            "storageNamespace": "team-a",
+            "serviceAccountName": "flux-applier",
+        }),
+        "{fixed}"
+    );
+    assert_eq!(docs[0]["sp~ec"]["interval"], "10m", "the rest is kept");
+}
