@@ -47,6 +47,7 @@ pub(super) fn load(
         excision,
         depth: 0,
         anchors: HashMap::new(),
+        open_anchors: Vec::new(),
         alias_budget: MAX_ALIAS_NODES,
         entries: Vec::new(),
         items: Vec::new(),
@@ -161,6 +162,8 @@ struct Reader<'t> {
     depth: usize,
     /// The nodes anchored so far; a name defined again means its latest node.
     anchors: HashMap<&'t str, Node>,
+    /// The anchors of the nodes being read, innermost last.
+    open_anchors: Vec<&'t str>,
     /// How many more nodes aliases may copy (see [`MAX_ALIAS_NODES`]).
     alias_budget: usize,
     /// The entries and items of the block collections being read, innermost last: each
@@ -253,6 +256,9 @@ impl<'t> Reader<'t> {
             None
         };
         let at = anchor.as_ref().map_or(at, |a| a.after);
+        if let Some(a) = &anchor {
+            self.open_anchors.push(a.name);
+        }
         let in_map = matches!(indicator, Indicator::MapValue { .. });
         let (mut node, next) = if at == line.end || self.bytes[at] == b'#' {
             let next = self.content_line(line.next);
@@ -294,6 +300,13 @@ impl<'t> Reader<'t> {
             self.inline_value(line, at, column)?
         };
         if let Some(anchor) = anchor {
+            self.open_anchors.pop();
+            // A name defined again inside the node it anchors: an alias after both means the
+            // inner node, defined later in the text, but this reader would record the outer
+            // one last. Rare; left to the parser.
+            if self.open_anchors.contains(&anchor.name) {
+                return None;
+            }
             node.span.start = self.offset(anchor.start);
             self.anchors.insert(anchor.name, node.clone());
         }
@@ -1155,6 +1168,8 @@ mod tests {
             "k: [-]\n",
             "a:\n...  b: 1\n",
             "a: {b: c, }\n",
+            // An anchor defined again inside its own node: the alias means the inner one.
+            "a: &r\n  b: &r\n  c: 1\nd: *r\n",
         ] {
             assert_left_to_the_parser(text);
         }
