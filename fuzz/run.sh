@@ -62,11 +62,12 @@ run() {
   # One process (libFuzzer's default: no -jobs or -fork), so it takes one core at most, and
   # only what others leave idle. No sanitizer: the code is free of `unsafe`, so
   # AddressSanitizer would only slow it down; debug assertions on, so that arithmetic overflow
-  # panics. Each input: 1 s at most, and 2 GiB of memory for the process.
+  # panics. Each input: 10 s at most (wall-clock: at the lowest priority on a busy machine a
+  # run of 1 ms once waited a second for a core), and 2 GiB of memory for the process.
   nice -n 19 cargo +nightly fuzz run --sanitizer none --debug-assertions "$target" \
     "corpus/$target" -- \
     -max_total_time="$seconds" -runs="$runs" \
-    -max_len="$(max_len "$target")" -timeout=1 -rss_limit_mb=2048 -print_final_stats=1 \
+    -max_len="$(max_len "$target")" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="artifacts/$target/"
 }
 
