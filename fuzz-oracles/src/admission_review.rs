@@ -54,14 +54,14 @@ pub fn check(data: &[u8]) {
                 let Some(uid) = uid.as_deref() else {
                     panic!("{endpoint}: answered 200 without a uid: {answer}");
                 };
-                check_review(endpoint, &answer, uid, request.as_ref());
+                check_review(endpoint, &answer, uid, request.as_ref(), data);
             }
             other => panic!("{endpoint}: unexpected status {other}: {answer}"),
         }
     }
 }
 
-fn check_review(endpoint: &str, answer: &Value, uid: &str, request: Option<&Value>) {
+fn check_review(endpoint: &str, answer: &Value, uid: &str, request: Option<&Value>, raw: &[u8]) {
     // The answer is in the version the review came in (kube-core echoes the request's type),
     // or in v1 when the request could not be read.
     for (field, default) in [
@@ -101,6 +101,7 @@ fn check_review(endpoint: &str, answer: &Value, uid: &str, request: Option<&Valu
     let mut object = request
         .and_then(|r| r["request"].get("object"))
         .cloned()
+        .or_else(|| readable_object(raw))
         .unwrap_or_else(|| panic!("{endpoint}: a patch for a request without an object"));
     if let Err(e) = json_patch::patch(&mut object, &patch) {
         panic!("{endpoint}: the patch does not apply ({e}): {answer}");
@@ -125,6 +126,23 @@ fn readable_uid(bytes: &[u8]) -> Option<String> {
     let review: Review = serde::Deserialize::deserialize(&mut deserializer).ok()?;
     deserializer.end().ok()?;
     review.request?.uid.filter(|uid| !uid.is_empty())
+}
+
+/// `request.object`, read as the webhook reads it: fields it does not know (invalid UTF-8 in
+/// one, say) are skipped unread.
+fn readable_object(bytes: &[u8]) -> Option<Value> {
+    #[derive(serde::Deserialize)]
+    struct Review {
+        request: RequestObject,
+    }
+    #[derive(serde::Deserialize)]
+    struct RequestObject {
+        object: Option<Value>,
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    deserializer.disable_recursion_limit();
+    let review: Review = serde::Deserialize::deserialize(&mut deserializer).ok()?;
+    review.request.object
 }
 
 /// JSON as the webhook reads it: nesting unbounded (it bounds nesting itself).
