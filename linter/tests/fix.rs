@@ -902,3 +902,24 @@ fn edits_that_need_the_same_missing_mapping_create_it_once() {
     );
     assert_eq!(docs[0]["sp~ec"]["interval"], "10m", "the rest is kept");
 }
+
+#[test]
+fn aliases_pinned_to_the_old_value_are_aliases_of_the_tree_not_text_in_comments() {
+    let text = "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  \
+                name: web\n  namespace: &ns team-a\nspec:\n  releaseName: web\n  \
+                targetNamespace: *ns\n  # storageNamespace: *ns\n  values:\n    \
+                note: \"see *ns\"\n  chart:\n    spec:\n      chart: web\n      sourceRef:\n        \
+                kind: HelmRepository\n        name: charts\n        namespace: flux-system\n";
+    let outcome = fix(
+        single_file("release.yaml", text.into()),
+        &Policy::azure_default(),
+        &unsafe_fixes(),
+    )
+    .unwrap();
+    let fixed = &outcome.changed[0].2;
+    assert!(fixed.contains("  targetNamespace: team-a\n"), "{fixed}");
+    assert!(fixed.contains("  # storageNamespace: *ns\n"), "{fixed}");
+    assert!(fixed.contains("note: \"see *ns\"\n"), "{fixed}");
+    let docs = documents(fixed);
+    assert_eq!(docs[0]["metadata"]["namespace"], "cluster-config");
+}
