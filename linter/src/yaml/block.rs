@@ -689,6 +689,16 @@ impl<'t> Reader<'t> {
                     match bytes[stop] {
                         b',' | b']' | b'}' => break,
                         b'[' | b'{' | b'#' => return None,
+                        // `a -,`: the parser refuses a `-` after a space when a flow
+                        // indicator follows it, inside a scalar as at its start.
+                        b'-' if bytes[stop - 1] == b' '
+                            && matches!(
+                                bytes.get(stop + 1),
+                                Some(b',' | b'[' | b']' | b'{' | b'}')
+                            ) =>
+                        {
+                            return None;
+                        }
                         b':' if matches!(
                             bytes.get(stop + 1),
                             None | Some(b' ' | b',' | b']' | b'}')
@@ -1170,6 +1180,8 @@ mod tests {
             "a: {b: c, }\n",
             // An anchor defined again inside its own node: the alias means the inner one.
             "a: &r\n  b: &r\n  c: 1\nd: *r\n",
+            // The parser refuses `-` then a flow indicator after a space, mid-scalar too.
+            "m: {k: a -, n: p}\n",
         ] {
             assert_left_to_the_parser(text);
         }
