@@ -360,6 +360,14 @@ pub fn load_documents(text: &str, on_document: impl FnMut(Document)) -> Result<(
     load_documents_in(text, 0..text.len(), None, on_document)
 }
 
+/// Holds the block reader to the parser on one document (`text`, as [`crate::split::documents`]
+/// cuts them): `Ok(true)` when the block reader took it and built the parser's tree, spans
+/// included; `Ok(false)` when it left the document to the parser; `Err` says where the two
+/// first differ. For differential tests and fuzzing: loading never needs it.
+pub fn compare_block_reader_with_parser(text: &str) -> Result<bool, String> {
+    block::compare_with_parser(text)
+}
+
 /// A part of a text the parser is not to read (see [`crate::split::helm_values_block`]):
 /// it reads an empty mapping in its place, whose node spans the part's content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

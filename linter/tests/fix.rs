@@ -1764,3 +1764,90 @@ sops:
         outcome.skipped
     );
 }
+
+#[test]
+fn an_edit_the_text_cannot_take_holds_its_object_back_and_the_rest_applies() {
+    // `spec: []` cannot take the move's `spec.releaseName`: said and skipped, and the run goes
+    // on instead of aborting.
+    let manifest = "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  \
+                    name: list-spec\nspec: []\n---\napiVersion: helm.toolkit.fluxcd.io/v2\n\
+                    kind: HelmRelease\nmetadata:\n  name: web\nspec:\n  chart:\n    spec:\n      \
+                    chart: web\n      sourceRef:\n        kind: HelmRepository\n        \
+                    name: charts\n---\napiVersion: source.toolkit.fluxcd.io/v1\n\
+                    kind: HelmRepository\nmetadata:\n  name: charts\nspec:\n  \
+                    url: https://charts.example.com\n";
+    let kustomization = "namespace: team-a\nresources:\n  - manifest.yaml\n";
+    let inventory = Inventory::from_sources(
+        None,
+        vec![
+            reported("apps/manifest.yaml", manifest),
+            reported("apps/kustomization.yaml", kustomization),
+        ],
+    );
+    let outcome = fix(inventory, &Policy::azure_default(), &unsafe_fixes()).unwrap();
+    let skipped = outcome.skipped.join("\n");
+    assert!(
+        skipped.contains("HelmRelease team-a/list-spec") && skipped.contains("cannot be written"),
+        "{skipped}"
+    );
+    // The release that would move with it (one kustomization's `namespace:` places both) is
+    // not moved alone: half a move would leave `web` reading its source across namespaces.
+    let moved = outcome
+        .changed
+        .iter()
+        .any(|(_, _, after)| after.contains("cluster-config"));
+    assert!(!moved, "{:#?}", outcome.changed);
+}
+
+#[test]
+fn edits_that_need_the_same_missing_mapping_create_it_once() {
+    // No `spec` at all (a misspelt key): the move's `spec.releaseName`, `targetNamespace`
+    // and `storageNamespace` and FF110's `spec.serviceAccountName` all need it. Written
+    // together they made four `spec:` keys, which no YAML loader accepts.
+    let text = "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  \
+                name: podinfo\n  namespace: team-a\nsp~ec:\n  interval: 10m\n";
+    let outcome = fix(
+        single_file("release.yaml", text.into()),
+        &Policy::azure_default(),
+        &unsafe_fixes(),
+    )
+    .unwrap();
+    let fixed = &outcome.changed[0].2;
+    assert_eq!(fixed.matches("spec:").count(), 1, "{fixed}");
+    let docs = documents(fixed);
+    assert_eq!(docs[0]["metadata"]["namespace"], "cluster-config");
+    assert_eq!(
+        docs[0]["spec"],
+        serde_json::json!({
+            "releaseName": "podinfo",
+            "targetNamespace": "team-a",
+            "storageNamespace": "team-a",
+            "serviceAccountName": "flux-applier",
+        }),
+        "{fixed}"
+    );
+    assert_eq!(docs[0]["sp~ec"]["interval"], "10m", "the rest is kept");
+}
+
+#[test]
+fn aliases_pinned_to_the_old_value_are_aliases_of_the_tree_not_text_in_comments() {
+    let text = "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  \
+                name: web\n  namespace: &ns team-a\nspec:\n  releaseName: web\n  \
+                targetNamespace: *ns\n  # storageNamespace: *ns\n  values:\n    \
+                note: \"see *ns\"\n  chart:\n    spec:\n      chart: web\n      sourceRef:\n        \
+                kind: HelmRepository\n        name: charts\n---\n\
+                apiVersion: source.toolkit.fluxcd.io/v1\nkind: HelmRepository\nmetadata:\n  \
+                name: charts\n  namespace: team-a\nspec:\n  url: https://charts.example.com\n";
+    let outcome = fix(
+        single_file("release.yaml", text.into()),
+        &Policy::azure_default(),
+        &unsafe_fixes(),
+    )
+    .unwrap();
+    let fixed = &outcome.changed[0].2;
+    assert!(fixed.contains("  targetNamespace: team-a\n"), "{fixed}");
+    assert!(fixed.contains("  # storageNamespace: *ns\n"), "{fixed}");
+    assert!(fixed.contains("note: \"see *ns\"\n"), "{fixed}");
+    let docs = documents(fixed);
+    assert_eq!(docs[0]["metadata"]["namespace"], "cluster-config");
+}

@@ -83,7 +83,7 @@ fn replace_scalar(
         text: format!("&{anchor} {}", quote_like(old, value)),
     }];
     edits.extend(
-        alias_sites(text, document, node.span.end, anchor)
+        alias_sites(text, document, root, node.span.end, anchor)
             .into_iter()
             .map(|span| TextEdit {
                 span,
@@ -93,20 +93,35 @@ fn replace_scalar(
     Some(edits)
 }
 
-/// `*anchor` occurrences after `from` in the document, up to a redefinition of the anchor.
-fn alias_sites(text: &str, document: Span, from: usize, anchor: &str) -> Vec<Span> {
+/// The aliases `*anchor` after `from` in the document, up to a redefinition of the anchor:
+/// nodes of the tree whose text is the alias, so that `*anchor` in a comment or inside a
+/// scalar is left alone.
+fn alias_sites(text: &str, document: Span, root: &Node, from: usize, anchor: &str) -> Vec<Span> {
     let end = document.end.min(text.len());
-    let body = &text[from..end];
-    let redefined = body.find(&format!("&{anchor}")).map_or(body.len(), |i| i);
-    let body = &body[..redefined];
-    let pattern = format!("*{anchor}");
-    body.match_indices(&pattern)
-        .filter(|(i, _)| {
-            let after = body[i + pattern.len()..].chars().next();
-            !after.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
-        })
-        .map(|(i, _)| Span::new(from + i, from + i + pattern.len()))
-        .collect()
+    let redefined = text
+        .get(from..end)
+        .and_then(|body| body.find(&format!("&{anchor}")))
+        .map_or(end, |i| from + i);
+    let alias = format!("*{anchor}");
+    let mut sites = Vec::new();
+    let mut todo = vec![root];
+    while let Some(node) = todo.pop() {
+        let span = node.span;
+        if from <= span.start
+            && span.end <= redefined
+            && text.get(span.start..span.end) == Some(alias.as_str())
+        {
+            sites.push(span);
+            continue;
+        }
+        match &node.value {
+            Value::Scalar(_) => {}
+            Value::Seq(items) => todo.extend(items),
+            Value::Map(entries) => todo.extend(entries.iter().flat_map(|(k, v)| [k, v])),
+        }
+    }
+    sites.sort_by_key(|s| s.start);
+    sites
 }
 
 /// `value` written in the quoting style of `original` (and quoted when YAML needs it).

@@ -6,7 +6,7 @@
 //! nothing is left to fix; the result is then checked (`verify`) before the caller writes it
 //! (`write`), all files or none.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::input::{Inventory, Source};
 use crate::policy::Policy;
@@ -130,6 +130,46 @@ pub fn fix(
 }
 
 fn apply(inventory: Inventory, plan: &[Planned]) -> Result<Inventory, String> {
+    let mut inventory = inventory;
+    let mut pending: Vec<&Planned> = plan.iter().collect();
+    while !pending.is_empty() {
+        // Edits that each create the same missing mapping (`spec:` for `spec.releaseName`
+        // and `spec.targetNamespace`) would each write it: one goes now, the others are
+        // lowered again on the text it wrote.
+        let mut created: HashSet<(Option<usize>, String)> = HashSet::new();
+        let (now, later): (Vec<&Planned>, Vec<&Planned>) =
+            pending.into_iter().partition(|planned| {
+                missing_parent(&inventory, planned)
+                    .is_none_or(|parent| created.insert((planned.resource, parent)))
+            });
+        inventory = apply_together(inventory, &now)?;
+        pending = later;
+    }
+    Ok(inventory)
+}
+
+/// The pointer of the first mapping a planned `Set` must create before it can write its
+/// value (`/spec` for `/spec/releaseName` when the object has no `spec`), if any.
+fn missing_parent(inventory: &Inventory, planned: &Planned) -> Option<String> {
+    let root = inventory.resources[planned.resource?].root()?;
+    let crate::diagnostic::FixOp::Set { pointer, .. } = &planned.op;
+    let keys: Vec<&str> = pointer.split('/').skip(1).collect();
+    let mut node = root;
+    for (depth, key) in keys.iter().enumerate() {
+        let unescaped = key.replace("~1", "/").replace("~0", "~");
+        match node.get(&unescaped) {
+            Some(next) => node = next,
+            None if depth + 1 < keys.len() => {
+                return Some(format!("/{}", keys[..=depth].join("/")));
+            }
+            None => return None,
+        }
+    }
+    None
+}
+
+/// Applies changes whose edits do not overlap, in one splice per file.
+fn apply_together(inventory: Inventory, plan: &[&Planned]) -> Result<Inventory, String> {
     let mut edits: HashMap<usize, Vec<TextEdit>> = HashMap::new();
     for planned in plan {
         let file = &inventory.files[planned.file];
