@@ -96,13 +96,13 @@ fn repository() -> &'static Path {
     ROOT.get_or_init(|| {
         let root = std::env::temp_dir().join(format!("fluxfence-fuzz-lint-{}", std::process::id()));
         for (rel, _) in TREE {
-            if let Some(parent) = root.join(rel).parent() {
-                if let Err(e) = std::fs::create_dir_all(parent) {
-                    panic!(
-                        "cannot make the fuzzing repository {}: {e}",
-                        parent.display()
-                    );
-                }
+            if let Some(parent) = root.join(rel).parent()
+                && let Err(e) = std::fs::create_dir_all(parent)
+            {
+                panic!(
+                    "cannot make the fuzzing repository {}: {e}",
+                    parent.display()
+                );
             }
         }
         root
