@@ -3,6 +3,7 @@
 #
 #   fuzz/run.sh TARGET [SECONDS [RUNS]]   one target, until SECONDS or RUNS executions
 #   fuzz/run.sh all SECONDS               every target in turn, SECONDS each
+#   FUZZ_SEED=N fuzz/run.sh …              libFuzzer's random seed fixed (CI's bursts)
 #
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). The corpus starts
 # from testdata/fuzz/TARGET (kept inputs), the fixtures and ../shared/corpus where present,
@@ -68,7 +69,7 @@ run() {
     "corpus/$target" -- \
     -max_total_time="$seconds" -runs="$runs" \
     -max_len="$(max_len "$target")" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="artifacts/$target/"
+    -artifact_prefix="artifacts/$target/" ${FUZZ_SEED:+-seed="$FUZZ_SEED"}
 }
 
 case ${1:-} in

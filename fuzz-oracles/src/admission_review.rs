@@ -104,6 +104,9 @@ fn check_review(endpoint: &str, answer: &Value, uid: &str, request: Option<&Valu
         .and_then(|r| r["request"].get("object"))
         .cloned()
         .or_else(|| readable_object(raw))
+        // Invalid UTF-8 in a string the webhook does not read (a HelmRelease's values): it
+        // judges the rest, and its patch must apply to the object with that string replaced.
+        .or_else(|| readable_object(String::from_utf8_lossy(raw).as_bytes()))
         .unwrap_or_else(|| panic!("{endpoint}: a patch for a request without an object"));
     if let Err(e) = json_patch::patch(&mut object, &patch) {
         panic!("{endpoint}: the patch does not apply ({e}): {answer}");
