@@ -107,22 +107,10 @@ fn outputs(args: &AuditArgs) -> anyhow::Result<Vec<AuditOutput>> {
     } else {
         args.format.clone()
     };
-    let unnamed = outputs.iter().filter(|o| o.file.is_none()).count();
-    anyhow::ensure!(
-        unnamed <= 1,
-        "{unnamed} formats would all go to stdout: give each but one a file (`--format sarif=FILE`)"
-    );
-    for output in outputs.iter_mut().filter(|o| o.file.is_none()) {
-        output.file.clone_from(&args.output_file);
-    }
-    let mut files: Vec<&Path> = outputs.iter().filter_map(|o| o.file.as_deref()).collect();
-    files.sort();
-    let total = files.len();
-    files.dedup();
-    anyhow::ensure!(
-        files.len() == total,
-        "two formats are written to the same file: give each its own"
-    );
+    crate::route_to_files(
+        outputs.iter_mut().map(|o| &mut o.file).collect(),
+        args.output_file.as_deref(),
+    )?;
     Ok(outputs)
 }
 

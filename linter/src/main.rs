@@ -430,23 +430,36 @@ fn outputs(formats: &[Output], output_file: Option<&Path>) -> anyhow::Result<Vec
     } else {
         formats.to_vec()
     };
-    let unnamed = outputs.iter().filter(|o| o.file.is_none()).count();
+    route_to_files(
+        outputs.iter_mut().map(|o| &mut o.file).collect(),
+        output_file,
+    )?;
+    Ok(outputs)
+}
+
+/// The files of a run's reports (`None`: stdout), for `lint` and `audit` alike: at most one
+/// goes to stdout, and to `output_file` when one is given; no two share a file.
+fn route_to_files(
+    mut files: Vec<&mut Option<PathBuf>>,
+    output_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    let unnamed = files.iter().filter(|f| f.is_none()).count();
     anyhow::ensure!(
         unnamed <= 1,
         "{unnamed} formats would all go to stdout: give each but one a file (`--format sarif=FILE`)"
     );
-    for output in outputs.iter_mut().filter(|o| o.file.is_none()) {
-        output.file = output_file.map(Path::to_path_buf);
+    for file in files.iter_mut().filter(|f| f.is_none()) {
+        **file = output_file.map(Path::to_path_buf);
     }
-    let mut files: Vec<&Path> = outputs.iter().filter_map(|o| o.file.as_deref()).collect();
-    files.sort();
-    let total = files.len();
-    files.dedup();
+    let mut named: Vec<&Path> = files.iter().filter_map(|f| f.as_deref()).collect();
+    named.sort();
+    let total = named.len();
+    named.dedup();
     anyhow::ensure!(
-        files.len() == total,
+        named.len() == total,
         "two formats are written to the same file: give each its own"
     );
-    Ok(outputs)
+    Ok(())
 }
 
 /// Colour for a text report on stdout: always, never, or on a terminal unless `NO_COLOR`
