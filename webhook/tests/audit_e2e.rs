@@ -20,8 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::cluster::{
-    Kubectl, Webhook, base64, binaries_or_skip, find_kubectl, install_flux_crds, start_apiserver,
-    start_etcd, wait_until, write_kubeconfig,
+    Cluster, Webhook, base64, binaries_or_skip, find_kubectl, install_flux_crds, wait_until,
 };
 use common::{Pki, repo_root};
 use fluxfence::Policy;
@@ -96,23 +95,12 @@ async fn audit_reports_exactly_the_violations_and_its_reports_are_accepted() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let pki = Pki::new("fluxfence audit e2e CA");
-    let (mut etcd, etcd_url) = start_etcd(Path::new(&etcd), dir);
-    let (mut apiserver, port) = start_apiserver(Path::new(&apiserver), dir, &etcd_url, &pki);
-    let kubectl = Kubectl {
-        binary: kubectl,
-        kubeconfig: write_kubeconfig(dir, port, &pki),
-    };
-    wait_until(
-        &mut [&mut etcd, &mut apiserver],
-        Duration::from_secs(90),
-        "kube-apiserver /readyz",
-        || {
-            kubectl
-                .run(&["get", "--raw", "/readyz"], None)
-                .status
-                .success()
-        },
-    );
+    let Cluster {
+        etcd: _etcd,
+        apiserver: _apiserver,
+        kubectl,
+        port: _,
+    } = Cluster::start(Path::new(&etcd), Path::new(&apiserver), kubectl, dir, &pki);
     install_flux_crds(&kubectl);
     kubectl.ok(
         &["apply", "-f", &policy_report_crd().display().to_string()],
@@ -250,23 +238,12 @@ async fn the_webhook_with_the_cache_denies_a_missing_account_until_it_exists() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let pki = Pki::new("fluxfence cache e2e CA");
-    let (mut etcd, etcd_url) = start_etcd(Path::new(&etcd), dir);
-    let (mut apiserver, port) = start_apiserver(Path::new(&apiserver), dir, &etcd_url, &pki);
-    let kubectl = Kubectl {
-        binary: kubectl,
-        kubeconfig: write_kubeconfig(dir, port, &pki),
-    };
-    wait_until(
-        &mut [&mut etcd, &mut apiserver],
-        Duration::from_secs(90),
-        "kube-apiserver /readyz",
-        || {
-            kubectl
-                .run(&["get", "--raw", "/readyz"], None)
-                .status
-                .success()
-        },
-    );
+    let Cluster {
+        mut etcd,
+        mut apiserver,
+        kubectl,
+        port: _,
+    } = Cluster::start(Path::new(&etcd), Path::new(&apiserver), kubectl, dir, &pki);
     install_flux_crds(&kubectl);
     for namespace in ["team-b", "fluxfence-system"] {
         kubectl.ok(&["create", "namespace", namespace], None);

@@ -12,13 +12,10 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::Pki;
-use common::cluster::{
-    Kubectl, binaries_or_skip, find_kubectl, install_flux_crds, start_apiserver, start_etcd,
-    wait_until, write_kubeconfig,
-};
+use common::cluster::{Cluster, binaries_or_skip, find_kubectl, install_flux_crds};
 use fluxfence::Policy;
 use fluxfence::audit::cluster::{self, Scope};
 use fluxfence::output::{self, Format};
@@ -49,23 +46,12 @@ async fn audit_of_ten_thousand_live_objects() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let pki = Pki::new("fluxfence audit benchmark CA");
-    let (mut etcd, etcd_url) = start_etcd(Path::new(&etcd), dir);
-    let (mut apiserver, port) = start_apiserver(Path::new(&apiserver), dir, &etcd_url, &pki);
-    let kubectl = Kubectl {
-        binary: kubectl,
-        kubeconfig: write_kubeconfig(dir, port, &pki),
-    };
-    wait_until(
-        &mut [&mut etcd, &mut apiserver],
-        Duration::from_secs(90),
-        "kube-apiserver /readyz",
-        || {
-            kubectl
-                .run(&["get", "--raw", "/readyz"], None)
-                .status
-                .success()
-        },
-    );
+    let Cluster {
+        etcd: _etcd,
+        apiserver: _apiserver,
+        kubectl,
+        port: _,
+    } = Cluster::start(Path::new(&etcd), Path::new(&apiserver), kubectl, dir, &pki);
     install_flux_crds(&kubectl);
     for n in 0..NAMESPACES {
         kubectl.ok(&["create", "namespace", &format!("tenant-{n:02}")], None);

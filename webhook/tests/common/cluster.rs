@@ -302,6 +302,49 @@ pub fn start_apiserver_with(
     )
 }
 
+/// etcd and kube-apiserver on loopback in `dir`, with a kubectl for them, once the API server
+/// answers `/readyz`.
+pub struct Cluster {
+    pub etcd: Process,
+    pub apiserver: Process,
+    pub kubectl: Kubectl,
+    pub port: u16,
+}
+
+impl Cluster {
+    pub fn start(
+        etcd: &Path,
+        apiserver: &Path,
+        kubectl: PathBuf,
+        dir: &Path,
+        pki: &Pki,
+    ) -> Cluster {
+        let (mut etcd, etcd_url) = start_etcd(etcd, dir);
+        let (mut apiserver, port) = start_apiserver(apiserver, dir, &etcd_url, pki);
+        let kubectl = Kubectl {
+            binary: kubectl,
+            kubeconfig: write_kubeconfig(dir, port, pki),
+        };
+        wait_until(
+            &mut [&mut etcd, &mut apiserver],
+            Duration::from_secs(90),
+            "kube-apiserver /readyz",
+            || {
+                kubectl
+                    .run(&["get", "--raw", "/readyz"], None)
+                    .status
+                    .success()
+            },
+        );
+        Cluster {
+            etcd,
+            apiserver,
+            kubectl,
+            port,
+        }
+    }
+}
+
 pub fn write_kubeconfig(dir: &Path, port: u16, pki: &Pki) -> PathBuf {
     let ca = dir.join("ca.crt");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
