@@ -112,6 +112,7 @@ async fn start_webhook(client: &Client, dir: &std::path::Path) -> tokio::sync::o
             max_body_bytes: 3 * 1024 * 1024,
             reload_interval_seconds: 10,
             log_format: LogFormat::Text,
+            trusted_publishers: Vec::new(),
             limits: Limits::default(),
             shutdown: Shutdown {
                 drain_seconds: 0,

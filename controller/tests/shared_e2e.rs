@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, Process, binaries};
+use common::cluster::{CONTROLLER_USER, Cluster, Process, binaries};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
@@ -107,11 +107,13 @@ fn external_artifacts(client: &Client, namespace: &str) -> Api<DynamicObject> {
 }
 
 /// The webhook under `policy`, serving on loopback with a throwaway CA, registered for
-/// HelmReleases as both a mutating and a validating webhook.
+/// HelmReleases and HelmRepositories as both a mutating and a validating webhook, trusting
+/// the copies of shared sources that `trusted_publishers` write.
 async fn start_webhook(
     client: &Client,
     dir: &Path,
     policy: &Path,
+    trusted_publishers: &[&str],
 ) -> tokio::sync::oneshot::Sender<()> {
     use fluxfence_webhook::config::{Config, Limits, LogFormat, Shutdown};
     use fluxfence_webhook::metrics::Metrics;
@@ -143,6 +145,7 @@ async fn start_webhook(
             max_body_bytes: 3 * 1024 * 1024,
             reload_interval_seconds: 10,
             log_format: LogFormat::Text,
+            trusted_publishers: trusted_publishers.iter().map(|u| (*u).to_owned()).collect(),
             limits: Limits::default(),
             shutdown: Shutdown {
                 drain_seconds: 0,
@@ -184,6 +187,8 @@ async fn start_webhook(
                 "rules": [
                     { "apiGroups": ["helm.toolkit.fluxcd.io"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
                       "resources": ["helmreleases"], "scope": "Namespaced" },
+                    { "apiGroups": ["source.toolkit.fluxcd.io"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+                      "resources": ["helmrepositories"], "scope": "Namespaced" },
                 ],
                 "failurePolicy": "Fail",
                 "sideEffects": "None",
@@ -256,7 +261,7 @@ async fn a_shared_oci_repository_reaches_a_tenant_as_an_external_artifact() {
     }
     let policy = cluster.dir.path().join("policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();
-    let _stop_webhook = start_webhook(&client, cluster.dir.path(), &policy).await;
+    let _stop_webhook = start_webhook(&client, cluster.dir.path(), &policy, &[]).await;
 
     // A tenant the entry does not name is denied, and the message names the entry. The first
     // such denial also says the registration took effect.
@@ -385,6 +390,152 @@ async fn a_shared_oci_repository_reaches_a_tenant_as_an_external_artifact() {
             .is_none()
             .then_some(())
     });
+    for process in processes.iter_mut() {
+        process.check_alive();
+    }
+}
+
+/// team-a may pull only from its own repositories; the platform shares its chart repository.
+const COPY_POLICY: &str = "enforce: true
+configNamespace: cluster-config
+defaultServiceAccount:
+  name: flux-applier
+  namespaces: [cluster-config, team-a]
+exemptNamespaces: [flux-system]
+tenants:
+  - {name: team-a, namespaces: [team-a], sourceUrls: ['https://github.com/example-org/team-a-*']}
+sharedSources:
+  - {kind: HelmRepository, namespace: flux-system, name: bitnami, tenants: [team-a]}
+";
+
+const BITNAMI: &str = "https://charts.bitnami.com/bitnami";
+
+fn helm_repositories(client: &Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &resource(
+            "source.toolkit.fluxcd.io",
+            "v1",
+            "HelmRepository",
+            "helmrepositories",
+        ),
+    )
+}
+
+/// A HelmRepository in `namespace` labelled as the published copy of `flux-system/bitnami`.
+fn labelled_copy(namespace: &str) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "HelmRepository",
+        "metadata": {
+            "name": "flux-system.bitnami",
+            "namespace": namespace,
+            "labels": {
+                "fluxfence.dev/shared-source": "flux-system.bitnami",
+                "fluxfence.dev/shared-source-kind": "HelmRepository",
+            },
+        },
+        "spec": { "interval": "1h", "url": BITNAMI },
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_helm_repository_reaches_a_tenant_as_a_copy_the_webhook_admits() {
+    let Some((apiserver, etcd)) = binaries() else {
+        println!("skipped: no KUBE_APISERVER");
+        return;
+    };
+    let mut cluster = Cluster::start(&apiserver, &etcd).await;
+    cluster.install_crds().await;
+    let client = cluster.client.clone();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for name in ["cluster-config", "flux-system", "team-a"] {
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let policy = cluster.dir.path().join("policy.yaml");
+    std::fs::write(&policy, COPY_POLICY).unwrap();
+    let _stop_webhook =
+        start_webhook(&client, cluster.dir.path(), &policy, &[CONTROLLER_USER]).await;
+
+    // The labels are anybody's to write: the same copy from the tests' own user is team-a's
+    // HelmRepository, outside its sourceUrls. The first denial also says the registration
+    // took effect.
+    let mut processes: Vec<Process> = Vec::new();
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let refusal = wait_for!("the webhook to refuse a copy the tests write", processes, {
+        match helm_repositories(&client, "team-a")
+            .create(&dry_run, &labelled_copy("team-a"))
+            .await
+        {
+            Err(kube::Error::Api(status)) if status.message.contains("FF140") => {
+                Some(status.message.clone())
+            }
+            _ => None,
+        }
+    });
+    assert!(refusal.contains("sourceUrls"), "{refusal}");
+
+    // The platform's chart repository (exempt namespace: its URL is the platform's choice).
+    helm_repositories(&client, "flux-system")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "source.toolkit.fluxcd.io/v1",
+                "kind": "HelmRepository",
+                "metadata": { "name": "bitnami", "namespace": "flux-system" },
+                "spec": { "interval": "1h", "url": BITNAMI },
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let (controller, _) = cluster.start_controller(&[&format!("--policy={}", policy.display())]);
+    processes.push(controller);
+
+    // team-a's HelmRelease is admitted with its chart's source rewritten to the copy.
+    let release: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "helm.toolkit.fluxcd.io/v2",
+        "kind": "HelmRelease",
+        "metadata": { "name": "redis", "namespace": "team-a" },
+        "spec": {
+            "interval": "10m",
+            "chart": { "spec": { "chart": "redis",
+                "sourceRef": { "kind": "HelmRepository", "name": "bitnami", "namespace": "flux-system" } } },
+        },
+    }))
+    .unwrap();
+    let created = helm_releases(&client, "team-a")
+        .create(&PostParams::default(), &release)
+        .await
+        .unwrap();
+    assert_eq!(
+        created.data["spec"]["chart"]["spec"]["sourceRef"],
+        json!({ "kind": "HelmRepository", "name": "flux-system.bitnami", "namespace": "team-a" })
+    );
+
+    // The controller's copy passes the same webhook: its URL is the shared source's.
+    let copies = helm_repositories(&client, "team-a");
+    let copy = wait_for!("HelmRepository team-a/flux-system.bitnami", processes, {
+        copies.get_opt("flux-system.bitnami").await.unwrap()
+    });
+    assert_eq!(copy.data["spec"]["url"], BITNAMI);
+    assert_eq!(
+        copy.labels()
+            .get("fluxfence.dev/shared-source")
+            .map(String::as_str),
+        Some("flux-system.bitnami")
+    );
     for process in processes.iter_mut() {
         process.check_alive();
     }

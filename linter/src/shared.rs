@@ -19,6 +19,7 @@
 //! - Anything else (ImageUpdateAutomation `spec.sourceRef`, which pushes with the source's
 //!   credentials; ImagePolicy) is never published: FF101 flags it as for any other source.
 
+use crate::model::FluxObject;
 use crate::policy::{Policy, SharedSource};
 
 /// The kind of the published object for references Flux resolves through an artifact.
@@ -28,6 +29,29 @@ pub const SOURCE_API_VERSION: &str = "source.toolkit.fluxcd.io/v1";
 /// Source kinds a policy may share.
 pub const SHAREABLE_KINDS: [&str; 4] =
     ["GitRepository", "OCIRepository", "Bucket", "HelmRepository"];
+
+/// On every published object: its published name, `<source namespace>.<source name>`.
+pub const SHARED_SOURCE_LABEL: &str = "fluxfence.dev/shared-source";
+/// On every published object: the shared source's kind.
+pub const SHARED_SOURCE_KIND_LABEL: &str = "fluxfence.dev/shared-source-kind";
+
+/// The fields that say where a source object downloads from (FF140's URL fields of the
+/// shareable kinds, and what picks a Bucket endpoint's scheme). A copy reaches the place its
+/// source reaches when each of these is the same in both.
+pub const LOCATION_POINTERS: [&str; 4] = [
+    "/spec/url",
+    "/spec/endpoint",
+    "/spec/sts/endpoint",
+    "/spec/insecure",
+];
+
+/// Whether `copy` downloads from where `source` does (both JSON objects of the same kind).
+pub fn same_location(copy: &serde_json::Value, source: &serde_json::Value) -> bool {
+    copy.get("kind") == source.get("kind")
+        && LOCATION_POINTERS
+            .iter()
+            .all(|pointer| copy.pointer(pointer) == source.pointer(pointer))
+}
 
 /// How a shared source reaches a tenant namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -176,6 +200,35 @@ impl Policy {
                 published: published(source, form),
             },
             None => Sharing::NoForm { entry, source },
+        })
+    }
+
+    /// The entry whose copy `object` says it is, in `namespace`: it carries the published-copy
+    /// labels and name of a shared source of its own kind, and the entry shares that source
+    /// with `namespace`. This is the object's word only: whoever may write the object may write
+    /// its labels. Trust it only knowing who wrote it (the webhook: the request's user) or
+    /// having compared it with the source ([`same_location`], the audit).
+    pub fn claimed_copy(
+        &self,
+        object: &FluxObject,
+        namespace: &str,
+    ) -> Option<(usize, &SharedSource)> {
+        let label = |key: &str| {
+            object
+                .root
+                .path(&["metadata", "labels", key])
+                .and_then(crate::yaml::Node::as_str)
+        };
+        let kind = object.kind.as_str();
+        if label(SHARED_SOURCE_KIND_LABEL) != Some(kind)
+            || label(SHARED_SOURCE_LABEL) != Some(object.name.as_str())
+        {
+            return None;
+        }
+        self.shared_sources.iter().enumerate().find(|(_, s)| {
+            s.kind == kind
+                && published_name(&s.namespace, &s.name) == object.name
+                && self.shares_with(s, namespace)
         })
     }
 

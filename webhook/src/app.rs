@@ -128,12 +128,16 @@ async fn admit(state: &AppState, endpoint: Endpoint, body: Body) -> Response {
         .service_accounts
         .as_deref()
         .map(|cache| cache as &dyn ServiceAccounts);
-    let outcome = review::review_with_accounts(
+    let cluster = review::ClusterView {
+        accounts,
+        trusted_publishers: &state.trusted_publishers,
+    };
+    let outcome = review::review_with(
         endpoint,
         &request,
         &policy,
         state.own_namespace.as_deref(),
-        accounts,
+        cluster,
     );
     if outcome.verdict == review::Verdict::Error {
         state.metrics.error(endpoint, ErrorReason::Engine);

@@ -52,6 +52,17 @@ pub struct Config {
     )]
     pub reload_interval_seconds: u64,
 
+    /// A user (`system:serviceaccount:NAMESPACE:NAME`) whose copies of shared sources are
+    /// fluxfence-controller's: a copy it writes into a namespace the policy shares the source
+    /// with is not judged by FF140 (its URL is the shared source's). Repeat, or separate with
+    /// commas; none by default.
+    #[arg(
+        long = "trusted-publisher",
+        env = "FLUXFENCE_TRUSTED_PUBLISHERS",
+        value_delimiter = ','
+    )]
+    pub trusted_publishers: Vec<String>,
+
     /// Log format (level from RUST_LOG, default info).
     #[arg(long, env = "FLUXFENCE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,

@@ -118,25 +118,49 @@ impl Outcome {
     }
 }
 
-/// Judges one admission request, trusting an explicit service account the policy says nothing
-/// about to exist (no ServiceAccount cache).
+/// What the webhook knows of the cluster besides the request.
+#[derive(Clone, Copy, Default)]
+pub struct ClusterView<'a> {
+    /// The ServiceAccount cache, when on: FF111 checks the account an object is applied as
+    /// against the ones that exist in its namespace. Without it, an explicit service account
+    /// the policy says nothing about is trusted to exist.
+    pub accounts: Option<&'a dyn ServiceAccounts>,
+    /// The users (`system:serviceaccount:NS:NAME`) whose copies of shared sources are
+    /// fluxfence-controller's (`--trusted-publisher`): their URLs are the platform's to choose.
+    pub trusted_publishers: &'a [String],
+}
+
+/// What every judgement of one review shares.
+struct Judging<'a> {
+    accounts: Option<&'a dyn ServiceAccounts>,
+    /// `(namespace, name)` of the object when it is a copy a trusted publisher writes.
+    vouched_copies: HashSet<(String, String)>,
+}
+
+/// Judges one admission request knowing nothing of the cluster (no ServiceAccount cache, no
+/// trusted publisher).
 pub fn review(
     endpoint: Endpoint,
     request: &AdmissionRequest<DynamicObject>,
     policy: &Policy,
     own_namespace: Option<&str>,
 ) -> Outcome {
-    review_with_accounts(endpoint, request, policy, own_namespace, None)
+    review_with(
+        endpoint,
+        request,
+        policy,
+        own_namespace,
+        ClusterView::default(),
+    )
 }
 
-/// Judges one admission request; with `accounts` (the ServiceAccount cache), FF111 checks the
-/// account the object is applied as against the ones that exist in its namespace.
-pub fn review_with_accounts(
+/// Judges one admission request with what the webhook knows of the cluster.
+pub fn review_with(
     endpoint: Endpoint,
     request: &AdmissionRequest<DynamicObject>,
     policy: &Policy,
     own_namespace: Option<&str>,
-    accounts: Option<&dyn ServiceAccounts>,
+    cluster: ClusterView,
 ) -> Outcome {
     let response = AdmissionResponse::from(request);
     if let Some(why) = never_blocked(request, own_namespace) {
@@ -165,10 +189,14 @@ pub fn review_with_accounts(
     // An exempt namespace is still judged: the engine skips there only the rules the
     // exemption covers (cross-namespace references are refused by Flux in every namespace).
 
-    let findings = judge(&object, namespace, policy, accounts);
+    let judging = Judging {
+        accounts: cluster.accounts,
+        vouched_copies: vouched_copy(request, &object, namespace, policy, &cluster),
+    };
+    let findings = judge(&object, namespace, policy, &judging);
     match endpoint {
         Endpoint::Validate => {
-            if ratchets(request, namespace, policy, accounts, &findings) {
+            if ratchets(request, namespace, policy, &judging, &findings) {
                 return ratcheted(response, &object, &findings);
             }
             validate(response, &object, namespace, policy, &findings)
@@ -177,15 +205,32 @@ pub fn review_with_accounts(
     }
 }
 
-/// The engine's findings for `object` in `namespace`. With the ServiceAccount cache, the
-/// account the object is applied as is looked up in its namespace: the rule then knows it
-/// exists or that it does not.
-fn judge(
+/// The object's `(namespace, name)` when a trusted publisher writes it and it is labelled as
+/// the copy of a source the policy shares with its namespace; nothing otherwise.
+fn vouched_copy(
+    request: &AdmissionRequest<DynamicObject>,
     object: &FluxObject,
     namespace: &str,
     policy: &Policy,
-    accounts: Option<&dyn ServiceAccounts>,
-) -> Vec<Finding> {
+    cluster: &ClusterView,
+) -> HashSet<(String, String)> {
+    let by_trusted = request
+        .user_info
+        .username
+        .as_ref()
+        .is_some_and(|user| cluster.trusted_publishers.contains(user));
+    if by_trusted && policy.claimed_copy(object, namespace).is_some() {
+        HashSet::from([(namespace.to_owned(), object.name.clone())])
+    } else {
+        HashSet::new()
+    }
+}
+
+/// The engine's findings for `object` in `namespace`. With the ServiceAccount cache, the
+/// account the object is applied as is looked up in its namespace: the rule then knows it
+/// exists or that it does not.
+fn judge(object: &FluxObject, namespace: &str, policy: &Policy, judging: &Judging) -> Vec<Finding> {
+    let accounts = judging.accounts;
     let listed: HashSet<(String, String)> = accounts
         .and_then(|accounts| {
             let name = impersonated_account(object, policy)?;
@@ -207,6 +252,7 @@ fn judge(
             trust_explicit_service_accounts: accounts.is_none(),
             service_accounts_listed: accounts.is_some(),
             values_are_final: true,
+            vouched_copies: &judging.vouched_copies,
         },
     )
 }
@@ -235,7 +281,7 @@ fn ratchets(
     request: &AdmissionRequest<DynamicObject>,
     namespace: &str,
     policy: &Policy,
-    accounts: Option<&dyn ServiceAccounts>,
+    judging: &Judging,
     findings: &[Finding],
 ) -> bool {
     if request.operation != Operation::Update
@@ -249,7 +295,7 @@ fn ratchets(
     else {
         return false;
     };
-    let old_findings = judge(&old_object, namespace, policy, accounts);
+    let old_findings = judge(&old_object, namespace, policy, judging);
     let before = deny_keys(&old_findings);
     let mut new: Vec<ViolationKey> = deny_keys(findings);
     new.retain(|v| !before.contains(v));
@@ -258,7 +304,7 @@ fn ratchets(
     }
     // The rest may be the old object's, as the mutating webhook would leave it: a default
     // account it wrote in during this update changes no violation. Judged only when needed.
-    let mutated = as_mutated(&old_json, namespace, policy, accounts, &old_findings);
+    let mutated = as_mutated(&old_json, namespace, policy, judging, &old_findings);
     new.iter().all(|v| mutated.contains(v))
 }
 
@@ -306,7 +352,7 @@ fn as_mutated(
     json: &Value,
     namespace: &str,
     policy: &Policy,
-    accounts: Option<&dyn ServiceAccounts>,
+    judging: &Judging,
     findings: &[Finding],
 ) -> Vec<ViolationKey> {
     let mut ops = Vec::new();
@@ -325,7 +371,7 @@ fn as_mutated(
         .ok()
         .and_then(|()| fluxfence::yaml::Node::from_json(&fixed).ok())
         .and_then(FluxObject::from_node)
-        .map(|fixed| deny_keys(&judge(&fixed, namespace, policy, accounts)))
+        .map(|fixed| deny_keys(&judge(&fixed, namespace, policy, judging)))
         .unwrap_or_default()
 }
 

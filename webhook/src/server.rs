@@ -93,7 +93,8 @@ impl Server {
                 config.max_body_bytes,
             )
             .with_body_read_timeout(Duration::from_secs(config.limits.body_read_timeout_seconds))
-            .with_service_accounts(service_accounts),
+            .with_service_accounts(service_accounts)
+            .with_trusted_publishers(trusted_publishers(&config.trusted_publishers)),
         );
         state.set_ready();
         let listener = TcpListener::bind(config.listen)
@@ -174,6 +175,20 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// `--trusted-publisher` without empty entries (an empty variable is no user), logged so that
+/// whoever reads the log knows whose copies skip FF140.
+fn trusted_publishers(users: &[String]) -> Vec<String> {
+    let users: Vec<String> = users
+        .iter()
+        .map(|user| user.trim().to_owned())
+        .filter(|user| !user.is_empty())
+        .collect();
+    if !users.is_empty() {
+        tracing::info!(users = ?users, "copies of shared sources written by these users are the controller's");
+    }
+    users
 }
 
 /// `--max-connections`, lowered to what the open-file limit leaves room for: a process out of

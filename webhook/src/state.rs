@@ -23,6 +23,8 @@ pub struct AppState {
     draining: AtomicBool,
     /// The live ServiceAccounts FF111 checks, when the cache is on.
     pub service_accounts: Option<Arc<ServiceAccountCache>>,
+    /// Users whose copies of shared sources are fluxfence-controller's.
+    pub trusted_publishers: Vec<String>,
 }
 
 impl AppState {
@@ -41,7 +43,13 @@ impl AppState {
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             service_accounts: None,
+            trusted_publishers: Vec::new(),
         }
+    }
+
+    pub fn with_trusted_publishers(mut self, users: Vec<String>) -> AppState {
+        self.trusted_publishers = users;
+        self
     }
 
     pub fn with_service_accounts(mut self, cache: Option<Arc<ServiceAccountCache>>) -> AppState {

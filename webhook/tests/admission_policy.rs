@@ -72,6 +72,7 @@ fn engine_findings(object: &FluxObject, namespace: &str, policy: &Policy) -> Vec
             trust_explicit_service_accounts: true,
             values_are_final: true,
             service_accounts_listed: false,
+            vouched_copies: &HashSet::new(),
         },
     )
 }

@@ -40,6 +40,7 @@ fn config(tls_dir: &Path, limits: Limits, shutdown: Shutdown) -> Config {
         max_body_bytes: 4096,
         reload_interval_seconds: 10,
         log_format: LogFormat::Text,
+        trusted_publishers: Vec::new(),
         limits,
         shutdown,
     }

@@ -880,6 +880,82 @@ async fn a_kustomization_of_a_shared_repository_is_rewritten_to_an_external_arti
     );
 }
 
+/// The user fluxfence-controller runs as in the chart's default install.
+const CONTROLLER: &str = "system:serviceaccount:fluxfence-system:fluxfence-controller";
+
+/// fluxfence-controller's copy of `flux-system/bitnami` (per-tenant.yaml shares it with every
+/// tenant) in `namespace`, written by `user`.
+fn published_copy(namespace: &str, user: &str, url: &str) -> Value {
+    let object = json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "HelmRepository",
+        "metadata": {
+            "name": "flux-system.bitnami",
+            "namespace": namespace,
+            "labels": {
+                "fluxfence.dev/shared-source": "flux-system.bitnami",
+                "fluxfence.dev/shared-source-kind": "HelmRepository",
+            },
+        },
+        "spec": {"interval": "1h", "url": url},
+    });
+    let mut review = review_of(
+        object,
+        "source.toolkit.fluxcd.io",
+        "v1",
+        "helmrepositories",
+        "uid-copy",
+    );
+    review["request"]["namespace"] = json!(namespace);
+    review["request"]["name"] = json!("flux-system.bitnami");
+    review["request"]["userInfo"]["username"] = json!(user);
+    review
+}
+
+#[tokio::test]
+async fn the_controllers_copy_of_a_shared_source_is_not_held_to_the_tenants_urls() {
+    let state = AppState::new(
+        per_tenant(),
+        Arc::new(Metrics::new()),
+        Some(OWN_NAMESPACE.to_owned()),
+        MAX_BODY,
+    )
+    .with_trusted_publishers(vec![CONTROLLER.to_owned()]);
+    let app = router(Arc::new(state));
+    let bitnami = "https://charts.bitnami.com/bitnami";
+    // team-a's sourceUrls do not list the chart repository; the platform shares it.
+    assert_eq!(
+        verdict(&app, &published_copy("team-a", CONTROLLER, bitnami)).await,
+        (true, vec![])
+    );
+    // The same object written by anybody else is the tenant's own HelmRepository.
+    let forged = respond(
+        &app,
+        "/validate",
+        &published_copy("team-a", "alice", bitnami),
+    )
+    .await;
+    assert_eq!(forged["allowed"], false, "{forged}");
+    assert!(message(&forged).contains("FF140"), "{forged}");
+    // The controller's identity vouches only for a copy of a source shared with the namespace.
+    let mut elsewhere = published_copy("team-a", CONTROLLER, bitnami);
+    elsewhere["request"]["object"]["metadata"]["labels"]["fluxfence.dev/shared-source"] =
+        json!("flux-system.other");
+    let response = respond(&app, "/validate", &elsewhere).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(message(&response).contains("FF140"), "{response}");
+
+    // Without a trusted publisher (the default), the controller's copy is judged like any other.
+    let untrusting = app_with(per_tenant(), Some(OWN_NAMESPACE), MAX_BODY);
+    let response = respond(
+        &untrusting,
+        "/validate",
+        &published_copy("team-a", CONTROLLER, bitnami),
+    )
+    .await;
+    assert_eq!(response["allowed"], false, "{response}");
+}
+
 #[tokio::test]
 async fn objects_that_are_not_flux_kinds_are_allowed() {
     let app = app();

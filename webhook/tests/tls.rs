@@ -28,6 +28,7 @@ fn config(tls_dir: &Path, policy: Option<PathBuf>, client_ca: Option<PathBuf>) -
         max_body_bytes: 3 * 1024 * 1024,
         reload_interval_seconds: 1,
         log_format: LogFormat::Text,
+        trusted_publishers: Vec::new(),
         limits: Limits::default(),
         shutdown: Shutdown {
             drain_seconds: 0,

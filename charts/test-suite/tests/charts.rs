@@ -1027,6 +1027,38 @@ fn a_changed_policy_rolls_the_controller() {
 }
 
 #[test]
+fn the_webhook_trusts_the_controllers_copies_only_in_the_companion_chart() {
+    let Some(helm) = helm() else { return };
+    let companion = helm.companion_chart();
+    let docs = helm
+        .template(&companion.chart, "flux", FLUX_NS, "", &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let publisher = |docs: &[Value]| -> Vec<String> {
+        of_kind(docs, "Deployment")
+            .into_iter()
+            .flat_map(args)
+            .filter(|a| a.starts_with("--trusted-publisher="))
+            .collect()
+    };
+    // The user the controller's pods run as: its ServiceAccount in the release namespace.
+    let controller = object(&docs, "Deployment", "fluxfence-controller");
+    assert_eq!(
+        controller["spec"]["template"]["spec"]["serviceAccountName"],
+        "fluxfence-controller"
+    );
+    assert_eq!(
+        publisher(&docs),
+        [format!(
+            "--trusted-publisher=system:serviceaccount:{FLUX_NS}:fluxfence-controller"
+        )]
+    );
+    let alone = helm
+        .template(&chart_dir("fluxfence"), "fluxfence", NS, "", &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(publisher(&alone).is_empty());
+}
+
+#[test]
 fn enforce_false_removes_every_lockdown_flag() {
     let Some(helm) = helm() else { return };
     let companion = helm.companion_chart();

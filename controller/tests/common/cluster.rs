@@ -14,6 +14,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub const TOKEN: &str = "fluxfence-controller-e2e-admin-token";
+/// The controller binary authenticates as its own user (as in a cluster, where it is its
+/// ServiceAccount), so that a webhook can tell its writes from the tests'.
+pub const CONTROLLER_USER: &str = "fluxfence-controller";
+const CONTROLLER_TOKEN: &str = "fluxfence-controller-e2e-controller-token";
 
 /// `(KUBE_APISERVER, ETCD)` when both name binaries.
 pub fn binaries() -> Option<(PathBuf, PathBuf)> {
@@ -85,7 +89,8 @@ pub fn tail(log: &Path) -> String {
 
 pub struct Cluster {
     pub dir: tempfile::TempDir,
-    pub kubeconfig: PathBuf,
+    /// The kubeconfig the controller binary runs with (as `CONTROLLER_USER`).
+    pub controller_kubeconfig: PathBuf,
     pub client: Client,
     // Dropped in reverse order of start: the API server before etcd.
     pub apiserver: Process,
@@ -119,7 +124,14 @@ impl Cluster {
         let sa_key = root.join("sa.key");
         std::fs::write(&sa_key, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
         let tokens = root.join("tokens.csv");
-        std::fs::write(&tokens, format!("{TOKEN},admin,admin,\"system:masters\"\n")).unwrap();
+        std::fs::write(
+            &tokens,
+            format!(
+                "{TOKEN},admin,admin,\"system:masters\"\n\
+                 {CONTROLLER_TOKEN},{CONTROLLER_USER},{CONTROLLER_USER},\"system:masters\"\n"
+            ),
+        )
+        .unwrap();
         let apiserver = Process::spawn(
             "kube-apiserver",
             Command::new(apiserver)
@@ -159,6 +171,10 @@ impl Cluster {
             "current-context": "e2e",
         });
         std::fs::write(&kubeconfig, config.to_string()).unwrap();
+        let mut controller_config = config.clone();
+        controller_config["users"][0]["user"]["token"] = json!(CONTROLLER_TOKEN);
+        let controller_kubeconfig = root.join("controller.kubeconfig");
+        std::fs::write(&controller_kubeconfig, controller_config.to_string()).unwrap();
         let options = KubeConfigOptions::default();
         let parsed = Kubeconfig::read_from(&kubeconfig).unwrap();
         let client_config = Config::from_custom_kubeconfig(parsed, &options)
@@ -167,7 +183,7 @@ impl Cluster {
         let client = Client::try_from(client_config).unwrap();
         let mut cluster = Cluster {
             dir,
-            kubeconfig,
+            controller_kubeconfig,
             client,
             apiserver,
             etcd,
@@ -251,7 +267,7 @@ impl Cluster {
                 .arg(format!("--http-addr=127.0.0.1:{port}"))
                 .arg("--log-format=text")
                 .args(extra)
-                .env("KUBECONFIG", &self.kubeconfig)
+                .env("KUBECONFIG", &self.controller_kubeconfig)
                 .env("RUST_LOG", "info"),
             self.dir.path().join(format!("controller-{port}.log")),
         );

@@ -25,6 +25,7 @@ use crate::lint::{Report, locate};
 use crate::model::NamespaceOrigin;
 use crate::policy::Policy;
 use crate::rules::{self, Context, Subject};
+use crate::shared;
 
 /// What the audit read from a cluster.
 #[derive(Debug, Default)]
@@ -97,6 +98,52 @@ pub fn flux_consequence(code: &str) -> Option<&'static str> {
     }
 }
 
+/// `(namespace, name)` of the objects labelled as published copies of a shared source that
+/// download from where that source does, the source being among `objects` (sorted by
+/// namespace, kind and name). Anyone may write the labels; only the same location makes the
+/// object reach no more than the platform shares.
+fn vouched_copies(
+    objects: &[(String, String, String, Value)],
+    policy: &Policy,
+) -> HashSet<(String, String)> {
+    let label = |object: &Value, key: &str| {
+        object
+            .pointer("/metadata/labels")
+            .and_then(|labels| labels.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let mut out = HashSet::new();
+    for (namespace, kind, name, object) in objects {
+        if label(object, shared::SHARED_SOURCE_LABEL).as_ref() != Some(name)
+            || label(object, shared::SHARED_SOURCE_KIND_LABEL).as_ref() != Some(kind)
+        {
+            continue;
+        }
+        let Some(entry) = policy
+            .shared_sources
+            .iter()
+            .find(|s| &s.kind == kind && &shared::published_name(&s.namespace, &s.name) == name)
+        else {
+            continue;
+        };
+        let source = objects
+            .binary_search_by(|(ns, k, n, _)| {
+                (ns.as_str(), k.as_str(), n.as_str()).cmp(&(
+                    entry.namespace.as_str(),
+                    kind.as_str(),
+                    entry.name.as_str(),
+                ))
+            })
+            .ok()
+            .map(|i| &objects[i].3);
+        if source.is_some_and(|source| shared::same_location(object, source)) {
+            out.insert((namespace.clone(), name.clone()));
+        }
+    }
+    out
+}
+
 /// Judges every Flux object of `snapshot` in its own namespace. `reports` says which rule
 /// codes are reported (`--select`/`--ignore`); every rule runs.
 pub fn judge(snapshot: Snapshot, policy: &Policy, reports: &dyn Fn(&str) -> bool) -> Audit {
@@ -124,6 +171,7 @@ pub fn judge(snapshot: Snapshot, policy: &Policy, reports: &dyn Fn(&str) -> bool
         })
         .collect();
     objects.sort_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
+    let vouched_copies = vouched_copies(&objects, policy);
     let sources: Vec<Source> = objects
         .iter()
         .map(|(namespace, kind, name, object)| {
@@ -153,6 +201,7 @@ pub fn judge(snapshot: Snapshot, policy: &Policy, reports: &dyn Fn(&str) -> bool
         service_accounts_listed: true,
         // What the API server holds is what Flux applies: substitution happened before.
         values_are_final: true,
+        vouched_copies: &vouched_copies,
     };
     let mut diagnostics = Vec::new();
     let mut audited = Vec::new();
@@ -366,6 +415,64 @@ mod tests {
         assert_eq!(line.trim(), "namespace: flux-system", "{}", file.text);
         assert!(!file.text.contains("managedFields"));
         assert_eq!(audit.report.exit_code(), 1);
+    }
+
+    fn helm_repository(namespace: &str, name: &str, url: &str, copy_of: Option<&str>) -> Value {
+        let mut object = json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "HelmRepository",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"interval": "1h", "url": url}
+        });
+        if let Some(published) = copy_of {
+            object["metadata"]["labels"] = json!({
+                shared::SHARED_SOURCE_LABEL: published,
+                shared::SHARED_SOURCE_KIND_LABEL: "HelmRepository",
+            });
+        }
+        object
+    }
+
+    #[test]
+    fn a_copy_of_a_shared_source_reaching_where_the_source_does_is_not_held_to_tenant_urls() {
+        let policy = Policy::parse(
+            "tenants:\n  - {name: team-a, namespaces: [team-a], sourceUrls: [https://github.com/org/team-a]}\n\
+             sharedSources:\n  - {kind: HelmRepository, namespace: flux-system, name: bitnami}\n",
+            "p.yaml",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let bitnami = "https://charts.bitnami.com/bitnami";
+        let copy = "flux-system.bitnami";
+        let ff140 = |objects: Vec<Value>| -> Vec<String> {
+            let audit = judge(snapshot(objects, &[]), &policy, &|code| code == "FF140");
+            audit
+                .objects
+                .iter()
+                .filter(|o| o.breaks.contains(&"FF140") || o.denied.contains(&"FF140"))
+                .map(Audited::label)
+                .collect()
+        };
+        let source = helm_repository("flux-system", "bitnami", bitnami, None);
+        assert_eq!(
+            ff140(vec![
+                source.clone(),
+                helm_repository("team-a", copy, bitnami, Some(copy)),
+            ]),
+            Vec::<String>::new()
+        );
+        // The labels do not make a tenant's own repository the platform's.
+        assert_eq!(
+            ff140(vec![
+                source.clone(),
+                helm_repository("team-a", copy, "https://evil.example/charts", Some(copy)),
+            ]),
+            ["HelmRepository team-a/flux-system.bitnami"]
+        );
+        // Nor does a source the audit did not see.
+        assert_eq!(
+            ff140(vec![helm_repository("team-a", copy, bitnami, Some(copy))]),
+            ["HelmRepository team-a/flux-system.bitnami"]
+        );
     }
 
     #[test]

@@ -165,6 +165,7 @@ fn plan_rule_fixes(
         trust_explicit_service_accounts: true,
         values_are_final: false,
         service_accounts_listed: false,
+        vouched_copies: &empty,
     };
     let version_meta = rules::ff002_removed_api_version::meta();
     let version_severity = policy.severity(version_meta.code, version_meta.default_severity);
@@ -696,12 +697,14 @@ fn move_group_edits(
 /// Namespaces where some Flux object the fixer may edit fails FF101 or FF111; never the
 /// config namespace or an exempt one.
 fn app_namespaces(facts: &Facts) -> HashSet<String> {
+    let no_copies = HashSet::new();
     let cx = Context {
         policy: facts.policy,
         declared_service_accounts: &facts.service_accounts,
         trust_explicit_service_accounts: false,
         values_are_final: false,
         service_accounts_listed: false,
+        vouched_copies: &no_copies,
     };
     let mut out = HashSet::new();
     for (r, resource) in facts.inventory.resources.iter().enumerate() {

@@ -35,6 +35,12 @@ endpoint without a scheme is `https` (`http` with `spec.insecure: true`); an ima
 `oci://` location, Docker Hub's `docker.io` and `library/` spelled out (`nginx` is
 `oci://docker.io/library/nginx`). A URL that does not parse is flagged.
 
+fluxfence-controller's copy of a shared source (`sharedSources`) in a tenant namespace reaches
+what the platform shares with the tenant, not what the tenant chose: it is not judged where it
+is known to be the controller's — at admission, written by the identity the webhook trusts
+(`--trusted-publisher`); in `audit`, when it reaches the place its source reaches. Its labels
+alone vouch for nothing: a tenant can write them, and in files FF140 judges every object.
+
 ## Why is this bad?
 A source is code the cluster will run, and a Provider's address is where the tenant's events
 (and their object names, revisions and messages) are sent. Pinning each tenant to its own
@@ -103,6 +109,9 @@ impl Rule for SourceUrlNotAllowed {
         let Some(tenant) = cx.policy.tenant_of(subject.namespace) else {
             return;
         };
+        if cx.is_vouched_copy(object, subject.namespace) {
+            return; // reaches what the platform shares with the tenant
+        }
         for field in url_fields(object) {
             let list = field.allowed.list(tenant);
             if list.is_empty() {

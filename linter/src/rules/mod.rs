@@ -173,9 +173,24 @@ pub struct Context<'a> {
     /// exists exactly when it is listed. Neither the policy's word on where accounts exist nor
     /// trust in an explicit name can make Flux's impersonation of a missing account succeed.
     pub service_accounts_listed: bool,
+    /// `(namespace, name)` of the objects known to be fluxfence-controller's copies of a shared
+    /// source ([`Policy::claimed_copy`] holds for them and the caller knows who wrote them).
+    /// They reach what the platform shares with the namespace, so FF140 does not judge their
+    /// URLs. Empty in files: a tenant's repository may carry the labels too.
+    pub vouched_copies: &'a HashSet<(String, String)>,
 }
 
 impl Context<'_> {
+    /// Whether `object` in `namespace` is one of fluxfence-controller's copies of a source the
+    /// policy shares with the namespace, as the caller established it.
+    pub fn is_vouched_copy(&self, object: &FluxObject, namespace: &str) -> bool {
+        !self.vouched_copies.is_empty()
+            && self
+                .vouched_copies
+                .contains(&(namespace.to_owned(), object.name.clone()))
+            && self.policy.claimed_copy(object, namespace).is_some()
+    }
+
     /// A reference's namespace as it is judged: the value itself when values are final or
     /// hold no variable, else with its substitution defaults, `None` when a variable has none.
     pub fn resolve<'v>(&self, value: &'v str) -> Option<std::borrow::Cow<'v, str>> {
