@@ -1851,3 +1851,94 @@ fn aliases_pinned_to_the_old_value_are_aliases_of_the_tree_not_text_in_comments(
     let docs = documents(fixed);
     assert_eq!(docs[0]["metadata"]["namespace"], "cluster-config");
 }
+
+/// A repository that ships an older Flux's Kustomization CRD: it serves `v1beta2` only, and
+/// its schema has no `serviceAccountName` (a field of later versions).
+const OLD_KUSTOMIZATION_CRD: &str = "\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: kustomizations.kustomize.toolkit.fluxcd.io
+spec:
+  group: kustomize.toolkit.fluxcd.io
+  names: {kind: Kustomization, plural: kustomizations}
+  scope: Namespaced
+  versions:
+    - name: v1beta2
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            apiVersion: {type: string}
+            kind: {type: string}
+            metadata: {type: object}
+            spec:
+              type: object
+              properties:
+                interval: {type: string}
+                path: {type: string}
+                prune: {type: boolean}
+                sourceRef:
+                  type: object
+                  properties:
+                    kind: {type: string}
+                    name: {type: string}
+";
+
+const OLD_KUSTOMIZATION: &str = "\
+apiVersion: kustomize.toolkit.fluxcd.io/v1beta2
+kind: Kustomization
+metadata:
+  name: apps
+  namespace: cluster-config
+spec:
+  interval: 10m
+  path: ./apps
+  prune: true
+  sourceRef:
+    kind: GitRepository
+    name: fleet
+";
+
+#[test]
+fn a_fix_the_repositorys_own_crds_would_refuse_is_left_out_with_the_reason() {
+    let policy = Policy::azure_default();
+    let with_crd = Inventory::from_sources(
+        None,
+        vec![
+            reported("crds.yaml", OLD_KUSTOMIZATION_CRD),
+            reported("apps.yaml", OLD_KUSTOMIZATION),
+        ],
+    );
+    let outcome = fix(with_crd, &policy, &unsafe_fixes()).unwrap_or_else(|e| panic!("{e}"));
+    // Neither the v1 upgrade (not served) nor the default service account (no such field)
+    // would be accepted while these CRDs are applied: nothing is written.
+    assert!(outcome.changed.is_empty(), "{}", diff_of(&outcome));
+    let refused: Vec<&String> = outcome
+        .skipped
+        .iter()
+        .filter(|s| {
+            s.starts_with("apps.yaml: ") && s.contains("the repository's CRDs would refuse it")
+        })
+        .collect();
+    assert!(
+        refused.iter().any(|s| s.contains("serviceAccountName")),
+        "{:#?}",
+        outcome.skipped
+    );
+
+    // Without the old CRDs in the repository, the same object gets both fixes.
+    let alone = single_file("apps.yaml", OLD_KUSTOMIZATION.to_owned());
+    let outcome = fix(alone, &policy, &unsafe_fixes()).unwrap_or_else(|e| panic!("{e}"));
+    let (_, _, after) = &outcome.changed[0];
+    assert!(
+        after.contains("serviceAccountName: flux-applier"),
+        "{after}"
+    );
+    assert!(
+        after.contains("kustomize.toolkit.fluxcd.io/v1\n"),
+        "{after}"
+    );
+}

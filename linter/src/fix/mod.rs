@@ -12,6 +12,7 @@ use crate::input::{Inventory, Source};
 use crate::policy::Policy;
 use crate::yaml::Span;
 
+mod crds;
 mod lower;
 mod patches;
 mod plan;
@@ -97,6 +98,12 @@ pub fn fix(
         } = plan::plan(&inventory, &policy, options);
         if pass == 0 {
             outcome.skipped = not_fixed;
+        }
+        let (plan, refused) = crds::without_refused(&inventory, plan);
+        for reason in refused {
+            if !outcome.skipped.contains(&reason) {
+                outcome.skipped.push(reason);
+            }
         }
         if plan.is_empty() {
             outcome.changed = inventory
