@@ -330,17 +330,26 @@ fn ff101_cross_namespace_source_ref(policy: &Policy, root: &str) -> String {
         display(root)
     );
     let config_q = quote(&policy.config_namespace);
-    let unlisted = format!(
-        "'Flux refuses cross-namespace references (AccessDenied); ' + (({NAMESPACE} == {config_q} || variables.exempt) \
-         ? 'declare the ' + {source_kind} + ' in `' + {NAMESPACE} + '`' \
-         : 'move this object and its source into `' + {config_q} + '` with spec.targetNamespace: ' + {NAMESPACE} + ' (`fluxfence fix --unsafe-fixes`), or put the ' + {source_kind} + ' in `' + {NAMESPACE} + '`')"
-    );
+    let declare = format!("'declare the ' + {source_kind} + ' in `' + {NAMESPACE} + '`'");
+    // Only what Flux applies can move next to its source and still deploy into the namespace.
+    let unlisted_from = |referrer: FluxKind| {
+        if referrer.impersonates() {
+            format!(
+                "'Flux refuses cross-namespace references (AccessDenied); ' + (({NAMESPACE} == {config_q} || variables.exempt) \
+                 ? {declare} \
+                 : 'move this object and its source into `' + {config_q} + '` with spec.targetNamespace: ' + {NAMESPACE} + ' (`fluxfence fix --unsafe-fixes`), or put the ' + {source_kind} + ' in `' + {NAMESPACE} + '`')"
+            )
+        } else {
+            format!("'Flux refuses cross-namespace references (AccessDenied); ' + {declare}")
+        }
+    };
     // One list per reference field: which published object a shared source has depends on
     // the field (`shared::form_for`), known here for each.
     let parts: Vec<String> = references
         .iter()
         .map(|(kind, path)| {
             let pointer = crate::rules::pointer(path);
+            let unlisted = unlisted_from(*kind);
             let help = shared_help(policy, *kind, &pointer, &source_kind, &ns, &name, &unlisted);
             format!(
                 "({} && {} ? [{{'r': {}}}].filter(x, {keep}).map(x, {}) : [])",

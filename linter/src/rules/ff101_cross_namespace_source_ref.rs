@@ -114,7 +114,7 @@ impl Rule for CrossNamespaceSourceRef {
             );
             let help = match &sharing {
                 Some(sharing) => shared_help(sharing, subject.namespace),
-                None => help(cx, subject.namespace, kind),
+                None => help(cx, subject, kind),
             };
             out.push(META.finding(
                 format!("{}/namespace", reference.pointer),
@@ -154,12 +154,15 @@ fn shared_help(sharing: &Sharing, namespace: &str) -> String {
 }
 
 /// How to resolve the reference: from an app namespace, move next to the source (the document's
-/// rewrite); from the config namespace itself, bring the source here.
-fn help(cx: &Context, namespace: &str, kind: &str) -> String {
+/// rewrite); from the config namespace itself, bring the source here. Only what Flux applies
+/// (a Kustomization, a HelmRelease) can move and still deploy into the tenant's namespace.
+fn help(cx: &Context, subject: &Subject, kind: &str) -> String {
+    let namespace = subject.namespace;
     let config = &cx.policy.config_namespace;
     // The config namespace and the platform's exempt ones are where objects stay: the source
     // comes to them.
-    if namespace == config || cx.policy.is_exempt(namespace) {
+    if namespace == config || cx.policy.is_exempt(namespace) || !subject.object.kind.impersonates()
+    {
         format!(
             "Flux refuses cross-namespace references (AccessDenied); declare the {kind} in `{namespace}`"
         )
