@@ -1942,3 +1942,36 @@ fn a_fix_the_repositorys_own_crds_would_refuse_is_left_out_with_the_reason() {
         "{after}"
     );
 }
+
+#[test]
+fn a_key_goes_beside_explicit_keys_not_into_them() {
+    let text = "\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: web
+  namespace: cluster-config
+spec:
+  ? chart
+  : spec: {chart: web, sourceRef: {kind: HelmRepository, name: charts}}
+";
+    let policy = Policy::azure_default();
+    let outcome = fix(
+        single_file("web.yaml", text.to_owned()),
+        &policy,
+        &unsafe_fixes(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (_, _, after) = &outcome.changed[0];
+    assert!(
+        after.contains("spec:\n  serviceAccountName: flux-applier\n  ? chart\n"),
+        "{after}"
+    );
+    let again = fix(
+        single_file("web.yaml", after.clone()),
+        &policy,
+        &unsafe_fixes(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(again.changed.is_empty(), "{}", diff_of(&again));
+}

@@ -176,6 +176,18 @@ fn insert_keys(text: &str, parent: &Node, keys: &[String], value: &str) -> Optio
         .rfind('\n')
         .map_or(0, |i| i + 1);
     let indent = &text[line_start..first_key.span.start];
+    if let Some(question) = explicit_key_column(indent) {
+        // `? key`: the entry starts at the indicator, and a plain key line there is a sibling.
+        // After `- ? key` no plain line can be one: leave the document alone.
+        let before = &indent[..question];
+        if !before.chars().all(|c| c == ' ') {
+            return None;
+        }
+        return Some(TextEdit {
+            span: Span::new(line_start, line_start),
+            text: key_lines(before, keys, &value, newline),
+        });
+    }
     if !indent.chars().all(|c| c == ' ') {
         // `- key: value` list item or a key after other content: not a plain indented line.
         return insert_after_key_line(text, first_key, keys, &value, newline);
@@ -184,6 +196,16 @@ fn insert_keys(text: &str, parent: &Node, keys: &[String], value: &str) -> Optio
         span: Span::new(line_start, line_start),
         text: key_lines(indent, keys, &value, newline),
     })
+}
+
+/// Where the explicit-key indicator `?` stands in `prefix` (what precedes a mapping's first key
+/// on its line), when it is the last thing there.
+fn explicit_key_column(prefix: &str) -> Option<usize> {
+    let trimmed = prefix.trim_end_matches([' ', '\t']);
+    trimmed
+        .ends_with('?')
+        .then(|| trimmed.len() - 1)
+        .filter(|&at| at == 0 || prefix[..at].ends_with([' ', '\t', '-']))
 }
 
 /// For mappings whose first key shares its line with other text (`- name: x`), insert after

@@ -41,8 +41,20 @@ pub fn check(
             broken.len()
         ));
     }
-    let findings_before = findings(before, policy);
-    let findings_after = findings(after, policy);
+    let (findings_before, errors_before) = findings(before, policy);
+    let (findings_after, errors_after) = findings(after, policy);
+    // Errors name lines, which the fix shifts: they are counted, not compared.
+    if errors_after.len() > errors_before.len() {
+        let first = errors_after
+            .iter()
+            .find(|e| !errors_before.contains(e))
+            .or(errors_after.first())
+            .map_or_else(String::new, |e| format!(": {e}"));
+        return Err(format!(
+            "the fixed files would not load, so nothing was written{first}. \
+             Please report this with the input"
+        ));
+    }
     for (key, count) in &findings_after {
         if findings_before.get(key).copied().unwrap_or(0) < *count {
             let (code, file, pointer, object) = key;
@@ -114,10 +126,15 @@ fn resolution(inventory: &Inventory, builds: &Builds) -> HashMap<Site, (bool, St
 
 /// The linter's findings, counted by `(code, file, pointer, Kind/name)`: a move changes the
 /// namespace and the lines of an object, not what it is.
+/// The findings of `inventory`, counted by rule, file, field and object, and its input errors
+/// (without their positions, which the fix shifts).
 fn findings(
     inventory: Inventory,
     policy: &Policy,
-) -> BTreeMap<(String, String, String, String), usize> {
+) -> (
+    BTreeMap<(String, String, String, String), usize>,
+    Vec<String>,
+) {
     let report = lint(inventory, policy);
     let mut out = BTreeMap::new();
     for d in &report.diagnostics {
@@ -135,18 +152,10 @@ fn findings(
         );
         *out.entry(key).or_insert(0) += 1;
     }
-    // Errors name lines, which the fix shifts: they are counted, not compared.
-    let errors = report.errors().len();
-    if errors > 0 {
-        out.insert(
-            (
-                "an input error".to_owned(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ),
-            errors,
-        );
-    }
-    out
+    let errors = report
+        .errors()
+        .iter()
+        .map(|e| format!("{}: {}", e.file, e.message))
+        .collect();
+    (out, errors)
 }
