@@ -126,15 +126,13 @@ fn resolution(inventory: &Inventory, builds: &Builds) -> HashMap<Site, (bool, St
 
 /// The linter's findings, counted by `(code, file, pointer, Kind/name)`: a move changes the
 /// namespace and the lines of an object, not what it is.
-/// The findings of `inventory`, counted by rule, file, field and object, and its input errors
-/// (without their positions, which the fix shifts).
-fn findings(
-    inventory: Inventory,
-    policy: &Policy,
-) -> (
-    BTreeMap<(String, String, String, String), usize>,
-    Vec<String>,
-) {
+/// How many findings there are of one rule at one field of one object in one file:
+/// `(rule, file, pointer, Kind/name)`.
+type FindingCounts = BTreeMap<(String, String, String, String), usize>;
+
+/// The findings of `inventory`, counted, and its input errors (without their positions, which
+/// the fix shifts).
+fn findings(inventory: Inventory, policy: &Policy) -> (FindingCounts, Vec<String>) {
     let report = lint(inventory, policy);
     let mut out = BTreeMap::new();
     for d in &report.diagnostics {
