@@ -9,7 +9,8 @@
 //! every cache is listed; events coalesce into one pass per interval; no event, no pass, no
 //! list and no write; a pass whose reports are unchanged writes nothing; a cache whose list or
 //! watch fails holds every report back until it is listed again; no watch before the
-//! PolicyReport CRD is installed.
+//! PolicyReport CRD is installed; a Flux kind served later is watched after the next
+//! discovery.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -65,6 +66,8 @@ impl Seen {
 #[derive(Default)]
 struct State {
     crd: bool,
+    /// Whether helm.toolkit.fluxcd.io is served (discovery).
+    helm: bool,
     releases: Vec<Value>,
     accounts: Vec<(String, String)>,
     namespaces: Vec<String>,
@@ -196,6 +199,10 @@ impl FakeApi {
         }
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let (code, body) = match (method.as_str(), parts.as_slice()) {
+            ("GET", ["apis"]) if !state.helm => (
+                200,
+                json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
+            ),
             ("GET", ["apis"]) => (
                 200,
                 json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
@@ -316,6 +323,7 @@ fn cluster() -> FakeApi {
     let fake = FakeApi::default();
     fake.with(|s| {
         s.crd = true;
+        s.helm = true;
         s.resource_version = 1;
         s.releases = vec![
             release("team-a", "app", "team-a"),
@@ -632,6 +640,35 @@ async fn nothing_is_watched_before_the_policy_report_crd_is_installed() {
     fake.with(|s| s.crd = true);
     run_until(INTERVAL * 2, "the first pass", || {
         metrics.policy_report_passes() == 1
+    })
+    .await;
+    assert_eq!(fake.writes(), ["PATCH team-a", "PATCH team-b"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flux_kind_served_later_is_watched_from_the_next_discovery() {
+    let fake = cluster();
+    fake.with(|s| s.helm = false);
+    let began = Instant::now() - Duration::from_millis(1);
+    let (metrics, _stop) = start(&fake);
+
+    // No Flux kind: the accounts and namespaces alone, and no report to write.
+    run_until(INTERVAL, "the first pass", || {
+        metrics.policy_report_passes() == 1
+    })
+    .await;
+    assert!(fake.writes().is_empty());
+    assert!(
+        fake.requests_since(began)
+            .iter()
+            .all(|r| r.path != RELEASES),
+        "HelmReleases are not served yet"
+    );
+
+    // The HelmRelease CRD is installed: the next discovery finds it and lists it.
+    fake.with(|s| s.helm = true);
+    run_until(INTERVAL * 2, "the reports of the releases", || {
+        metrics.policy_report_passes() == 2
     })
     .await;
     assert_eq!(fake.writes(), ["PATCH team-a", "PATCH team-b"]);
