@@ -209,33 +209,9 @@ pub async fn run(
     let mut discovery = tokio::time::interval(interval);
     discovery.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut said_no_crd = false;
-    let mut cache = loop {
-        tokio::select! {
-            _ = discovery.tick() => {}
-            _ = stop.wait_for(|stop| *stop) => return,
-        }
-        match crd_installed(&client).await {
-            Ok(true) => {}
-            Ok(false) => {
-                if !said_no_crd {
-                    info!(
-                        "PolicyReports: the wgpolicyk8s.io/v1alpha2 PolicyReport CRD is not installed; checking again every interval"
-                    );
-                    said_no_crd = true;
-                }
-                continue;
-            }
-            Err(error) => {
-                warn!(error = %format!("{error:#}"), "PolicyReports: cannot tell whether the PolicyReport CRD is installed; checking again next interval");
-                continue;
-            }
-        }
-        match cluster::discover(&client).await {
-            Ok(kinds) => break AuditCache::start(&client, &kinds),
-            Err(error) => {
-                warn!(%error, "PolicyReports: discovery of the Flux kinds failed; trying again next interval")
-            }
-        }
+    let Some(mut cache) = start_caches(&client, &mut discovery, &mut said_no_crd, &mut stop).await
+    else {
+        return;
     };
     info!(kinds = ?cache.kinds().iter().map(ServedKind::resource).collect::<Vec<_>>(), "PolicyReports: watching the Flux kinds, serviceaccounts and namespaces; the first pass runs once every cache is listed");
     let mut reporter = Reporter::default();
@@ -266,6 +242,44 @@ pub async fn run(
                     &mut said_no_crd,
                 )
                 .await;
+            }
+        }
+    }
+}
+
+/// Waits for the PolicyReport CRD (looked for at each tick of `discovery`), then discovers the
+/// served Flux kinds and starts their caches; `None` when `stop` came first.
+async fn start_caches(
+    client: &Client,
+    discovery: &mut tokio::time::Interval,
+    said_no_crd: &mut bool,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<AuditCache> {
+    loop {
+        tokio::select! {
+            _ = discovery.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return None,
+        }
+        match crd_installed(client).await {
+            Ok(true) => {}
+            Ok(false) => {
+                if !*said_no_crd {
+                    info!(
+                        "PolicyReports: the wgpolicyk8s.io/v1alpha2 PolicyReport CRD is not installed; checking again every interval"
+                    );
+                    *said_no_crd = true;
+                }
+                continue;
+            }
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), "PolicyReports: cannot tell whether the PolicyReport CRD is installed; checking again next interval");
+                continue;
+            }
+        }
+        match cluster::discover(client).await {
+            Ok(kinds) => return Some(AuditCache::start(client, &kinds)),
+            Err(error) => {
+                warn!(%error, "PolicyReports: discovery of the Flux kinds failed; trying again next interval")
             }
         }
     }
