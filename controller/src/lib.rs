@@ -3,6 +3,7 @@
 //! with compliance reported from the Flux objects' Ready conditions; and the policy's shared
 //! sources published into the tenant namespaces that reference them.
 
+pub mod audit_cache;
 pub mod config;
 pub mod crd;
 pub mod desired;

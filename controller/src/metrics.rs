@@ -18,6 +18,8 @@ pub const DURATION: &str = "fluxfence_controller_reconcile_duration_seconds";
 pub const CONFIGS: &str = "fluxfence_controller_configs";
 /// 1 while this replica holds the leader Lease, else 0.
 pub const LEADER: &str = "fluxfence_controller_leader";
+/// Passes of the live audit over the watch caches (PolicyReports on).
+pub const POLICY_REPORT_PASSES: &str = "fluxfence_policy_report_passes_total";
 /// Findings of the last live audit (PolicyReports on), by rule, severity and namespace.
 pub const POLICY_RESULTS: &str = "fluxfence_policy_results";
 
@@ -64,6 +66,7 @@ pub struct Metrics {
     /// The last state of each FluxConfig (`namespace/name`), for the gauge.
     states: Mutex<HashMap<String, ComplianceState>>,
     leader: AtomicU64,
+    policy_report_passes: AtomicU64,
     pub policy_results: crate::reports::PolicyResults,
 }
 
@@ -100,6 +103,15 @@ impl Metrics {
 
     pub fn set_leader(&self, leader: bool) {
         self.leader.store(u64::from(leader), Ordering::Relaxed);
+    }
+
+    pub fn policy_report_pass(&self) {
+        self.policy_report_passes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Passes of the live audit so far.
+    pub fn policy_report_passes(&self) -> u64 {
+        self.policy_report_passes.load(Ordering::Relaxed)
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -159,6 +171,17 @@ impl Metrics {
             "1 while this replica holds the leader Lease.",
         );
         let _ = writeln!(out, "{LEADER} {}", self.leader.load(Ordering::Relaxed));
+        header(
+            &mut out,
+            POLICY_REPORT_PASSES,
+            "counter",
+            "Passes of the live audit over the watch caches.",
+        );
+        let _ = writeln!(
+            out,
+            "{POLICY_REPORT_PASSES} {}",
+            self.policy_report_passes()
+        );
         self.policy_results.render(&mut out);
         out
     }

@@ -1,9 +1,12 @@
-//! PolicyReports of the live audit, kept current: every interval the leader runs
-//! `fluxfence audit -A` (the same read, engine and policy) and writes one
-//! `wgpolicyk8s.io/v1alpha2` PolicyReport per namespace — only the reports whose content
-//! changed, so a quiet cluster costs the lists and no write. The
+//! PolicyReports of the live audit, kept current: the leader keeps watch caches of every Flux
+//! kind the cluster serves, its ServiceAccounts and its Namespaces
+//! ([`AuditCache`](crate::audit_cache::AuditCache)), and judges what they hold with the engine
+//! and policy of `fluxfence audit -A`, writing one `wgpolicyk8s.io/v1alpha2` PolicyReport per
+//! namespace. A pass runs only when a cache changed (an event arrived), at most once per
+//! interval, and writes only the reports whose content changed: a quiet cluster costs no list
+//! and no write, and a busy one at most one pass per interval. The
 //! `fluxfence_policy_results{rule,severity,namespace}` gauges count the findings of the last
-//! pass. Nothing runs while the PolicyReport CRD is not installed.
+//! pass. Nothing is watched, judged or written while the PolicyReport CRD is not installed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,15 +14,17 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use fluxfence::Policy;
-use fluxfence::audit::cluster::{self, Scope};
-use fluxfence::audit::{self, policy_report};
+use fluxfence::audit::cluster::{self, ServedKind};
+use fluxfence::audit::{self, Snapshot, policy_report};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::ApiResource;
 use serde_json::Value;
 use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{info, warn};
 
+use crate::audit_cache::AuditCache;
 use crate::metrics::{Metrics, POLICY_RESULTS};
 
 /// The field manager of every report write.
@@ -30,11 +35,13 @@ const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReportConfig {
     /// Keep one PolicyReport (wgpolicyk8s.io/v1alpha2) per namespace with the audit's findings,
-    /// when the PolicyReport CRD is installed. Needs list on every Flux kind, serviceaccounts
-    /// and namespaces, and get/list/create/patch/delete on policyreports.
+    /// when the PolicyReport CRD is installed. Needs list and watch on every Flux kind,
+    /// serviceaccounts and namespaces, and get/list/create/patch/delete on policyreports.
     #[arg(long, env = "FLUXFENCE_POLICY_REPORTS")]
     pub policy_reports: bool,
-    /// Seconds between two audits; a report is written at most once per interval.
+    /// Least seconds between two audits (an audit runs only after a change), and how often
+    /// discovery looks for the PolicyReport CRD and for Flux kinds installed since; a report
+    /// is written at most once per interval.
     #[arg(
         long,
         env = "FLUXFENCE_POLICY_REPORT_INTERVAL_SECONDS",
@@ -92,10 +99,11 @@ fn written_part(report: &Value) -> Value {
 }
 
 impl Reporter {
-    /// One audit and the writes it calls for.
+    /// Judges `snapshot` and makes the writes it calls for.
     pub async fn pass(
         &mut self,
         client: &Client,
+        snapshot: Snapshot,
         policy: &Policy,
         results: &PolicyResults,
     ) -> anyhow::Result<Pass> {
@@ -121,7 +129,6 @@ impl Reporter {
             }
             self.written = Some(found);
         }
-        let snapshot = cluster::read(client, "the cluster", &Scope::AllNamespaces).await?;
         let audit = audit::judge(snapshot, policy, &|_| true);
         results.set(&audit);
         let desired = policy_report::reports(&audit);
@@ -186,8 +193,12 @@ async fn crd_installed(client: &Client) -> anyhow::Result<bool> {
     }
 }
 
-/// Runs a pass every `interval` until `stop` says so; a failed pass is logged and the next one
-/// tries again.
+/// Keeps the reports current until `stop` says so. Until the PolicyReport CRD is installed it
+/// only looks for it, once per interval. Then it discovers the Flux kinds, starts the watch
+/// caches and, each time a cache changes, runs a pass over their content once they are all
+/// synced and an interval has gone by since the last pass. Discovery runs again every
+/// interval: a Flux kind installed or a version added later gets its cache. A failed pass is
+/// logged and the next interval tries again.
 pub async fn run(
     client: Client,
     policy: Policy,
@@ -195,36 +206,141 @@ pub async fn run(
     metrics: std::sync::Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut reporter = Reporter::default();
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut discovery = tokio::time::interval(interval);
+    discovery.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut said_no_crd = false;
+    let Some(mut cache) = start_caches(&client, &mut discovery, &mut said_no_crd, &mut stop).await
+    else {
+        return;
+    };
+    info!(kinds = ?cache.kinds().iter().map(ServedKind::resource).collect::<Vec<_>>(), "PolicyReports: watching the Flux kinds, serviceaccounts and namespaces; the first pass runs once every cache is listed");
+    let mut reporter = Reporter::default();
+    let mut next_pass = Instant::now();
+    loop {
+        let pass_due = cache.changed() && cache.is_synced();
+        let wake = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            () = cache.next_signal() => continue,
+            _ = discovery.tick() => Wake::Discovery,
+            () = tokio::time::sleep_until(next_pass), if pass_due => Wake::Pass,
+        };
+        match wake {
+            Wake::Discovery => {
+                if let Some(found) = rediscover(&client, &cache.kinds()).await {
+                    info!(kinds = ?found.iter().map(ServedKind::resource).collect::<Vec<_>>(), "PolicyReports: the served Flux kinds changed; listing everything again");
+                    cache = AuditCache::start(&client, &found);
+                }
+            }
+            Wake::Pass => {
+                next_pass = Instant::now() + interval;
+                run_pass(
+                    &mut reporter,
+                    &mut cache,
+                    &client,
+                    &policy,
+                    &metrics,
+                    &mut said_no_crd,
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// Waits for the PolicyReport CRD (looked for at each tick of `discovery`), then discovers the
+/// served Flux kinds and starts their caches; `None` when `stop` came first.
+async fn start_caches(
+    client: &Client,
+    discovery: &mut tokio::time::Interval,
+    said_no_crd: &mut bool,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<AuditCache> {
     loop {
         tokio::select! {
-            _ = ticks.tick() => {}
-            _ = stop.wait_for(|stop| *stop) => return,
+            _ = discovery.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return None,
         }
-        match reporter
-            .pass(&client, &policy, &metrics.policy_results)
-            .await
-        {
-            Ok(pass) if !pass.crd_installed => {
-                if !said_no_crd {
+        match crd_installed(client).await {
+            Ok(true) => {}
+            Ok(false) => {
+                if !*said_no_crd {
                     info!(
                         "PolicyReports: the wgpolicyk8s.io/v1alpha2 PolicyReport CRD is not installed; checking again every interval"
                     );
-                    said_no_crd = true;
+                    *said_no_crd = true;
                 }
-            }
-            Ok(pass) => {
-                said_no_crd = false;
-                if !pass.written.is_empty() || !pass.deleted.is_empty() {
-                    info!(written = ?pass.written, deleted = ?pass.deleted, "PolicyReports updated");
-                }
+                continue;
             }
             Err(error) => {
-                warn!(error = %format!("{error:#}"), "PolicyReports: the audit failed; the reports keep their last content")
+                warn!(error = %format!("{error:#}"), "PolicyReports: cannot tell whether the PolicyReport CRD is installed; checking again next interval");
+                continue;
             }
+        }
+        match cluster::discover(client).await {
+            Ok(kinds) => return Some(AuditCache::start(client, &kinds)),
+            Err(error) => {
+                warn!(%error, "PolicyReports: discovery of the Flux kinds failed; trying again next interval")
+            }
+        }
+    }
+}
+
+/// What the loop woke for, besides a cache's event.
+enum Wake {
+    Discovery,
+    Pass,
+}
+
+/// The served Flux kinds, when they differ from `watched`; `None` when they do not, or when
+/// discovery fails (logged; the caches keep running).
+async fn rediscover(client: &Client, watched: &[ServedKind]) -> Option<Vec<ServedKind>> {
+    match cluster::discover(client).await {
+        Ok(found) if found != watched => Some(found),
+        Ok(_) => None,
+        Err(error) => {
+            warn!(%error, "PolicyReports: discovery of the Flux kinds failed; the watches run on");
+            None
+        }
+    }
+}
+
+/// One pass over the caches' content, logged. The caches stay marked changed when nothing
+/// could be reported, so the next interval tries again.
+async fn run_pass(
+    reporter: &mut Reporter,
+    cache: &mut AuditCache,
+    client: &Client,
+    policy: &Policy,
+    metrics: &Metrics,
+    said_no_crd: &mut bool,
+) {
+    let Some(snapshot) = cache.snapshot() else {
+        info!(unsynced = ?cache.unsynced(), "PolicyReports: a watch cache is not listed; no report is written until it is");
+        return;
+    };
+    metrics.policy_report_pass();
+    match reporter
+        .pass(client, snapshot, policy, &metrics.policy_results)
+        .await
+    {
+        Ok(pass) if !pass.crd_installed => {
+            cache.keep_changed();
+            if !*said_no_crd {
+                info!(
+                    "PolicyReports: the wgpolicyk8s.io/v1alpha2 PolicyReport CRD is not installed; checking again every interval"
+                );
+                *said_no_crd = true;
+            }
+        }
+        Ok(pass) => {
+            *said_no_crd = false;
+            if !pass.written.is_empty() || !pass.deleted.is_empty() {
+                info!(written = ?pass.written, deleted = ?pass.deleted, "PolicyReports updated");
+            }
+        }
+        Err(error) => {
+            cache.keep_changed();
+            warn!(error = %format!("{error:#}"), "PolicyReports: the audit failed; the reports keep their last content");
         }
     }
 }

@@ -1,11 +1,23 @@
 //! API-server create latency with and without fluxfence: etcd + kube-apiserver on loopback,
 //! the Flux CRDs, and N HelmRelease creates over one keep-alive HTTPS connection, half of
-//! them violating FF101. Each round measures "no admission webhooks", "the chart's webhook
-//! configuration" and "the exported admission policies" (`fluxfence export
-//! admission-policy`, evaluated in the API server; the order rotates every round, so that
-//! drift hits all alike) and the test prints p50/p90/p99 per configuration. It asserts only
-//! outcomes, never a timing. The mutating admission policy is left out, with a note, when the
-//! API server does not serve `admissionregistration.k8s.io/v1` MutatingAdmissionPolicies.
+//! them violating FF101. Each round measures four configurations (the order rotates every
+//! round, so that drift hits all alike) and the test prints p50/p90/p99 per configuration:
+//! - no admission webhooks;
+//! - the chart's webhook configuration, the webhook without its ServiceAccount cache;
+//! - the same configuration, the webhook with its ServiceAccount cache
+//!   (`--service-account-cache`: FF111 looks the impersonated account up in a reflector's
+//!   store). The webhook is restarted on the same address with the cache on, so the two rows
+//!   differ in that flag only; the table ends with the p99 ratio of cache on to cache off
+//!   (target ≤ 1.1×);
+//! - the exported admission policies (`fluxfence export admission-policy`, evaluated in the
+//!   API server).
+//!
+//! It asserts only outcomes, never a timing. The mutating admission policy is left out, with a
+//! note, when the API server does not serve `admissionregistration.k8s.io/v1`
+//! MutatingAdmissionPolicies. The cache watches the cluster's ServiceAccounts from the start
+//! (one idle watch in every row); the config namespace holds `flux-applier`, so the allowed
+//! half stays allowed with the cache, and each switch waits until a probe only the cached
+//! webhook denies (an unknown explicit account) shows which webhook answers.
 //!
 //! Runs when `KUBE_APISERVER` and `ETCD` name the binaries (`KUBECTL` and `FLUX_CRDS` as in the
 //! e2e test); otherwise prints "skipped: no KUBE_APISERVER" and passes.
@@ -16,6 +28,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
@@ -23,6 +37,7 @@ use common::cluster::{
     start_apiserver, start_etcd, wait_until, write_kubeconfig,
 };
 use common::{Client, Pki};
+use fluxfence_webhook::accounts::{ServiceAccountCache, ServiceAccounts};
 use serde_json::{Value, json};
 
 /// The chart's release namespace, which its namespaceSelector leaves out.
@@ -32,21 +47,37 @@ const ALLOWED_NAMESPACE: &str = "cluster-config";
 /// Where violating HelmReleases go: an app namespace pointing at a source in flux-system.
 const VIOLATING_NAMESPACE: &str = "nginx";
 const CONFIG_NAME: &str = "fluxfence";
+/// The policy's default account, which the mutating webhook sets on the measured objects.
+const DEFAULT_ACCOUNT: &str = "flux-applier";
+/// An account the policy does not know and no namespace holds: the webhook without the cache
+/// takes it to exist, the webhook with it denies (FF111). Used by the switch's probe only.
+const UNKNOWN_ACCOUNT: &str = "latency-probe";
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Admission {
     None,
     Chart,
+    ChartWithCache,
     Policies,
 }
 
 impl Admission {
-    const ALL: [Admission; 3] = [Admission::None, Admission::Chart, Admission::Policies];
+    const ALL: [Admission; 4] = [
+        Admission::None,
+        Admission::Chart,
+        Admission::ChartWithCache,
+        Admission::Policies,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Admission::None => "no admission webhooks",
-            Admission::Chart => "fluxfence (chart's webhook configuration)",
+            Admission::Chart => {
+                "fluxfence, ServiceAccount cache off (chart's webhook configuration)"
+            }
+            Admission::ChartWithCache => {
+                "fluxfence, ServiceAccount cache on (same configuration, --service-account-cache)"
+            }
             Admission::Policies => "fluxfence export admission-policy (CEL in the API server)",
         }
     }
@@ -55,7 +86,71 @@ impl Admission {
         match self {
             Admission::None => "none",
             Admission::Chart => "chart",
+            Admission::ChartWithCache => "cache",
             Admission::Policies => "policies",
+        }
+    }
+
+    /// The objects registered in the API server for this configuration (keys of the map
+    /// `switch_to` is given): both webhook rows share the chart's configurations.
+    fn registration(self) -> Option<&'static str> {
+        match self {
+            Admission::None => None,
+            Admission::Chart | Admission::ChartWithCache => Some("chart"),
+            Admission::Policies => Some("policies"),
+        }
+    }
+
+    /// Whether the webhook behind the configuration keeps the ServiceAccount cache; `None`
+    /// when no webhook is called.
+    fn cache(self) -> Option<bool> {
+        match self {
+            Admission::Chart => Some(false),
+            Admission::ChartWithCache => Some(true),
+            Admission::None | Admission::Policies => None,
+        }
+    }
+}
+
+/// The webhook the chart's configuration calls: one process at a time on one address,
+/// restarted to turn the ServiceAccount cache on or off.
+struct Backend {
+    dir: PathBuf,
+    addr: SocketAddr,
+    cache: Arc<ServiceAccountCache>,
+    serving: Option<(Webhook, bool)>,
+}
+
+impl Backend {
+    async fn start(dir: &Path, pki: &Pki, cache: Arc<ServiceAccountCache>) -> Backend {
+        let webhook = Webhook::start(dir, pki, RELEASE_NAMESPACE).await;
+        Backend {
+            dir: dir.to_owned(),
+            addr: webhook.addr,
+            cache,
+            serving: Some((webhook, false)),
+        }
+    }
+
+    /// Serves with the cache on or off, restarting the webhook when it differs.
+    async fn serve(&mut self, pki: &Pki, with_cache: bool) {
+        if let Some((_, serving_cache)) = &self.serving
+            && *serving_cache == with_cache
+        {
+            return;
+        }
+        if let Some((webhook, _)) = self.serving.take() {
+            webhook.stop().await;
+        }
+        let accounts = with_cache.then(|| Arc::clone(&self.cache));
+        let webhook =
+            Webhook::start_on(&self.dir, pki, RELEASE_NAMESPACE, self.addr, accounts).await;
+        self.serving = Some((webhook, with_cache));
+    }
+
+    async fn stop(mut self) {
+        if let Some((webhook, _)) = self.serving.take() {
+            webhook.stop().await;
         }
     }
 }
@@ -134,7 +229,32 @@ fn table(rows: &[(Admission, Samples)]) -> String {
             cells.join(" | ")
         ));
     }
+    if let Some(ratios) = cache_ratios(rows) {
+        out.push_str(&format!("\n{ratios}\n"));
+    }
     out
+}
+
+/// The p99 of the webhook with the ServiceAccount cache against without it, allowed and
+/// violating creates apart; `None` unless both rows were measured.
+fn cache_ratios(rows: &[(Admission, Samples)]) -> Option<String> {
+    let samples = |admission: Admission| {
+        rows.iter()
+            .find(|(a, s)| *a == admission && !s.allowed.is_empty() && !s.denied.is_empty())
+            .map(|(_, s)| s)
+    };
+    let (off, on) = (
+        samples(Admission::Chart)?,
+        samples(Admission::ChartWithCache)?,
+    );
+    let ratio = |on: &[Duration], off: &[Duration]| {
+        percentile(on, 99).as_secs_f64() / percentile(off, 99).as_secs_f64()
+    };
+    Some(format!(
+        "p99 with the ServiceAccount cache ÷ without (target ≤ 1.1×): allowed {:.2}×, violating {:.2}×",
+        ratio(&on.allowed, &off.allowed),
+        ratio(&on.denied, &off.denied),
+    ))
 }
 
 /// The Flux kinds the chart registers for, as it reads them (`files/flux-kinds.json`).
@@ -235,6 +355,30 @@ fn helmrelease(name: &str, violating: bool) -> (String, Vec<u8>) {
     )
 }
 
+/// A HelmRelease that only the webhook with the ServiceAccount cache denies: in the config
+/// namespace, its source beside it, applied as an account no namespace holds (FF111).
+fn account_probe() -> (String, Vec<u8>) {
+    let (path, body) = helmrelease("account-probe", false);
+    let mut object: Value = serde_json::from_slice(&body).unwrap();
+    object["spec"]["serviceAccountName"] = json!(UNKNOWN_ACCOUNT);
+    (path, object.to_string().into_bytes())
+}
+
+/// Whether the answers to the two dry-run probes show `admission` in effect: the violating
+/// HelmRelease (denied by any fluxfence, by a policy only under the exported policies) and
+/// the [`account_probe`] (denied by the cached webhook only).
+fn settled(admission: Admission, violating: (u16, &str), account: (u16, &str)) -> bool {
+    let denied = violating.1.contains("FF101");
+    let by_policy = violating.1.contains("ValidatingAdmissionPolicy");
+    let account_denied = account.0 != 201 && account.1.contains("FF111");
+    match admission {
+        Admission::None => violating.0 == 201,
+        Admission::Chart => denied && !by_policy && account.0 == 201,
+        Admission::ChartWithCache => denied && !by_policy && account_denied,
+        Admission::Policies => denied && by_policy,
+    }
+}
+
 /// The outcome of one create, checked against what `admission` must do with it.
 fn check_outcome(admission: Admission, violating: bool, status: u16, body: &[u8]) {
     let text = String::from_utf8_lossy(body);
@@ -282,44 +426,61 @@ async fn set_present(client: &mut Client, objects: &[(String, Value)], present: 
     }
 }
 
-/// Lets the API server settle on `admission`: registers its objects and removes the others',
-/// then waits until a server-side dry run of a violating object gets the answer it must.
+/// Lets the API server settle on `admission`: the webhook behind the chart's configuration
+/// serves with the cache on or off as the row needs, `admission`'s objects are registered and
+/// the others' removed; then it waits until server-side dry runs of the probes get the
+/// answers they must.
 async fn switch_to(
     client: &mut Client,
     processes: &mut [&mut Process],
     admission: Admission,
     objects: &BTreeMap<&'static str, Vec<(String, Value)>>,
+    backend: &mut Backend,
+    pki: &Pki,
 ) {
-    for other in Admission::ALL {
-        if let Some(list) = objects.get(other.tag()) {
-            set_present(client, list, other == admission).await;
-        }
+    if let Some(with_cache) = admission.cache() {
+        backend.serve(pki, with_cache).await;
+    }
+    for (registration, list) in objects {
+        set_present(
+            client,
+            list,
+            admission.registration() == Some(*registration),
+        )
+        .await;
     }
     // The API server picks configurations and policies up from its informers, a moment later.
-    let (path, body) = helmrelease("dry-run-probe", true);
-    let probe = format!("{path}?dryRun=All");
+    let dry_run = |(path, body): (String, Vec<u8>)| (format!("{path}?dryRun=All"), body);
+    let violating = dry_run(helmrelease("dry-run-probe", true));
+    let account = dry_run(account_probe());
     let started = Instant::now();
     loop {
         for process in processes.iter_mut() {
             process.assert_running();
         }
-        let answer = client.send("POST", &probe, body.clone()).await.unwrap();
-        let text = String::from_utf8_lossy(&answer.body);
-        let denied = text.contains("FF101");
-        let by_policy = text.contains("ValidatingAdmissionPolicy");
-        let settled = match admission {
-            Admission::None => answer.status == 201,
-            Admission::Chart => denied && !by_policy,
-            Admission::Policies => denied && by_policy,
-        };
-        if settled {
+        let first = client
+            .send("POST", &violating.0, violating.1.clone())
+            .await
+            .unwrap();
+        let second = client
+            .send("POST", &account.0, account.1.clone())
+            .await
+            .unwrap();
+        let first_text = String::from_utf8_lossy(&first.body).into_owned();
+        let second_text = String::from_utf8_lossy(&second.body).into_owned();
+        if settled(
+            admission,
+            (first.status, &first_text),
+            (second.status, &second_text),
+        ) {
             return;
         }
         if started.elapsed() > Duration::from_secs(60) {
             let logs: Vec<String> = processes.iter().map(|p| p.log_tail()).collect();
             panic!(
-                "{admission:?} not in effect after 60 s: {} {text}\n{}",
-                answer.status,
+                "{admission:?} not in effect after 60 s: {} {first_text}; account probe: {} {second_text}\n{}",
+                first.status,
+                second.status,
                 logs.join("\n")
             );
         }
@@ -352,7 +513,7 @@ async fn measure(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_latency_without_and_with_the_webhook_and_the_admission_policies() {
+async fn create_latency_without_and_with_the_webhook_its_cache_and_the_admission_policies() {
     let Some((apiserver, etcd)) = binaries_or_skip() else {
         return;
     };
@@ -391,11 +552,30 @@ async fn create_latency_without_and_with_the_webhook_and_the_admission_policies(
         kubectl.ok(&["create", "namespace", namespace], None);
     }
 
-    let webhook = Webhook::start(dir, &pki, RELEASE_NAMESPACE).await;
-    let (validating, mutating) = chart_webhook_configurations(webhook.addr, &pki.ca_pem);
+    // The account the mutating webhook sets, where the allowed half goes: with the cache,
+    // FF111 finds it listed; without, the policy says the config namespace holds it.
+    kubectl.ok(
+        &[
+            "create",
+            "serviceaccount",
+            DEFAULT_ACCOUNT,
+            "-n",
+            ALLOWED_NAMESPACE,
+        ],
+        None,
+    );
+    let cache = ServiceAccountCache::start(kube_client(&kubectl.kubeconfig).await);
+    wait_until(
+        &mut processes,
+        Duration::from_secs(30),
+        "the ServiceAccount cache to list the default account",
+        || cache.is_synced() && cache.exists(ALLOWED_NAMESPACE, DEFAULT_ACCOUNT),
+    );
+    let mut backend = Backend::start(dir, &pki, Arc::clone(&cache)).await;
+    let (validating, mutating) = chart_webhook_configurations(backend.addr, &pki.ca_pem);
     let mut objects = BTreeMap::new();
     objects.insert(
-        Admission::Chart.tag(),
+        "chart",
         vec![
             (
                 "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations".to_owned(),
@@ -407,7 +587,7 @@ async fn create_latency_without_and_with_the_webhook_and_the_admission_policies(
             ),
         ],
     );
-    objects.insert(Admission::Policies.tag(), exported_policies());
+    objects.insert("policies", exported_policies());
     // One keep-alive connection for every request, as a controller's client would hold.
     let apiserver_addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut client = Client::connect(apiserver_addr, pki.roots(), None)
@@ -424,7 +604,15 @@ async fn create_latency_without_and_with_the_webhook_and_the_admission_policies(
         for i in 0..Admission::ALL.len() {
             let index = (i + round) % Admission::ALL.len();
             let admission = Admission::ALL[index];
-            switch_to(&mut client, &mut processes, admission, &objects).await;
+            switch_to(
+                &mut client,
+                &mut processes,
+                admission,
+                &objects,
+                &mut backend,
+                &pki,
+            )
+            .await;
             measure(
                 &mut client,
                 admission,
@@ -441,7 +629,17 @@ async fn create_latency_without_and_with_the_webhook_and_the_admission_policies(
          {rounds} rounds, one keep-alive HTTPS connection to kube-apiserver on loopback:\n"
     );
     println!("{}", table(&samples));
-    webhook.stop().await;
+    backend.stop().await;
+}
+
+/// A kube client for the harness's kubeconfig, as the webhook's `Client::try_default` makes
+/// one in a pod.
+async fn kube_client(kubeconfig: &Path) -> kube::Client {
+    let file = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
 }
 
 #[test]
@@ -584,4 +782,142 @@ async fn the_workload_is_half_allowed_half_ff101() {
     assert_eq!(denied["allowed"], false, "{denied}");
     let message = denied["status"]["message"].as_str().unwrap_or("");
     assert!(message.contains("FF101"), "{denied}");
+}
+
+/// The accounts the cache holds in the measured cluster: the default one in the config
+/// namespace.
+struct MeasuredCluster;
+
+impl ServiceAccounts for MeasuredCluster {
+    fn exists(&self, namespace: &str, name: &str) -> bool {
+        (namespace, name) == (ALLOWED_NAMESPACE, DEFAULT_ACCOUNT)
+    }
+}
+
+/// The engine's answer to a CREATE of `body` at `endpoint`, with or without the cache.
+fn judged(
+    endpoint: fluxfence_webhook::review::Endpoint,
+    body: &[u8],
+    accounts: Option<&dyn ServiceAccounts>,
+) -> (bool, String) {
+    use kube::api::DynamicObject;
+    use kube_core::admission::{AdmissionRequest, AdmissionReview};
+    let object: Value = serde_json::from_slice(body).unwrap();
+    let review: AdmissionReview<DynamicObject> = serde_json::from_value(json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "latency-workload",
+            "kind": {"group": "helm.toolkit.fluxcd.io", "version": "v2", "kind": "HelmRelease"},
+            "resource": {"group": "helm.toolkit.fluxcd.io", "version": "v2", "resource": "helmreleases"},
+            "name": object["metadata"]["name"],
+            "namespace": object["metadata"]["namespace"],
+            "operation": "CREATE",
+            "userInfo": {"username": "e2e-admin"},
+            "object": object,
+            "dryRun": false,
+        }
+    }))
+    .unwrap();
+    let request: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
+    let outcome = fluxfence_webhook::review::review_with_accounts(
+        endpoint,
+        &request,
+        &fluxfence::Policy::azure_default(),
+        Some(RELEASE_NAMESPACE),
+        accounts,
+    );
+    (outcome.response.allowed, outcome.response.result.message)
+}
+
+/// With the cache the workload is the same: the allowed half admitted (its default account
+/// is listed in the config namespace), the violating half denied with FF101. The probe that
+/// tells the two webhook rows apart is admitted without the cache and denied (FF111) with it.
+#[test]
+fn the_cache_row_measures_the_same_workload_and_its_probe_tells_it_apart() {
+    use fluxfence_webhook::review::Endpoint;
+    let cache: Option<&dyn ServiceAccounts> = Some(&MeasuredCluster);
+    let (_, allowed) = helmrelease("allowed", false);
+    let (_, violating) = helmrelease("violating", true);
+    for endpoint in [Endpoint::Mutate, Endpoint::Validate] {
+        let (admitted, message) = judged(endpoint, &allowed, cache);
+        assert!(admitted, "{message}");
+    }
+    let (admitted, _) = judged(Endpoint::Mutate, &violating, cache);
+    assert!(admitted, "the mutating webhook must not be what denies");
+    let (admitted, message) = judged(Endpoint::Validate, &violating, cache);
+    assert!(!admitted && message.contains("FF101"), "{message}");
+
+    let (_, probe) = account_probe();
+    let (admitted, message) = judged(Endpoint::Validate, &probe, None);
+    assert!(admitted, "without the cache: {message}");
+    let (admitted, message) = judged(Endpoint::Validate, &probe, cache);
+    assert!(!admitted && message.contains("FF111"), "{message}");
+}
+
+#[test]
+fn each_row_is_recognised_by_its_probes_answers() {
+    let webhook_denial = (
+        403,
+        "admission webhook \"validate.fluxfence.dev\" denied: FF101",
+    );
+    let policy_denial = (
+        422,
+        "ValidatingAdmissionPolicy 'fluxfence-ff101' denied request: FF101",
+    );
+    let created = (201, "{}");
+    let account_denial = (403, "admission webhook denied: FF111 does not exist");
+    let cases = [
+        (Admission::None, created, created, true),
+        (Admission::None, webhook_denial, created, false),
+        (Admission::Chart, webhook_denial, created, true),
+        // The cached webhook still answers: not yet the row without the cache.
+        (Admission::Chart, webhook_denial, account_denial, false),
+        (
+            Admission::ChartWithCache,
+            webhook_denial,
+            account_denial,
+            true,
+        ),
+        (Admission::ChartWithCache, webhook_denial, created, false),
+        (
+            Admission::ChartWithCache,
+            policy_denial,
+            account_denial,
+            false,
+        ),
+        (Admission::Policies, policy_denial, created, true),
+        (Admission::Policies, webhook_denial, created, false),
+    ];
+    for (admission, violating, account, expected) in cases {
+        assert_eq!(
+            settled(admission, violating, account),
+            expected,
+            "{admission:?} {violating:?} {account:?}"
+        );
+    }
+}
+
+#[test]
+fn the_table_names_every_row_and_compares_the_cache_rows_p99() {
+    let samples = |ms: u64| Samples {
+        allowed: vec![Duration::from_millis(ms); 10],
+        denied: vec![Duration::from_millis(ms * 2); 10],
+    };
+    let rows: Vec<(Admission, Samples)> = vec![
+        (Admission::None, samples(1)),
+        (Admission::Chart, samples(10)),
+        (Admission::ChartWithCache, samples(11)),
+        (Admission::Policies, samples(2)),
+    ];
+    let text = table(&rows);
+    for admission in Admission::ALL {
+        assert!(text.contains(admission.label()), "{text}");
+    }
+    assert!(
+        text.contains("cache ÷ without (target ≤ 1.1×): allowed 1.10×, violating 1.10×"),
+        "{text}"
+    );
+    // Without both webhook rows there is nothing to compare.
+    assert!(!table(&rows[..2]).contains('÷'));
 }

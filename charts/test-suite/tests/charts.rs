@@ -1762,7 +1762,7 @@ fn policy_reports_turn_on_the_controllers_audit_with_read_only_rights_on_flux() 
         let verbs = strings(&rule["verbs"]);
         for group in strings(&rule["apiGroups"]) {
             if group.ends_with(".toolkit.fluxcd.io") {
-                assert_eq!(verbs, ["get", "list"], "read only on Flux: {rule}");
+                assert_eq!(verbs, ["get", "list", "watch"], "read only on Flux: {rule}");
                 for resource in strings(&rule["resources"]) {
                     flux_read.insert((group.clone(), resource));
                 }
@@ -1774,6 +1774,12 @@ fn policy_reports_turn_on_the_controllers_audit_with_read_only_rights_on_flux() 
         .map(|k| (k.group.to_owned(), k.plural.to_owned()))
         .collect();
     assert_eq!(flux_read, every_kind);
+    // The audit's watch caches: listed once, then watched.
+    let core = rules
+        .iter()
+        .find(|r| strings(&r["resources"]) == ["serviceaccounts", "namespaces"])
+        .unwrap_or_else(|| panic!("no serviceaccounts and namespaces rule"));
+    assert_eq!(strings(&core["verbs"]), ["list", "watch"]);
     let reports = rules
         .iter()
         .find(|r| strings(&r["resources"]) == ["policyreports"])

@@ -210,14 +210,21 @@ impl Cluster {
     pub async fn install_crds(&mut self) {
         let dir =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/flux-multitenancy/crds");
+        let paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().and_then(|e| e.to_str()) == Some("yaml"))
+            .collect();
+        self.install_crd_files(&paths).await;
+    }
+
+    /// The CRDs in `paths`, applied and Established.
+    pub async fn install_crd_files(&mut self, paths: &[PathBuf]) {
         let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         let mut names = Vec::new();
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
+        for path in paths {
+            let text = std::fs::read_to_string(path).unwrap();
             for document in serde_yaml_ng::Deserializer::from_str(&text) {
                 let value = Value::deserialize(document).unwrap();
                 if value.is_null() {

@@ -385,6 +385,19 @@ impl Webhook {
         own_namespace: &str,
         accounts: Option<Arc<ServiceAccountCache>>,
     ) -> Webhook {
+        let any_port = "127.0.0.1:0".parse().unwrap();
+        Webhook::start_on(dir, pki, own_namespace, any_port, accounts).await
+    }
+
+    /// [`Webhook::start_with_accounts`] on `listen`: a webhook started again on the address
+    /// of one stopped is called by the same webhook configuration.
+    pub async fn start_on(
+        dir: &Path,
+        pki: &Pki,
+        own_namespace: &str,
+        listen: SocketAddr,
+        accounts: Option<Arc<ServiceAccountCache>>,
+    ) -> Webhook {
         let tls_dir = dir.join("webhook-tls");
         let serving = pki.server("fluxfence-webhook");
         super::write_volume(
@@ -397,7 +410,7 @@ impl Webhook {
         );
         let server = Server::bind_with_accounts(
             Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
+                listen,
                 tls_cert_file: tls_dir.join("tls.crt"),
                 tls_key_file: tls_dir.join("tls.key"),
                 client_ca_file: None,
