@@ -820,12 +820,15 @@ fn judged(
     }))
     .unwrap();
     let request: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
-    let outcome = fluxfence_webhook::review::review_with_accounts(
+    let outcome = fluxfence_webhook::review::review_with(
         endpoint,
         &request,
         &fluxfence::Policy::azure_default(),
         Some(RELEASE_NAMESPACE),
-        accounts,
+        fluxfence_webhook::review::ClusterView {
+            accounts,
+            trusted_publishers: &[],
+        },
     );
     (outcome.response.allowed, outcome.response.result.message)
 }
