@@ -12,6 +12,7 @@ pub enum FluxKind {
     OCIRepository,
     Bucket,
     ExternalArtifact,
+    ArtifactGenerator,
     Alert,
     Provider,
     Receiver,
@@ -38,6 +39,8 @@ pub const HELM_GROUP: &str = "helm.toolkit.fluxcd.io";
 pub const SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 pub const NOTIFICATION_GROUP: &str = "notification.toolkit.fluxcd.io";
 pub const IMAGE_GROUP: &str = "image.toolkit.fluxcd.io";
+/// source-watcher's API (Flux 2.7+): ArtifactGenerators compose ExternalArtifacts from sources.
+pub const SOURCE_EXTENSIONS_GROUP: &str = "source.extensions.fluxcd.io";
 
 const BETAS_AND_V1: &[&str] = &["v1beta1", "v1beta2", "v1"];
 
@@ -97,6 +100,13 @@ pub const FLUX_KINDS: &[KindInfo] = &[
         plural: "externalartifacts",
         versions: &["v1"],
         current_version: "v1",
+    },
+    KindInfo {
+        kind: FluxKind::ArtifactGenerator,
+        group: SOURCE_EXTENSIONS_GROUP,
+        plural: "artifactgenerators",
+        versions: &["v1beta1"],
+        current_version: "v1beta1",
     },
     KindInfo {
         kind: FluxKind::Alert,
@@ -192,6 +202,7 @@ impl FluxKind {
             FluxKind::OCIRepository => "OCIRepository",
             FluxKind::Bucket => "Bucket",
             FluxKind::ExternalArtifact => "ExternalArtifact",
+            FluxKind::ArtifactGenerator => "ArtifactGenerator",
             FluxKind::Alert => "Alert",
             FluxKind::Provider => "Provider",
             FluxKind::Receiver => "Receiver",
@@ -199,6 +210,13 @@ impl FluxKind {
             FluxKind::ImagePolicy => "ImagePolicy",
             FluxKind::ImageUpdateAutomation => "ImageUpdateAutomation",
         }
+    }
+
+    /// Whether the kind's controller is one `flux install` runs by default (and the companion
+    /// chart with it). source-watcher, which serves ArtifactGenerator, is an extra component
+    /// (`--components-extra=source-watcher`): its CRD comes with it, not with Flux's.
+    pub fn in_default_install(self) -> bool {
+        self != FluxKind::ArtifactGenerator
     }
 
     /// Kinds applied by impersonating a service account (`spec.serviceAccountName`).
@@ -238,7 +256,7 @@ mod tests {
         }
         assert!(FluxKind::HelmRelease.info().is_removed_version("v2beta1"));
         assert!(!FluxKind::HelmRelease.info().is_removed_version("v3"));
-        assert_eq!(FLUX_KINDS.len(), 14);
+        assert_eq!(FLUX_KINDS.len(), 15);
     }
 
     #[test]

@@ -666,7 +666,7 @@ fn kinds_lists_the_flux_kinds() {
     assert_eq!(run.code, 0);
     let kinds: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
     let kinds = kinds.as_array().expect("array");
-    assert_eq!(kinds.len(), 14);
+    assert_eq!(kinds.len(), 15);
     assert!(kinds.iter().any(|k| k["kind"] == "HelmRelease"
         && k["versions"] == serde_json::json!(["v2beta1", "v2beta2", "v2"])));
 }

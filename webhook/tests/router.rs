@@ -986,6 +986,11 @@ fn object_of(kind: FluxKind, api_version: &str) -> (Value, bool) {
             true,
         ),
         FluxKind::Receiver => (json!({"type": "generic", "resources": [away]}), true),
+        FluxKind::ArtifactGenerator => (
+            json!({"sources": [{"alias": "app", "kind": "GitRepository", "name": "shared", "namespace": "elsewhere"}],
+                   "artifacts": [{"name": "app", "copy": [{"from": "@app/**", "to": "@artifact/"}]}]}),
+            true,
+        ),
         _ => (
             json!({"interval": "5m", "url": "https://example.com/repo"}),
             false,
@@ -1055,6 +1060,7 @@ async fn every_flux_kind_and_version_is_judged() {
                 | FluxKind::ImageUpdateAutomation
                 | FluxKind::HelmRelease
                 | FluxKind::ImagePolicy
+                | FluxKind::ArtifactGenerator
         ) {
             "denied"
         } else {

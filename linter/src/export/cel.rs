@@ -51,6 +51,7 @@ pub static RULES: &[RuleCel] = &[
             FluxKind::HelmRelease,
             FluxKind::ImagePolicy,
             FluxKind::ImageUpdateAutomation,
+            FluxKind::ArtifactGenerator,
         ],
         skipped_in_exempt_namespaces: false,
         reads_tenants: true,
@@ -128,6 +129,8 @@ pub const NOT_EXPRESSIBLE: &[&str] = &[
      message names the rule, field and fix only",
     "the webhook's rewrite of references to shared sources into the tenant's copy is not \
      exported (the mutating policy only defaults spec.serviceAccountName)",
+    "FF101 names an ArtifactGenerator's `spec.sources[]` entry by its index; two identical \
+     entries are both named at the first one's index",
     "FF102 names a list entry by its index; two identical entries are both named at the \
      first one's index (CEL's list functions give no position)",
     "an object in an API version newer than the kinds table is judged only while its CRD also \
@@ -360,7 +363,31 @@ fn ff101_cross_namespace_source_ref(policy: &Policy, root: &str) -> String {
             )
         })
         .collect();
-    parts.join(" + ")
+    // ArtifactGenerator `spec.sources[]`: one reference per entry, named by its index.
+    let sources = ["spec", "sources"];
+    let items = path_expr(root, &sources);
+    let generator = FluxKind::ArtifactGenerator;
+    let help = shared_help(
+        policy,
+        generator,
+        "/spec/sources",
+        &source_kind,
+        &ns,
+        &name,
+        &unlisted_from(generator),
+    );
+    let pointer = format!("'/spec/sources/' + string({items}.indexOf({r})) + '/namespace'");
+    let listed = format!(
+        "({} && {} ? {items}.map(s, {{'r': s}}).filter(x, {keep}).map(x, {}) : [])",
+        kind_is(root, &[generator]),
+        present_path(root, &sources),
+        finding(&pointer, &message, &help)
+    );
+    parts
+        .into_iter()
+        .chain(std::iter::once(listed))
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 /// FF101's help for a reference from `referrer` at `pointer` to source `kind namespace/name`:

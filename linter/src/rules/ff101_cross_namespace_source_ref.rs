@@ -16,8 +16,10 @@ static META: RuleMeta = RuleMeta {
     doc: "\
 ## What it does
 Checks Kustomization `spec.sourceRef`, HelmRelease `spec.chart.spec.sourceRef` and
-`spec.chartRef`, ImagePolicy `spec.imageRepositoryRef` and ImageUpdateAutomation
-`spec.sourceRef`, whatever kind they name (an `ExternalArtifact`, Flux 2.7's source made by
+`spec.chartRef`, ImagePolicy `spec.imageRepositoryRef`, ImageUpdateAutomation
+`spec.sourceRef` and each of ArtifactGenerator `spec.sources[]` (source-watcher, which
+composes ExternalArtifacts from them; a source without a namespace is the generator's own),
+whatever kind they name (an `ExternalArtifact`, Flux 2.7's source made by
 an ArtifactGenerator or another controller, included). A reference whose `namespace` is empty
 or equal to the object's own namespace is fine; any other namespace is flagged. Exempt
 namespaces are judged too: `--no-cross-namespace-refs` is a controller-wide flag with no

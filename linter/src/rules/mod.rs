@@ -333,6 +333,8 @@ pub fn source_references(object: &FluxObject) -> Vec<Reference<'_>> {
             &["spec", "chartRef"],
         ],
         FluxKind::ImagePolicy => &[&["spec", "imageRepositoryRef"]],
+        // Each of `spec.sources[]` names a source (its namespace defaults to the generator's).
+        FluxKind::ArtifactGenerator => return listed_references(object, &["spec", "sources"]),
         _ => &[],
     };
     paths
@@ -344,6 +346,22 @@ pub fn source_references(object: &FluxObject) -> Vec<Reference<'_>> {
                 pointer: pointer(path),
                 node,
             })
+        })
+        .collect()
+}
+
+/// One reference per mapping in the list at `path`, at `/path/INDEX`.
+fn listed_references<'a>(object: &'a FluxObject, path: &[&str]) -> Vec<Reference<'a>> {
+    let Some(items) = object.root.path(path).and_then(Node::as_seq) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter(|(_, node)| node.as_map().is_some())
+        .map(|(i, node)| Reference {
+            pointer: format!("{}/{i}", pointer(path)),
+            node,
         })
         .collect()
 }
