@@ -122,6 +122,17 @@ impl<'a> Schemas<'a> {
         schemas
     }
 
+    /// The schemas as `lint` checks the inventory's objects against them: per object when the
+    /// reported files hold few (see [`Schemas::for_few_objects`]).
+    pub fn for_lint(inventory: &'a Inventory) -> Schemas<'a> {
+        let checked = inventory
+            .resources
+            .iter()
+            .filter(|r| r.flux.is_some() && inventory.files[r.file].reported)
+            .count();
+        Schemas::from_inventory(inventory).for_few_objects(checked)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.kinds.is_empty()
     }
@@ -252,15 +263,10 @@ pub fn check_inventory(
     let version_meta = ff002_removed_api_version::meta();
     let schema_severity = policy.severity(schema_meta.code, schema_meta.default_severity);
     let version_severity = policy.severity(version_meta.code, version_meta.default_severity);
-    let checked = inventory
-        .resources
-        .iter()
-        .filter(|r| r.flux.is_some() && inventory.files[r.file].reported)
-        .count();
     let schemas = if schema_severity == Severity::Off || inventory.crds.is_empty() {
         Schemas::default()
     } else {
-        Schemas::from_inventory(inventory).for_few_objects(checked)
+        Schemas::for_lint(inventory)
     };
     let mut diagnostics = Vec::new();
     for resource in &inventory.resources {
