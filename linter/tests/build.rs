@@ -242,6 +242,49 @@ fn kustomize_features_build_the_objects_kustomize_builds() {
 }
 
 #[test]
+fn builds_sharing_a_cycle_report_it_as_one_build_in_file_order_would() {
+    // `first` reaches the cycle at `b`, the others at `c`. Built in file order with one memo,
+    // `c`'s build is remembered from inside `first`'s (where `b` is being built), so the
+    // cycle is met once, at `b`; a build of `c` started afresh would meet it at `c`.
+    let dir = tempfile::tempdir().unwrap();
+    let write = |rel: &str, text: &str| {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write("a-first/kustomization.yaml", "resources: [../b]\n");
+    write("b/kustomization.yaml", "resources: [../c]\n");
+    write("c/kustomization.yaml", "resources: [../b, cm.yaml]\n");
+    write(
+        "c/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n",
+    );
+    for i in 0..24 {
+        write(
+            &format!("r{i:02}/kustomization.yaml"),
+            "resources: [../c]\n",
+        );
+    }
+    let cycles = |report: &Report| -> Vec<String> {
+        report
+            .errors()
+            .iter()
+            .map(ToString::to_string)
+            .filter(|e| e.contains("kustomization cycle"))
+            .collect()
+    };
+    for _ in 0..5 {
+        let report = lint(
+            Inventory::load_in_root(dir.path(), &[dir.path().to_path_buf()]),
+            &Policy::azure_default(),
+        );
+        let cycles = cycles(&report);
+        assert_eq!(cycles.len(), 1, "{cycles:?}");
+        assert!(cycles[0].contains("b includes itself"), "{cycles:?}");
+    }
+}
+
+#[test]
 fn a_kustomization_cycle_and_a_missing_resource_are_build_errors() {
     let dir = tempfile::tempdir().unwrap();
     let write = |rel: &str, text: &str| {

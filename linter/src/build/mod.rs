@@ -294,6 +294,47 @@ struct FluxPhase {
     missing: HashSet<ConfigKey>,
 }
 
+/// The Flux Kustomizations met so far, by resource. Two meetings are one instance when they
+/// give the same object (the same JSON). Builds share an object they leave unchanged, and
+/// that one is the same without a look; the others' JSON is written only when their
+/// resource is met again.
+#[derive(Default)]
+struct Met {
+    /// Per resource: its instances, with their JSON once written.
+    by_resource: HashMap<usize, Vec<(usize, Option<String>)>>,
+}
+
+impl Met {
+    /// The instance that `object` is, if it was met before; else the JSON written to tell.
+    fn find(&mut self, instances: &[Instance], object: &Object) -> (Option<usize>, Option<String>) {
+        let Some(known) = self.by_resource.get_mut(&object.resource) else {
+            return (None, None);
+        };
+        let shared = known
+            .iter()
+            .find(|(i, _)| Arc::ptr_eq(&instances[*i].object.root, &object.root));
+        if let Some((i, _)) = shared {
+            return (Some(*i), None);
+        }
+        let json = object.root.to_json().to_string();
+        for (i, written) in known.iter_mut() {
+            let theirs =
+                written.get_or_insert_with(|| instances[*i].object.root.to_json().to_string());
+            if *theirs == json {
+                return (Some(*i), None);
+            }
+        }
+        (None, Some(json))
+    }
+
+    fn add(&mut self, resource: usize, instance: usize, json: Option<String>) {
+        self.by_resource
+            .entry(resource)
+            .or_default()
+            .push((instance, json));
+    }
+}
+
 /// Most Flux Kustomizations a run builds: a generous bound, met only by input that makes new
 /// ones without end.
 const MAX_FLUX_BUILDS: usize = 20_000;
@@ -311,13 +352,15 @@ impl FluxPhase {
             problems: Vec::new(),
             missing: HashSet::default(),
         };
-        let mut by_key: StdHashMap<String, usize> = StdHashMap::new();
+        let mut met = Met::default();
         for built in &standalone.objects {
             let shaped_by = match built.producer {
-                Producer::Kustomize(k) => standalone.shaped_by.get(&k).cloned().unwrap_or_default(),
-                _ => Vec::new(),
+                Producer::Kustomize(k) => {
+                    standalone.shaped_by.get(&k).map_or(&[][..], Vec::as_slice)
+                }
+                _ => &[],
             };
-            phase.meet(repo, &built.object, None, shaped_by, &mut by_key);
+            phase.meet(repo, &built.object, None, shaped_by, &mut met);
         }
         let mut next = 0;
         while next < phase.instances.len() {
@@ -328,9 +371,9 @@ impl FluxPhase {
                 break;
             }
             let outputs = phase.build_one(repo, kustomizer, next, store);
+            let shaped_by = phase.instances[next].build.shaped_by.clone();
             for built in &outputs {
-                let shaped_by = phase.instances[next].build.shaped_by.clone();
-                phase.meet(repo, &built.object, Some(next), shaped_by, &mut by_key);
+                phase.meet(repo, &built.object, Some(next), &shaped_by, &mut met);
             }
             phase.outputs.push(outputs);
             next += 1;
@@ -346,8 +389,8 @@ impl FluxPhase {
         repo: &Repository,
         object: &Object,
         found_in: Option<usize>,
-        parent_shaped_by: Vec<usize>,
-        by_key: &mut StdHashMap<String, usize>,
+        parent_shaped_by: &[usize],
+        met: &mut Met,
     ) {
         let is_flux_kustomization =
             FluxKind::from_type(tree::api_version(&object.root), tree::kind(&object.root))
@@ -355,8 +398,8 @@ impl FluxPhase {
         if !is_flux_kustomization {
             return;
         }
-        let key = format!("{}\u{0}{}", object.resource, object.root.to_json());
-        if let Some(&known) = by_key.get(&key) {
+        let (known, json) = met.find(&self.instances, object);
+        if let Some(known) = known {
             if let Some(parent) = found_in
                 && !self.instances[known].found_in.contains(&parent)
             {
@@ -365,7 +408,7 @@ impl FluxPhase {
             return;
         }
         let file = repo.inventory.resources[object.resource].file;
-        let mut shaped_by = parent_shaped_by;
+        let mut shaped_by = parent_shaped_by.to_vec();
         if !shaped_by.contains(&file) {
             shaped_by.push(file);
         }
@@ -381,7 +424,7 @@ impl FluxPhase {
             shaped_by,
             not_built: None,
         };
-        by_key.insert(key, self.instances.len());
+        met.add(object.resource, self.instances.len(), json);
         self.instances.push(Instance {
             object: object.clone(),
             standalone: found_in.is_none(),
@@ -1166,5 +1209,54 @@ mod tests {
         assert_eq!(decode_base64("dGVhbS1h").as_deref(), Some("team-a"));
         assert_eq!(decode_base64("YQ==").as_deref(), Some("a"));
         assert_eq!(decode_base64("not base64!"), None);
+    }
+
+    fn object(resource: usize, text: &str) -> Object {
+        Object {
+            root: Arc::new(first_document(text)),
+            resource,
+            original_name: "apps".into(),
+            original_namespace: None,
+            origin: None,
+            light: false,
+        }
+    }
+
+    fn instance(object: &Object) -> Instance {
+        Instance {
+            object: object.clone(),
+            standalone: true,
+            found_in: Vec::new(),
+            build: FluxBuild {
+                resource: object.resource,
+                name: "apps".into(),
+                location: String::new(),
+                shaped_by: Vec::new(),
+                not_built: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_flux_kustomization_met_again_is_the_same_instance_only_when_it_is_the_same_object() {
+        let text = "kind: Kustomization\nmetadata:\n  name: apps\nspec:\n  path: ./apps\n";
+        let first = object(3, text);
+        let mut met = Met::default();
+        let mut instances = Vec::new();
+        assert_eq!(met.find(&instances, &first), (None, None));
+        met.add(3, 0, None);
+        instances.push(instance(&first));
+        // Shared unchanged by another build: the same tree.
+        assert_eq!(met.find(&instances, &first.clone()).0, Some(0));
+        // Read again with other positions (the same values, written elsewhere): the same.
+        let spaced = object(3, &format!("\n\n{text}"));
+        assert_eq!(met.find(&instances, &spaced).0, Some(0));
+        // A build that changed a value: another instance, its JSON written.
+        let moved = object(3, &text.replace("./apps", "./other"));
+        let (known, json) = met.find(&instances, &moved);
+        assert_eq!(known, None);
+        assert!(json.is_some_and(|j| j.contains("./other")));
+        // The same values in another document: another instance.
+        assert_eq!(met.find(&instances, &object(4, text)), (None, None));
     }
 }
