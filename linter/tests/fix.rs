@@ -1975,3 +1975,27 @@ spec:
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(again.changed.is_empty(), "{}", diff_of(&again));
 }
+
+#[test]
+fn a_key_goes_inside_a_tagged_flow_mapping() {
+    let text = "\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: web
+  namespace: cluster-config
+spec: !!map {chart: {spec: {chart: web, sourceRef: {kind: HelmRepository, name: charts}}}}
+";
+    let policy = Policy::azure_default();
+    let outcome = fix(
+        single_file("web.yaml", text.to_owned()),
+        &policy,
+        &unsafe_fixes(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (_, _, after) = &outcome.changed[0];
+    assert!(
+        after.contains("spec: !!map {serviceAccountName: flux-applier, chart: "),
+        "{after}"
+    );
+}

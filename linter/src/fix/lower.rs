@@ -156,14 +156,15 @@ fn insert_keys(text: &str, parent: &Node, keys: &[String], value: &str) -> Optio
         return insert_json_keys(text, parent, keys, value, newline);
     }
     let value = quote_like("", value);
-    if text[parent.span.start..].starts_with('{') {
+    let content = after_properties(text, parent.span.start);
+    if text[content..].starts_with('{') {
         // Flow mapping: prepend inside the braces, nesting as flow too.
         let mut inner = value;
         for key in keys[1..].iter().rev() {
             inner = format!("{{{key}: {inner}}}");
         }
         let sep = if entries.is_empty() { "" } else { ", " };
-        let at = parent.span.start + 1;
+        let at = content + 1;
         return Some(TextEdit {
             span: Span::new(at, at),
             text: format!("{}: {inner}{sep}", keys[0]),
@@ -188,6 +189,11 @@ fn insert_keys(text: &str, parent: &Node, keys: &[String], value: &str) -> Optio
             text: key_lines(before, keys, &value, newline),
         });
     }
+    if indent.contains(['{', '[']) {
+        // The first key sits inside a flow collection that this mapping is not: no line
+        // written here would belong to the mapping.
+        return None;
+    }
     if !indent.chars().all(|c| c == ' ') {
         // `- key: value` list item or a key after other content: not a plain indented line.
         return insert_after_key_line(text, first_key, keys, &value, newline);
@@ -196,6 +202,19 @@ fn insert_keys(text: &str, parent: &Node, keys: &[String], value: &str) -> Optio
         span: Span::new(line_start, line_start),
         text: key_lines(indent, keys, &value, newline),
     })
+}
+
+/// Where a node's content starts, past the properties (`!tag`, `&anchor`) written before it
+/// at `start`.
+fn after_properties(text: &str, start: usize) -> usize {
+    let mut at = start;
+    while text[at..].starts_with(['!', '&']) {
+        let token = text[at..]
+            .find([' ', '\t', '\r', '\n'])
+            .map_or(text.len(), |end| at + end);
+        at = token + text[token..].len() - text[token..].trim_start().len();
+    }
+    at
 }
 
 /// Where the explicit-key indicator `?` stands in `prefix` (what precedes a mapping's first key
