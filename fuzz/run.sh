@@ -28,7 +28,7 @@ seed_from() {
       n=$((n + 1))
       { printf "$prefix"; cat "$file"; } > "$into/seed-$n-$(basename "$file")"
     done < <(find "$dir" -type f \( -name '*.yaml' -o -name '*.yml' -o -name '*.json' \) \
-      -size -16k -not -path '*/fuzz/*' -print0)
+      -size -16k -not -path '*/fuzz/*' -print0 | sort -z)
   done
 }
 
