@@ -9,6 +9,12 @@ use super::TextEdit;
 /// Lowers one operation on the document spanning `document` to text edits.
 pub fn lower(text: &str, document: Span, root: &Node, op: &FixOp) -> Option<Vec<TextEdit>> {
     let FixOp::Set { pointer, value } = op;
+    if has_bare_carriage_return(&text[document.start.min(text.len())..document.end.min(text.len())])
+    {
+        // YAML ends a line at a lone `\r` too; the edits here count lines by `\n`. Such a
+        // document is left alone rather than edited at the wrong place.
+        return None;
+    }
     let keys: Vec<String> = pointer
         .split('/')
         .skip(1)
@@ -35,6 +41,15 @@ pub fn lower(text: &str, document: Span, root: &Node, op: &FixOp) -> Option<Vec<
         return replace_scalar(text, document, root, &keys, node, value);
     }
     insert_keys(text, node, &keys[depth..], value).map(|e| vec![e])
+}
+
+/// Whether `text` has a `\r` that is not the first half of `\r\n`.
+fn has_bare_carriage_return(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
 }
 
 fn replace_scalar(

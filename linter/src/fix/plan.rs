@@ -118,8 +118,9 @@ fn drop_what_cannot_be_edited(
         failed.insert(
             p.unit,
             format!(
-                "{}: {}: not fixed: `{}` cannot be written there (a parent field is not a \
-                 mapping); {} needs it",
+                "{}: {}: not fixed: `{}` cannot be written there (a parent field that is \
+                 not a mapping, or text the fixer does not edit: a `- ? ` key, a bare \
+                 carriage return); {} needs it",
                 inventory.files[p.file].path,
                 p.subject,
                 pointer.trim_start_matches('/').replace('/', "."),
