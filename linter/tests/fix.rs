@@ -2006,8 +2006,12 @@ fn a_document_with_bare_carriage_returns_is_left_alone_with_the_reason() {
     let text = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  \
                 name: apps\n  namespace: cluster-config\nspec:\r  interval: 10m\n  path: ./apps\n";
     let policy = Policy::azure_default();
-    let outcome = fix(single_file("apps.yaml", text.to_owned()), &policy, &unsafe_fixes())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let outcome = fix(
+        single_file("apps.yaml", text.to_owned()),
+        &policy,
+        &unsafe_fixes(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(outcome.changed.is_empty(), "{}", diff_of(&outcome));
     assert!(
         outcome

@@ -60,12 +60,15 @@ pub fn references(object: &FluxObject) -> Vec<ObjectRef> {
             _ => "",
         };
         let kind = reference.field("kind").unwrap_or(default_kind);
-        if let Some(name) = reference.field("name") {
+        let namespace = reference.field("namespace");
+        // A reference without a name still has a namespace FF101 judges: it holds the object
+        // where it is (nothing in the repository can be its target).
+        if let Some(name) = reference.field("name").or(namespace.map(|_| "")) {
             out.push(ObjectRef {
                 pointer: reference.pointer.clone(),
                 kind: kind.to_owned(),
                 name: name.to_owned(),
-                namespace: reference.field("namespace").map(str::to_owned),
+                namespace: namespace.map(str::to_owned),
                 optional: false,
                 role: Role::Source,
                 namespaced: true,
